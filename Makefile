@@ -1,0 +1,33 @@
+# A virtual environment in .venv holds everything; each target installs what it needs first.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first, on its own, so the pick of build is explicit: the default is a
+# fixed release (a CPU build where a local wheel or the CPU index provides one). Override, e.g.
+#   make test TORCH_SPEC="torch>=2.1"
+#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
+TORCH_SPEC ?= torch==2.13.0
+SEEDS ?= 0 1 2 3 4 5 6 7 8 9
+
+.PHONY: install check test validate bench fuzz lint clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH_SPEC)
+	$(BIN)/python -m pip install -q -e ".[test]"
+	touch $@
+
+check: install
+	$(BIN)/matgrad check identities/
+
+validate: install
+	$(BIN)/matgrad validate identities/
+
+test: install
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,3 @@
+from matgrad.cli import main
+
+main()

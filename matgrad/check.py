@@ -1,0 +1,470 @@
+"""The engine: sample the variables, compute the truth with autograd, evaluate each claim,
+compare. All trials of one identity run as one batch (a leading trial dimension), so one
+forward and one backward pass serve every draw.
+
+The engine never prints and never exits: a mismatch is a :class:`ClaimResult` with status
+``failed``; an identity that cannot be evaluated is an ``error`` result; the caller decides
+what to show.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import warnings
+
+# torch warns at import when NumPy is absent; matgrad does not use NumPy.
+warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+
+import torch  # noqa: E402
+import torch.autograd.forward_ad as fwAD  # noqa: E402
+
+from matgrad import domains
+from matgrad._version import __version__
+from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
+from matgrad.expr import Bound
+from matgrad.functions import Shape, fmt_shape, is_scalar, numel
+from matgrad.limits import DEFAULT_LIMITS, Limits
+from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst
+from matgrad.spec import (
+    DEFAULT_TRIALS,
+    Claim,
+    Compiled,
+    Identity,
+    Invalid,
+    compile_identity,
+    symmetric_vars,
+)
+
+# Default tolerances per dtype, for |claim - autograd| <= atol*scale + rtol*|autograd|, where
+# scale = max(1, largest |autograd| entry of that trial). Sampled inputs are well-conditioned
+# (condition numbers <= 4), so rounding differences are ~1e-13 in float64; a wrong claim
+# differs by O(1).
+DEFAULT_TOL = {"float64": (1e-6, 1e-9), "float32": (2e-3, 1e-4)}
+
+# Below this many elements per batch, torch's intra-op threads cost more than they save.
+SMALL_WORK = 1 << 16
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    seed: int = 0
+    trials: int | None = None  # overrides the files' trials
+    dtype: str = "float64"
+    device: str = "auto"
+    limits: Limits = DEFAULT_LIMITS
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise MatgradError("--device cuda was asked for, but CUDA is not available here")
+    return device
+
+
+def identity_seed(seed: int, ident_id: str) -> int:
+    """A per-identity seed from the run seed and the id (stable across runs and orderings)."""
+    digest = hashlib.sha256(f"{seed}\0{ident_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def _trials_for(ident: Identity, settings: Settings) -> int:
+    n = settings.trials or ident.trials or DEFAULT_TRIALS
+    if n > settings.limits.max_trials:
+        raise settings.limits.refuse("max_trials", n, "trials")
+    return n
+
+
+# ---- one identity ---------------------------------------------------------------------------
+
+
+class _Run:
+    """The tensors of one identity's batch."""
+
+    def __init__(self, compiled: Compiled, trials: int, seed: int, dtype: Any, device: str):
+        self.c = compiled
+        ident = compiled.identity
+        gen = torch.Generator().manual_seed(seed)
+        # Draw every variable, then every direction, in declaration order: the draws do not
+        # depend on which claims an identity makes.
+        xs = {
+            v.name: domains.sample(torch, v.domain, v.shape, trials, gen)
+            for v in ident.vars.values()
+        }
+        tangent = ident.directions == "tangent"
+        ds = {
+            v.name: domains.direction(torch, v.domain, xs[v.name], gen, tangent)
+            for v in ident.vars.values()
+        }
+        self.x = {k: t.to(device=device, dtype=dtype) for k, t in xs.items()}
+        self.d = {k: t.to(device=device, dtype=dtype) for k, t in ds.items()}
+        self.trials = trials
+        self.like = torch.zeros(trials, dtype=dtype, device=device)
+        with torch.no_grad():
+            self.env = self._with_lets(dict(self.x))
+
+    def _with_lets(self, env: dict[str, Any]) -> dict[str, Any]:
+        for name, bound in self.c.lets:
+            env[name] = self.eval(bound, env)
+        return env
+
+    def eval(self, bound: Bound, env: dict[str, Any]) -> Any:
+        out = bound.evaluate(env, torch, self.like)
+        if isinstance(out, float):
+            return torch.full(
+                (self.trials, *bound.shape), out, dtype=self.like.dtype, device=self.like.device
+            )
+        return out
+
+    def f(self, env: dict[str, Any]) -> Any:
+        return self.eval(self.c.f, env)
+
+    def leaves(self, names: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+        wanted = set(names)
+        leaves = {k: v.detach().requires_grad_(k in wanted) for k, v in self.x.items()}
+        return leaves, self._with_lets(dict(leaves))
+
+    def gradients(self, names: list[str]) -> dict[str, Any]:
+        leaves, env = self.leaves(names)
+        out = self.f(env).reshape(self.trials)
+        grads = torch.autograd.grad(
+            out.sum(), [leaves[n] for n in names], allow_unused=True
+        ) if out.requires_grad else [None] * len(names)
+        return {
+            n: g if g is not None else torch.zeros_like(leaves[n]) for n, g in zip(names, grads)
+        }
+
+    def hessian(self, name: str) -> Any:
+        leaves, env = self.leaves([name])
+        x = leaves[name]
+        n = numel(x.shape[1:])
+        out = self.f(env).reshape(self.trials)
+        zero = torch.zeros(self.trials, n, n, dtype=x.dtype, device=x.device)
+        if not out.requires_grad:
+            return zero
+        (g,) = torch.autograd.grad(out.sum(), [x], create_graph=True, allow_unused=True)
+        if g is None or not g.requires_grad:
+            return zero
+        g = g.reshape(self.trials, n)
+        rows = []
+        for i in range(n):
+            (h,) = torch.autograd.grad(g[:, i].sum(), [x], retain_graph=True, allow_unused=True)
+            rows.append(torch.zeros_like(g) if h is None else h.reshape(self.trials, n))
+        return torch.stack(rows, dim=1)
+
+    def differential(self, name: str) -> Any:
+        """Directional derivative of f along d<name>, by forward-mode AD."""
+        try:
+            with fwAD.dual_level():
+                env = dict(self.x)
+                env[name] = fwAD.make_dual(self.x[name], self.d[name])
+                out = self.f(self._with_lets(env))
+                tangent = fwAD.unpack_dual(out).tangent
+        except (RuntimeError, NotImplementedError):
+            return self._differential_by_double_backward(name)
+        if tangent is None:
+            return torch.zeros_like(out)
+        return tangent
+
+    def _differential_by_double_backward(self, name: str) -> Any:
+        # For an op without a forward-mode formula: J v = d/du <u, J v>, from two reverse passes.
+        leaves, env = self.leaves([name])
+        out = self.f(env)
+        if not out.requires_grad:
+            return torch.zeros_like(out)
+        u = torch.zeros_like(out, requires_grad=True)
+        (g,) = torch.autograd.grad(out, [leaves[name]], u, create_graph=True, allow_unused=True)
+        if g is None or not g.requires_grad:
+            return torch.zeros_like(out)
+        (jv,) = torch.autograd.grad(g, [u], self.d[name], allow_unused=True)
+        return torch.zeros_like(out) if jv is None else jv
+
+    def claim_value(self, claim: Claim, bound: Bound) -> Any:
+        env = dict(self.env)
+        if claim.kind == "differential":
+            env["d" + claim.var] = self.d[claim.var]
+        with torch.no_grad():
+            return self.eval(bound, env)
+
+
+def _expected_shape(claim: Claim, compiled: Compiled) -> Shape:
+    var = compiled.identity.vars[claim.var]
+    if claim.kind == "grad":
+        return var.shape
+    if claim.kind == "differential":
+        return compiled.f.shape
+    n = numel(var.shape)
+    return () if var.shape == () else (n, n)
+
+
+def _shapes_agree(claimed: Shape, expected: Shape) -> bool:
+    return claimed == expected or (is_scalar(claimed) and is_scalar(expected))
+
+
+def _apply_convention(g: Any, convention: str) -> Any:
+    gt = g.transpose(-1, -2)
+    if convention == "frobenius":
+        return 0.5 * (g + gt)
+    if convention == "free":
+        return g + gt - torch.diag_embed(torch.diagonal(g, dim1=-2, dim2=-1))
+    return g
+
+
+def _first_bad_trial(x: Any) -> int | None:
+    bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
+    idx = torch.nonzero(bad)
+    return int(idx[0, 0]) if idx.numel() else None
+
+
+def _unravel(k: int, shape: Shape) -> list[int]:
+    out = []
+    for d in reversed(shape):
+        out.append(k % d)
+        k //= d
+    return list(reversed(out))
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def compare(
+    claim: Claim,
+    truth: Any,
+    value: Any,
+    expected: Shape,
+    rtol: float,
+    atol: float,
+) -> ClaimResult:
+    """Compare a claimed value with the autograd truth, both batched [T, ...]."""
+    res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
+    t = truth.shape[0]
+    bad = _first_bad_trial(truth)
+    if bad is not None:
+        res.status = "error"
+        res.message = (
+            f"{claim.label}: autograd gives NaN/Inf on trial {bad}; f is not differentiable "
+            f"there: check the domains (e.g. positive for log/sqrt, spd for logdet of X.T @ X)"
+        )
+        return res
+    bad = _first_bad_trial(value)
+    if bad is not None:
+        res.status = "error"
+        res.message = (
+            f"{claim.label}: the claim evaluates to NaN/Inf on trial {bad} "
+            f"(expression {claim.text!r}); check its domains"
+        )
+        return res
+    tr = truth.reshape(t, -1)
+    cl = value.reshape(t, -1)
+    if cl.shape[1] == 1 and tr.shape[1] > 1:
+        cl = cl.expand_as(tr)  # a constant scalar claim fills the whole shape
+    err = (cl - tr).abs()
+    mag = tr.abs()
+    scale = mag.amax(dim=1, keepdim=True).clamp(min=1.0)
+    bound = atol * scale + rtol * mag
+    ratio = err / bound
+    flat = int(torch.argmax(ratio))
+    trial, k = divmod(flat, tr.shape[1])
+    res.max_abs_err = float(err.max())
+    nz = mag > 0
+    res.max_rel_err = float((err[nz] / mag[nz]).max()) if bool(nz.any()) else None
+    res.worst = Worst(trial, _unravel(k, expected), float(tr[trial, k]), float(cl[trial, k]))
+    if bool((err <= bound).all()):
+        return res
+    res.status = "failed"
+    res.message = (
+        f"{claim.label} mismatched on trial {trial}: max abs err {res.max_abs_err:.3g} "
+        f"at {res.worst.index} (claimed {_fmt(res.worst.claimed)}, autograd "
+        f"{_fmt(res.worst.autograd)}); tol rtol={rtol:g} atol={atol:g}"
+    )
+    return res
+
+
+def _identity_status(expect: str, claims: list[ClaimResult]) -> str:
+    statuses = {c.status for c in claims}
+    if "error" in statuses:
+        return "error"
+    failed = "failed" in statuses
+    if expect == "fail":
+        return "xfailed" if failed else "xpassed"
+    return "failed" if failed else "passed"
+
+
+def check_compiled(compiled: Compiled, settings: Settings, device: str) -> list[ClaimResult]:
+    """Check every claim of one compiled identity; raise :class:`EvalError` if f is broken."""
+    ident = compiled.identity
+    dtype = getattr(torch, settings.dtype)
+    trials = _trials_for(ident, settings)
+    run = _Run(compiled, trials, identity_seed(settings.seed, ident.id), dtype, device)
+    with torch.no_grad():
+        fval = run.f(run.env)
+    bad = _first_bad_trial(fval)
+    if bad is not None:
+        raise EvalError(
+            f"f evaluates to NaN/Inf on trial {bad}; check the domains (e.g. positive for "
+            f"log/sqrt, spd or invertible for logdet/inv)"
+        )
+    default_rtol, default_atol = DEFAULT_TOL[settings.dtype]
+    rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
+    atol = ident.tol.atol if ident.tol.atol is not None else default_atol
+    sym = symmetric_vars(ident)
+
+    grad_vars = [c.var for c, _ in compiled.claims if c.kind == "grad"]
+    grads = run.gradients(list(dict.fromkeys(grad_vars))) if grad_vars else {}
+    results: list[ClaimResult] = []
+    for claim, bound in compiled.claims:
+        expected = _expected_shape(claim, compiled)
+        convention = None
+        if not _shapes_agree(bound.shape, expected) and not (
+            bound.static is not None and bound.shape == ()
+        ):
+            hint = None
+            if sorted(bound.shape) == sorted(expected) and len(expected) == 2:
+                hint = "transposed: the layout is swapped (did you mean .T?)"
+            results.append(
+                ClaimResult(
+                    claim.kind,
+                    claim.var,
+                    "failed",
+                    line=claim.line,
+                    message=(
+                        f"{claim.label}: the claim has shape {fmt_shape(bound.shape)}, but it must "
+                        f"have shape {fmt_shape(expected)}"
+                        + (" (the shape of " + claim.var + ")" if claim.kind == "grad" else "")
+                    ),
+                    hint=hint,
+                    rtol=rtol,
+                    atol=atol,
+                )
+            )
+            continue
+        if claim.kind == "grad":
+            truth = grads[claim.var]
+            if claim.var in sym and len(truth.shape) == 3:
+                convention = ident.convention
+                truth = _apply_convention(truth, convention)
+        elif claim.kind == "hessian":
+            truth = run.hessian(claim.var)
+        else:
+            truth = run.differential(claim.var)
+        value = run.claim_value(claim, bound)
+        res = compare(claim, truth.detach(), value, expected, rtol, atol)
+        res.convention = convention
+        results.append(res)
+    return results
+
+
+def check_identity(
+    item: Identity | Invalid, settings: Settings, device: str | None = None
+) -> IdentityResult:
+    """Check one identity. Never raises for bad input: problems become ``error`` results."""
+    start = time.perf_counter()
+    if isinstance(item, Invalid):
+        return IdentityResult(
+            id=item.id or _file_label(item.path),
+            file=item.path,
+            line=item.line,
+            expect="pass",
+            status="error",
+            message=str(item.error),
+        )
+    ident = item
+    result = IdentityResult(
+        id=ident.id,
+        file=ident.path,
+        line=ident.line,
+        expect=ident.expect,
+        status="error",
+        title=ident.title,
+        source=ident.source,
+        latex=ident.latex,
+        seed=settings.seed,
+    )
+    try:
+        trials = _trials_for(ident, settings)
+        result.trials = trials
+        compiled = compile_identity(ident, trials, settings.limits)
+        _set_threads(compiled, trials)
+        result.claims = check_compiled(compiled, settings, device or resolve_device(settings.device))
+        result.status = _identity_status(ident.expect, result.claims)
+        result.message = "; ".join(c.message for c in result.claims if c.message)
+    except SpecError as e:
+        result.message = str(e.located(path=ident.path, identity=ident.id))
+    except (EvalError, LimitError) as e:
+        result.message = f"{ident.path}:{ident.line}: identity {ident.id!r}: {e}"
+    except MatgradError as e:
+        result.message = str(e)
+    except KeyboardInterrupt:
+        raise
+    except Exception as e:  # a bug: report it for this identity and go on with the others
+        result.internal = True
+        result.message = (
+            f"internal error while checking {ident.id!r}: {type(e).__name__}: {e}. "
+            f"This is a bug in matgrad: please report it with the identity file"
+        )
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def _file_label(path: str) -> str:
+    return os.path.basename(path)
+
+
+_DEFAULT_THREADS = torch.get_num_threads()
+
+
+def _set_threads(compiled: Compiled, trials: int) -> None:
+    """One intra-op thread for tiny batches (thread start-up dominates), all of them otherwise."""
+    biggest = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.claims])
+    want = 1 if biggest * trials < SMALL_WORK else _DEFAULT_THREADS
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+
+
+# ---- a whole run ----------------------------------------------------------------------------
+
+
+def run(
+    items: Iterable[Identity | Invalid],
+    settings: Settings,
+    on_result: Callable[[IdentityResult], None] | None = None,
+) -> RunReport:
+    """Check every item. Ctrl-C stops early: the report is returned with ``complete=False``."""
+    device = resolve_device(settings.device)
+    report = RunReport(
+        matgrad=__version__,
+        torch=torch.__version__,
+        seed=settings.seed,
+        device=device,
+        dtype=settings.dtype,
+    )
+    start = time.perf_counter()
+    try:
+        for item in items:
+            res = check_identity(item, settings, device)
+            report.results.append(res)
+            if on_result is not None:
+                on_result(res)
+    except KeyboardInterrupt:
+        report.complete = False
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+__all__ = [
+    "DEFAULT_TOL",
+    "DEFAULT_TRIALS",
+    "Settings",
+    "check_identity",
+    "compare",
+    "identity_seed",
+    "run",
+]
+

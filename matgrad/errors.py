@@ -1,0 +1,92 @@
+"""The exception hierarchy and exit codes. Imports nothing from matgrad or torch."""
+
+from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """Process exit codes of the command-line tool (documented in the README)."""
+
+    OK = 0
+    MISMATCH = 1
+    USAGE = 2
+    INVALID = 3
+    INTERNAL = 4
+    NO_IDENTITIES = 5
+    INTERRUPTED = 130
+
+
+class MatgradError(Exception):
+    """Base class of every error matgrad reports to a user (never a bug)."""
+
+
+class SpecError(MatgradError):
+    """A malformed identity file or field.
+
+    Rendered as ``file:line:col: identity 'ID', key a.b.c: problem``.
+    """
+
+    def __init__(
+        self,
+        problem: str,
+        *,
+        path: str | None = None,
+        line: int | None = None,
+        col: int | None = None,
+        identity: str | None = None,
+        key: str | None = None,
+    ) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.path = path
+        self.line = line
+        self.col = col
+        self.identity = identity
+        self.key = key
+
+    def located(self, **kw: object) -> SpecError:
+        """A copy with the missing location fields filled from ``kw``."""
+        fields = {k: getattr(self, k) for k in ("path", "line", "col", "identity", "key")}
+        for k, v in kw.items():
+            if fields.get(k) is None:
+                fields[k] = v
+        return SpecError(self.problem, **fields)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        where = ""
+        if self.path is not None:
+            where = self.path
+            if self.line is not None:
+                where += f":{self.line}"
+                if self.col is not None:
+                    where += f":{self.col}"
+            where += ": "
+        ctx = []
+        if self.identity is not None:
+            ctx.append(f"identity {self.identity!r}")
+        if self.key is not None:
+            ctx.append(f"key {self.key}")
+        prefix = ", ".join(ctx)
+        return f"{where}{prefix + ': ' if prefix else ''}{self.problem}"
+
+
+class ExprError(MatgradError):
+    """An expression that cannot be parsed or does not type-check (names, arity, shapes)."""
+
+    def __init__(self, problem: str, *, text: str | None = None, col: int | None = None) -> None:
+        super().__init__(problem)
+        self.problem = problem
+        self.text = text
+        self.col = col
+
+    def __str__(self) -> str:
+        return self.problem
+
+
+class LimitError(MatgradError):
+    """Input that exceeds a configured work or size limit."""
+
+
+class EvalError(MatgradError):
+    """An identity that parsed but could not be evaluated (NaN, domain violation, ...)."""

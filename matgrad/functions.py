@@ -1,0 +1,564 @@
+"""The function table of the expression language: one registry for the parser, the
+evaluator, ``matgrad functions`` and the README.
+
+Each entry knows its arity, which arguments must be static integers, how to compute the
+result shape from the argument shapes (before any tensor exists), and how to evaluate on
+*batched* tensors: every tensor argument has a leading trial dimension, so a sample of
+shape ``[m, n]`` arrives as ``[T, m, n]``. ``torch`` is passed in by the evaluator, so this
+module imports no torch and ``matgrad functions`` stays fast.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Shape = tuple[int, ...]
+
+
+class ShapeError(Exception):
+    """A function's arguments do not fit; the caller adds the expression text."""
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "[" + ", ".join(str(d) for d in shape) + "]"
+
+
+def numel(shape: Shape) -> int:
+    return math.prod(shape)
+
+
+def is_scalar(shape: Shape) -> bool:
+    return numel(shape) == 1
+
+
+def is_vector(shape: Shape) -> bool:
+    return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+
+
+def is_square(shape: Shape) -> bool:
+    return len(shape) == 2 and shape[0] == shape[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Arg:
+    """What shape inference sees of an argument: its shape and, for static integers, the value."""
+
+    shape: Shape
+    static: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Function:
+    name: str
+    signature: str
+    summary: str
+    result: str
+    min_args: int
+    max_args: int
+    static_args: frozenset[int]
+    infer: Callable[[Sequence[Arg]], Shape]
+    impl: Callable[..., Any]
+    category: str
+
+
+REGISTRY: dict[str, Function] = {}
+
+
+def register(
+    name: str,
+    signature: str,
+    summary: str,
+    result: str,
+    infer: Callable[[Sequence[Arg]], Shape],
+    *,
+    nargs: int | tuple[int, int] = 1,
+    static: Sequence[int] = (),
+    category: str = "matrix",
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
+
+    def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
+        REGISTRY[name] = Function(
+            name, signature, summary, result, lo, hi, frozenset(static), infer, impl, category
+        )
+        return impl
+
+    return deco
+
+
+# ---- shape rules ----------------------------------------------------------------------
+
+
+def _need_square(a: Arg, what: str = "a square matrix") -> int:
+    if not is_square(a.shape):
+        raise ShapeError(f"needs {what}, got shape {fmt_shape(a.shape)}")
+    return a.shape[0]
+
+
+def _need_matrix(a: Arg) -> None:
+    if len(a.shape) != 2:
+        raise ShapeError(f"needs a matrix [m, n], got shape {fmt_shape(a.shape)}")
+
+
+def _need_vector(a: Arg) -> int:
+    if not is_vector(a.shape):
+        raise ShapeError(f"needs a vector [n] or [n, 1], got shape {fmt_shape(a.shape)}")
+    return a.shape[0]
+
+
+def _static_int(a: Arg, what: str, lo: int = 0) -> int:
+    v = a.static
+    if v is None or v != int(v):
+        raise ShapeError(f"{what} must be an integer constant or dim")
+    if int(v) < lo:
+        raise ShapeError(f"{what} must be >= {lo}, got {int(v)}")
+    return int(v)
+
+
+def _scalar_result(args: Sequence[Arg]) -> Shape:
+    return ()
+
+
+def _same(args: Sequence[Arg]) -> Shape:
+    return args[0].shape
+
+
+def _square_scalar(args: Sequence[Arg]) -> Shape:
+    _need_square(args[0])
+    return ()
+
+
+def _square_same(args: Sequence[Arg]) -> Shape:
+    _need_square(args[0])
+    return args[0].shape
+
+
+# ---- batched helpers --------------------------------------------------------------------
+
+
+def _mT(x: Any) -> Any:
+    return x.transpose(-1, -2)
+
+
+def _as_col(torch: Any, x: Any) -> Any:
+    """A batched vector [T, n] or [T, n, 1] as [T, n, 1]."""
+    return x.unsqueeze(-1) if x.dim() == 2 else x
+
+
+def _flat(x: Any) -> Any:
+    return x.reshape(x.shape[0], -1)
+
+
+# ---- scalar-valued matrix functions --------------------------------------------------------
+
+
+@register("tr", "tr(M)", "Trace: sum of the diagonal", "[]", _square_scalar)
+def _tr(torch: Any, m: Any) -> Any:
+    return m.diagonal(dim1=-2, dim2=-1).sum(-1)
+
+
+@register("det", "det(M)", "Determinant", "[]", _square_scalar)
+def _det(torch: Any, m: Any) -> Any:
+    return torch.linalg.det(m)
+
+
+@register(
+    "logdet", "logdet(M)", "log|det M| (equals log det M for SPD matrices)", "[]", _square_scalar
+)
+def _logdet(torch: Any, m: Any) -> Any:
+    return torch.linalg.slogdet(m).logabsdet
+
+
+@register("sum", "sum(M)", "Sum of all entries", "[]", _scalar_result, category="reduction")
+def _sum(torch: Any, x: Any) -> Any:
+    return _flat(x).sum(-1)
+
+
+@register("mean", "mean(M)", "Mean of all entries", "[]", _scalar_result, category="reduction")
+def _mean(torch: Any, x: Any) -> Any:
+    return _flat(x).mean(-1)
+
+
+@register("prod", "prod(M)", "Product of all entries", "[]", _scalar_result, category="reduction")
+def _prod(torch: Any, x: Any) -> Any:
+    return _flat(x).prod(-1)
+
+
+def _dot_infer(args: Sequence[Arg]) -> Shape:
+    a, b = args
+    if a.shape != b.shape:
+        raise ShapeError(f"needs equal shapes, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}")
+    return ()
+
+
+@register(
+    "dot",
+    "dot(A, B)",
+    "Frobenius inner product sum(A * B); A and B of equal shape",
+    "[]",
+    _dot_infer,
+    nargs=2,
+    category="reduction",
+)
+def _dot(torch: Any, a: Any, b: Any) -> Any:
+    return (_flat(a) * _flat(b)).sum(-1)
+
+
+@register(
+    "norm",
+    "norm(x)",
+    "2-norm of a vector, Frobenius norm of a matrix",
+    "[]",
+    _scalar_result,
+    category="reduction",
+)
+def _norm(torch: Any, x: Any) -> Any:
+    return torch.linalg.vector_norm(_flat(x), dim=-1)
+
+
+@register(
+    "logsumexp",
+    "logsumexp(x)",
+    "log(sum(exp(x))) over all entries, computed stably",
+    "[]",
+    _scalar_result,
+    category="reduction",
+)
+def _logsumexp(torch: Any, x: Any) -> Any:
+    return torch.logsumexp(_flat(x), dim=-1)
+
+
+# ---- matrix-valued functions ------------------------------------------------------------
+
+
+@register("inv", "inv(M)", "Matrix inverse", "[n, n]", _square_same)
+def _inv(torch: Any, m: Any) -> Any:
+    return torch.linalg.inv(m)
+
+
+def _pinv_infer(args: Sequence[Arg]) -> Shape:
+    _need_matrix(args[0])
+    m, n = args[0].shape
+    return (n, m)
+
+
+@register("pinv", "pinv(M)", "Moore-Penrose pseudo-inverse of [m, n]", "[n, m]", _pinv_infer)
+def _pinv(torch: Any, m: Any) -> Any:
+    return torch.linalg.pinv(m)
+
+
+def _solve_infer(args: Sequence[Arg]) -> Shape:
+    a, b = args
+    n = _need_square(a, "a square matrix A")
+    if len(b.shape) not in (1, 2) or b.shape[0] != n:
+        raise ShapeError(
+            f"needs B with {n} rows to match A {fmt_shape(a.shape)}, got {fmt_shape(b.shape)}"
+        )
+    return b.shape
+
+
+@register(
+    "solve",
+    "solve(A, B)",
+    "inv(A) @ B, computed by a linear solve; B is [n, k] or [n]",
+    "shape of B",
+    _solve_infer,
+    nargs=2,
+)
+def _solve(torch: Any, a: Any, b: Any) -> Any:
+    if b.dim() == 2:
+        return torch.linalg.solve(a, b.unsqueeze(-1)).squeeze(-1)
+    return torch.linalg.solve(a, b)
+
+
+def _diag_infer(args: Sequence[Arg]) -> Shape:
+    s = args[0].shape
+    if is_square(s):
+        return (s[0],)
+    if is_vector(s):
+        return (s[0], s[0])
+    raise ShapeError(f"needs a square matrix or a vector, got shape {fmt_shape(s)}")
+
+
+@register(
+    "diag",
+    "diag(x)",
+    "Square matrix: its diagonal as a vector [n]. Vector [n] or [n, 1]: the diagonal matrix",
+    "[n] or [n, n]",
+    _diag_infer,
+)
+def _diag(torch: Any, x: Any) -> Any:
+    if x.dim() == 3 and x.shape[-1] == x.shape[-2]:
+        return x.diagonal(dim1=-2, dim2=-1)
+    return torch.diag_embed(_flat(x))
+
+
+def _kron_infer(args: Sequence[Arg]) -> Shape:
+    a, b = args
+    if len(a.shape) == 1 and len(b.shape) == 1:
+        return (a.shape[0] * b.shape[0],)
+    sa = a.shape if len(a.shape) == 2 else (a.shape[0], 1)
+    sb = b.shape if len(b.shape) == 2 else (b.shape[0], 1)
+    if len(sa) != 2 or len(sb) != 2:
+        raise ShapeError(
+            f"needs matrices or vectors, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}"
+        )
+    return (sa[0] * sb[0], sa[1] * sb[1])
+
+
+@register(
+    "kron",
+    "kron(A, B)",
+    "Kronecker product; a plain vector [n] next to a matrix counts as a column [n, 1]",
+    "[ma*mb, na*nb]",
+    _kron_infer,
+    nargs=2,
+)
+def _kron(torch: Any, a: Any, b: Any) -> Any:
+    t = a.shape[0]
+    if a.dim() == 2 and b.dim() == 2:
+        return (a[:, :, None] * b[:, None, :]).reshape(t, -1)
+    a = _as_col(torch, a)
+    b = _as_col(torch, b)
+    # An explicit outer product and reshape: no contiguity requirements on the inputs.
+    out = a[:, :, None, :, None] * b[:, None, :, None, :]
+    return out.reshape(t, a.shape[1] * b.shape[1], a.shape[2] * b.shape[2])
+
+
+def _outer_infer(args: Sequence[Arg]) -> Shape:
+    return (_need_vector(args[0]), _need_vector(args[1]))
+
+
+@register(
+    "outer", "outer(x, y)", "Outer product x y^T of two vectors", "[n, m]", _outer_infer, nargs=2
+)
+def _outer(torch: Any, x: Any, y: Any) -> Any:
+    return _flat(x)[:, :, None] * _flat(y)[:, None, :]
+
+
+def _vec_infer(args: Sequence[Arg]) -> Shape:
+    return (numel(args[0].shape), 1)
+
+
+@register("vec", "vec(M)", "Stack the columns of M into one column", "[m*n, 1]", _vec_infer)
+def _vec(torch: Any, m: Any) -> Any:
+    t = m.shape[0]
+    if m.dim() == 3:
+        m = _mT(m)
+    return m.reshape(t, -1, 1)
+
+
+@register("sym", "sym(M)", "Symmetric part (M + M^T) / 2", "[n, n]", _square_same)
+def _sym(torch: Any, m: Any) -> Any:
+    return 0.5 * (m + _mT(m))
+
+
+@register("expm", "expm(M)", "Matrix exponential", "[n, n]", _square_same)
+def _expm(torch: Any, m: Any) -> Any:
+    return torch.linalg.matrix_exp(m)
+
+
+def _sin_cos_m(torch: Any, m: Any) -> tuple[Any, Any]:
+    # expm([[0, M], [-M, 0]]) = [[cos M, sin M], [-sin M, cos M]]: real arithmetic only.
+    n = m.shape[-1]
+    z = torch.zeros_like(m)
+    block = torch.cat([torch.cat([z, m], -1), torch.cat([-m, z], -1)], -2)
+    e = torch.linalg.matrix_exp(block)
+    return e[..., :n, n:], e[..., :n, :n]
+
+
+@register("sinm", "sinm(M)", "Matrix sine", "[n, n]", _square_same)
+def _sinm(torch: Any, m: Any) -> Any:
+    return _sin_cos_m(torch, m)[0]
+
+
+@register("cosm", "cosm(M)", "Matrix cosine", "[n, n]", _square_same)
+def _cosm(torch: Any, m: Any) -> Any:
+    return _sin_cos_m(torch, m)[1]
+
+
+def _matpow_infer(args: Sequence[Arg]) -> Shape:
+    _need_square(args[0])
+    _static_int(args[1], "the power k")
+    return args[0].shape
+
+
+@register(
+    "matpow",
+    "matpow(M, k)",
+    "Matrix power M^k for an integer constant k >= 0 (M^0 = I)",
+    "[n, n]",
+    _matpow_infer,
+    nargs=2,
+    static=(1,),
+)
+def _matpow(torch: Any, m: Any, k: int) -> Any:
+    return torch.linalg.matrix_power(m, k)
+
+
+@register(
+    "eigvalsh",
+    "eigvalsh(M)",
+    "Eigenvalues of the symmetric part (M + M^T)/2, ascending",
+    "[n]",
+    lambda a: (_need_square(a[0]),),
+    category="eigen",
+)
+def _eigvalsh(torch: Any, m: Any) -> Any:
+    return torch.linalg.eigvalsh(0.5 * (m + _mT(m)))
+
+
+@register(
+    "eigvecsh",
+    "eigvecsh(M)",
+    "Orthonormal eigenvectors (columns) of (M + M^T)/2, in eigvalsh order",
+    "[n, n]",
+    _square_same,
+    category="eigen",
+)
+def _eigvecsh(torch: Any, m: Any) -> Any:
+    return torch.linalg.eigh(0.5 * (m + _mT(m))).eigenvectors
+
+
+def _col_infer(args: Sequence[Arg]) -> Shape:
+    _need_matrix(args[0])
+    m, n = args[0].shape
+    j = _static_int(args[1], "the column index")
+    if j >= n:
+        raise ShapeError(f"column index {j} out of range for shape {fmt_shape(args[0].shape)}")
+    return (m, 1)
+
+
+@register(
+    "col",
+    "col(M, j)",
+    "Column j (0-based integer constant) of M",
+    "[m, 1]",
+    _col_infer,
+    nargs=2,
+    static=(1,),
+    category="indexing",
+)
+def _col(torch: Any, m: Any, j: int) -> Any:
+    return m[:, :, j : j + 1]
+
+
+def _entry_infer(args: Sequence[Arg]) -> Shape:
+    shape = args[0].shape
+    idx = [_static_int(a, "an index") for a in args[1:]]
+    if len(idx) != len(shape):
+        raise ShapeError(f"needs {len(shape)} indices for shape {fmt_shape(shape)}, got {len(idx)}")
+    for i, d in zip(idx, shape):
+        if i >= d:
+            raise ShapeError(f"index {i} out of range for shape {fmt_shape(shape)}")
+    return ()
+
+
+@register(
+    "entry",
+    "entry(x, i) / entry(M, i, j)",
+    "A single entry (0-based integer constants)",
+    "[]",
+    _entry_infer,
+    nargs=(2, 3),
+    static=(1, 2),
+    category="indexing",
+)
+def _entry(torch: Any, x: Any, *idx: int) -> Any:
+    return x[(slice(None), *idx)]
+
+
+# ---- constructors ---------------------------------------------------------------------------
+
+
+def _eye_infer(args: Sequence[Arg]) -> Shape:
+    n = _static_int(args[0], "the size n", lo=1)
+    return (n, n)
+
+
+@register(
+    "eye",
+    "eye(n)",
+    "Identity matrix; n an integer constant or dim",
+    "[n, n]",
+    _eye_infer,
+    static=(0,),
+    category="constructor",
+)
+def _eye(torch: Any, n: int, *, like: Any) -> Any:
+    return torch.eye(n, dtype=like.dtype, device=like.device)
+
+
+def _fill_infer(args: Sequence[Arg]) -> Shape:
+    return tuple(_static_int(a, "a size", lo=1) for a in args)
+
+
+@register(
+    "ones",
+    "ones(m) / ones(m, n)",
+    "All-ones vector [m] or matrix [m, n]",
+    "[m] or [m, n]",
+    _fill_infer,
+    nargs=(1, 2),
+    static=(0, 1),
+    category="constructor",
+)
+def _ones(torch: Any, *sizes: int, like: Any) -> Any:
+    return torch.ones(sizes, dtype=like.dtype, device=like.device)
+
+
+@register(
+    "zeros",
+    "zeros(m) / zeros(m, n)",
+    "All-zeros vector [m] or matrix [m, n]",
+    "[m] or [m, n]",
+    _fill_infer,
+    nargs=(1, 2),
+    static=(0, 1),
+    category="constructor",
+)
+def _zeros(torch: Any, *sizes: int, like: Any) -> Any:
+    return torch.zeros(sizes, dtype=like.dtype, device=like.device)
+
+
+CONSTRUCTORS = frozenset({"eye", "ones", "zeros"})
+
+
+# ---- elementwise ----------------------------------------------------------------------------
+
+
+def _elementwise(name: str, summary: str, op: Callable[[Any, Any], Any]) -> None:
+    register(name, f"{name}(x)", summary, "shape of x", _same, category="elementwise")(op)
+
+
+_elementwise("exp", "Elementwise exponential", lambda torch, x: torch.exp(x))
+_elementwise("log", "Elementwise natural logarithm", lambda torch, x: torch.log(x))
+_elementwise("sin", "Elementwise sine", lambda torch, x: torch.sin(x))
+_elementwise("cos", "Elementwise cosine", lambda torch, x: torch.cos(x))
+_elementwise("tanh", "Elementwise hyperbolic tangent", lambda torch, x: torch.tanh(x))
+_elementwise("sqrt", "Elementwise square root", lambda torch, x: torch.sqrt(x))
+_elementwise("abs", "Elementwise absolute value", lambda torch, x: torch.abs(x))
+_elementwise("sigmoid", "Elementwise logistic 1/(1+exp(-x))", lambda torch, x: torch.sigmoid(x))
+_elementwise("relu", "Elementwise max(x, 0)", lambda torch, x: torch.relu(x))
+_elementwise(
+    "softplus",
+    "Elementwise log(1 + exp(x))",
+    lambda torch, x: torch.nn.functional.softplus(x),
+)
+
+
+@register(
+    "softmax",
+    "softmax(x)",
+    "Vector [n] or [n, 1]: exp(x)/sum(exp(x)) over all entries; matrix [m, n]: each row",
+    "shape of x",
+    _same,
+    category="elementwise",
+)
+def _softmax(torch: Any, x: Any) -> Any:
+    if x.dim() == 3 and x.shape[-1] != 1:
+        return torch.softmax(x, dim=-1)
+    return torch.softmax(_flat(x), dim=-1).reshape(x.shape)

@@ -1,0 +1,23 @@
+"""The JSON report (schema in docs/report-schema.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from matgrad.results import RunReport
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def render(report: RunReport) -> str:
+    return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"

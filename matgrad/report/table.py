@@ -1,0 +1,132 @@
+"""The terminal view: a rich table of claims, failure details and a summary line."""
+
+from __future__ import annotations
+
+import shlex
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from matgrad.results import IdentityResult, RunReport
+
+STYLE = {
+    "passed": "green",
+    "xfailed": "green",
+    "failed": "bold red",
+    "xpassed": "bold red",
+    "error": "bold magenta",
+}
+VERDICT = {
+    "passed": "PASS",
+    "xfailed": "XFAIL",
+    "failed": "FAIL",
+    "xpassed": "XPASS",
+    "error": "ERROR",
+}
+
+
+def _num(x: float | None) -> str:
+    return "—" if x is None else f"{x:.1e}"
+
+
+def table(report: RunReport) -> Table:
+    t = Table(title=None, show_lines=False, header_style="bold")
+    t.add_column("id", overflow="fold")
+    t.add_column("claim", no_wrap=True)
+    t.add_column("verdict", no_wrap=True)
+    t.add_column("max abs err", justify="right", no_wrap=True)
+    t.add_column("max rel err", justify="right", no_wrap=True)
+    t.add_column("trials", justify="right", no_wrap=True)
+    t.add_column("time", justify="right", no_wrap=True)
+    for r in report.results:
+        style = STYLE[r.status]
+        verdict = Text(VERDICT[r.status], style=style)
+        ident = Text(r.id)
+        timing = f"{r.seconds * 1000:.0f} ms"
+        trials = "—" if r.trials is None else str(r.trials)
+        if not r.claims:
+            t.add_row(ident, "—", verdict, "—", "—", trials, timing)
+            continue
+        for i, c in enumerate(r.claims):
+            claim_style = STYLE["passed" if c.status == "passed" else "failed"]
+            if c.status == "error":
+                claim_style = STYLE["error"]
+            claim = Text(c.label, style=claim_style if r.status != "xfailed" else "")
+            t.add_row(
+                ident if i == 0 else "",
+                claim,
+                verdict if i == 0 else "",
+                _num(c.max_abs_err),
+                _num(c.max_rel_err),
+                trials if i == 0 else "",
+                timing if i == 0 else "",
+            )
+    return t
+
+
+def reproduce(r: IdentityResult, seed: int) -> str:
+    return f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+
+
+def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]:
+    """What went wrong, one block per identity that did not meet its ``expect``."""
+    out: list[RenderableType] = []
+    for r in report.results:
+        if r.ok and not verbose:
+            continue
+        if r.ok:
+            continue
+        head = Text()
+        head.append(f"{VERDICT[r.status]} ", style=STYLE[r.status])
+        head.append(r.id, style="bold")
+        where = r.file if r.line is None else f"{r.file}:{r.line}"
+        head.append(f"  ({where})")
+        lines: list[RenderableType] = [head]
+        if r.status == "xpassed":
+            lines.append(
+                Text(
+                    "  expected to fail (expect: fail), but every claim passed: the identity is "
+                    "right after all, or its wrong variant is too close to the truth"
+                )
+            )
+        for c in r.claims:
+            if c.status == "passed":
+                continue
+            lines.append(Text(f"  {c.message}"))
+            if c.worst is not None and c.status == "failed":
+                w = c.worst
+                lines.append(
+                    Text(
+                        f"    worst entry: trial {w.trial}, index {w.index}: "
+                        f"autograd {w.autograd:.6g}, claimed {w.claimed:.6g}"
+                    )
+                )
+            if c.hint:
+                lines.append(Text(f"    hint: {c.hint}", style="yellow"))
+        if not r.claims and r.message:
+            lines.append(Text(f"  {r.message}"))
+        if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
+            lines.append(Text(f"  reproduce: {reproduce(r, report.seed)}", style="dim"))
+        out.append(Group(*lines))
+    return out
+
+
+def summary_line(report: RunReport) -> Text:
+    s = report.summary
+    parts = [
+        (f"{s['passed']} passed", "green" if s["passed"] else ""),
+        (f"{s['failed']} failed", "bold red" if s["failed"] else ""),
+        (f"{s['xfailed']} xfailed", "green" if s["xfailed"] else ""),
+        (f"{s['xpassed']} xpassed", "bold red" if s["xpassed"] else ""),
+        (f"{s['error']} errors", "bold magenta" if s["error"] else ""),
+    ]
+    line = Text()
+    for i, (text, style) in enumerate(parts):
+        if i:
+            line.append(", ")
+        line.append(text, style=style)
+    line.append(f" in {report.seconds:.2f}s")
+    if not report.complete:
+        line.append(" (interrupted: incomplete)", style="bold yellow")
+    return line

@@ -1,0 +1,119 @@
+"""Plain, JSON-ready result records. No tensors, no torch.
+
+The JSON report schema (``SCHEMA_VERSION``) is documented in docs/report-schema.md and kept
+stable: fields are only ever added.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+IDENTITY_STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
+CLAIM_STATUSES = ("passed", "failed", "error")
+
+
+@dataclasses.dataclass
+class Worst:
+    """Where a claim is furthest from the truth: trial, entry index and both values."""
+
+    trial: int
+    index: list[int]
+    autograd: float
+    claimed: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class ClaimResult:
+    kind: str
+    var: str
+    status: str
+    line: int | None = None
+    max_abs_err: float | None = None
+    max_rel_err: float | None = None
+    worst: Worst | None = None
+    message: str = ""
+    hint: str | None = None
+    rtol: float | None = None
+    atol: float | None = None
+    convention: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.var}"
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["worst"] = self.worst.to_dict() if self.worst else None
+        return d
+
+
+@dataclasses.dataclass
+class IdentityResult:
+    id: str
+    file: str
+    line: int | None
+    expect: str
+    status: str
+    message: str = ""
+    seconds: float = 0.0
+    claims: list[ClaimResult] = dataclasses.field(default_factory=list)
+    title: str | None = None
+    source: str | None = None
+    latex: str | None = None
+    trials: int | None = None
+    seed: int | None = None
+    internal: bool = False  # an unexpected exception (a bug), not bad input
+
+    @property
+    def ok(self) -> bool:
+        """Did the identity meet its ``expect``?"""
+        return self.status in ("passed", "xfailed")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["claims"] = [c.to_dict() for c in self.claims]
+        d["seconds"] = round(self.seconds, 6)
+        return d
+
+
+def summarize(results: list[IdentityResult]) -> dict[str, int]:
+    counts = {s: 0 for s in ("passed", "failed", "xfailed", "xpassed", "error")}
+    for r in results:
+        counts[r.status] += 1
+    return counts
+
+
+@dataclasses.dataclass
+class RunReport:
+    matgrad: str
+    torch: str | None
+    seed: int
+    device: str
+    dtype: str
+    results: list[IdentityResult] = dataclasses.field(default_factory=list)
+    complete: bool = True
+    seconds: float = 0.0
+
+    @property
+    def summary(self) -> dict[str, int]:
+        return summarize(self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "matgrad": self.matgrad,
+            "torch": self.torch,
+            "seed": self.seed,
+            "device": self.device,
+            "dtype": self.dtype,
+            "complete": self.complete,
+            "seconds": round(self.seconds, 6),
+            "results": [r.to_dict() for r in self.results],
+            "summary": self.summary,
+        }

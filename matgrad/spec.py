@@ -1,0 +1,658 @@
+"""Identity files -> immutable :class:`Identity` objects, with every error located.
+
+Reading is in two layers: :func:`load_file` turns a file into identities (format errors are
+reported per identity, so one broken identity does not hide its neighbours), and
+:func:`compile_identity` parses and type-checks every expression of one identity. Neither
+imports torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import keyword
+import math
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from matgrad import yamlsafe
+from matgrad.domains import DOMAINS, SYMMETRIC
+from matgrad.errors import ExprError, LimitError, SpecError
+from matgrad.expr import Bound, Scope, bind, check_size, parse
+from matgrad.functions import REGISTRY, Shape, fmt_shape, is_scalar, is_vector
+from matgrad.limits import DEFAULT_LIMITS, Limits
+from matgrad.yamlsafe import YMap, YNode, YScalar, YSeq
+
+CLAIM_KINDS = ("grad", "differential", "hessian")
+CONVENTIONS = ("entrywise", "frobenius", "free")
+DIRECTIONS = ("free", "tangent")
+IDENTITY_KEYS = (
+    "id",
+    "title",
+    "source",
+    "latex",
+    "notes",
+    "dims",
+    "vars",
+    "let",
+    "f",
+    *CLAIM_KINDS,
+    "expect",
+    "tol",
+    "trials",
+    "convention",
+    "directions",
+)
+VAR_KEYS = ("shape", "domain")
+TOL_KEYS = ("rtol", "atol")
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+YAML_SUFFIXES = (".yaml", ".yml")
+DEFAULT_TRIALS = 10  # random draws per identity unless the file or --trials says otherwise
+
+
+@dataclasses.dataclass(frozen=True)
+class Var:
+    name: str
+    shape: Shape
+    domain: str
+    line: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+    kind: str  # grad | differential | hessian
+    var: str
+    text: str
+    line: int
+    col: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind} {self.var}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    rtol: float | None = None
+    atol: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    id: str
+    path: str
+    line: int
+    f: str
+    f_line: int
+    dims: dict[str, int]
+    vars: dict[str, Var]
+    claims: tuple[Claim, ...]
+    lets: tuple[tuple[str, str, int], ...] = ()
+    title: str | None = None
+    source: str | None = None
+    latex: str | None = None
+    notes: str | None = None
+    expect: str = "pass"
+    tol: Tolerance = Tolerance()
+    trials: int | None = None
+    convention: str = "entrywise"
+    directions: str = "free"
+
+
+@dataclasses.dataclass(frozen=True)
+class Invalid:
+    """An identity (or a whole file) that could not be read; ``error`` says why."""
+
+    path: str
+    line: int | None
+    id: str | None
+    error: SpecError
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    """An identity with every expression parsed and bound (shapes known)."""
+
+    identity: Identity
+    lets: tuple[tuple[str, Bound], ...]
+    f: Bound
+    claims: tuple[tuple[Claim, Bound], ...]
+
+
+# ---- finding files ----------------------------------------------------------------------
+
+
+def discover(paths: list[str]) -> Iterator[str]:
+    """Files to read: each given file, and every *.yaml/*.yml below each given folder."""
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found = sorted(
+                q for q in path.rglob("*") if q.suffix in YAML_SUFFIXES and q.is_file()
+            )
+            for q in found:
+                if not any(part.startswith(".") for part in q.relative_to(path).parts):
+                    yield str(q)
+        else:
+            yield str(path)
+
+
+# ---- reading one file -------------------------------------------------------------------
+
+
+def load_file(path: str, limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
+    """Read one identity file. Errors become :class:`Invalid` entries, never exceptions."""
+    try:
+        size = Path(path).stat().st_size
+        if size > limits.max_file_bytes:
+            raise limits.refuse("max_file_bytes", size, "the file size")
+        with open(path, "rb") as fh:
+            data = fh.read(limits.max_file_bytes + 1)
+        text = data.decode("utf-8")
+    except LimitError as e:
+        return [Invalid(path, None, None, SpecError(str(e), path=path))]
+    except UnicodeDecodeError as e:
+        return [Invalid(path, None, None, SpecError(f"not UTF-8 text ({e.reason})", path=path))]
+    except OSError as e:
+        why = e.strerror or str(e)
+        return [Invalid(path, None, None, SpecError(f"cannot read the file: {why}", path=path))]
+    return load_text(text, path, limits)
+
+
+def load_text(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
+    """Read identities from YAML text (``path`` is used in messages)."""
+    try:
+        root = yamlsafe.load(text, path)
+    except SpecError as e:
+        return [Invalid(path, e.line, None, e)]
+    if root is None:
+        return [Invalid(path, 1, None, SpecError("the file is empty", path=path, line=1))]
+    if not isinstance(root, YMap):
+        err = SpecError(
+            f"expected a mapping (one identity) or an `identities:` list, got "
+            f"{yamlsafe.KIND[type(root)]}",
+            path=path,
+            line=root.line,
+            col=root.col,
+        )
+        return [Invalid(path, root.line, None, err)]
+    if "identities" in root.items:
+        extra = [k for k in root.items if k != "identities"]
+        if extra:
+            line, col = root.keys[extra[0]]
+            err = SpecError(
+                f"unknown top-level key {extra[0]!r} next to `identities:`; put it inside an "
+                f"identity",
+                path=path,
+                line=line,
+                col=col,
+            )
+            return [Invalid(path, line, None, err)]
+        seq = root.items["identities"]
+        if not isinstance(seq, YSeq) or not seq.items:
+            err = SpecError(
+                "`identities` must be a non-empty list of identities",
+                path=path,
+                line=seq.line,
+                col=seq.col,
+                key="identities",
+            )
+            return [Invalid(path, seq.line, None, err)]
+        if len(seq.items) > limits.max_identities_per_file:
+            e = limits.refuse(
+                "max_identities_per_file", len(seq.items), "the number of identities"
+            )
+            return [Invalid(path, seq.line, None, SpecError(str(e), path=path, line=seq.line))]
+        nodes = [(item, f"identities[{i}].") for i, item in enumerate(seq.items)]
+    else:
+        nodes = [(root, "")]
+    out: list[Identity | Invalid] = []
+    for node, prefix in nodes:
+        ident_id = _peek_id(node)
+        try:
+            out.append(_identity(node, path, prefix, limits))
+        except SpecError as e:
+            if ident_id is not None and e.key and e.key.startswith(prefix):
+                e = SpecError(e.problem, line=e.line, col=e.col, key=e.key[len(prefix) :] or None)
+            located = e.located(path=path, identity=ident_id)
+            out.append(Invalid(path, node.line, ident_id, located))
+    return out
+
+
+def _peek_id(node: YNode) -> str | None:
+    if isinstance(node, YMap):
+        v = node.items.get("id")
+        if isinstance(v, YScalar) and isinstance(v.value, str):
+            return v.value
+    return None
+
+
+class _Fields:
+    """Typed access to one mapping's fields, each error pointing at its key."""
+
+    def __init__(self, node: YMap, keypath: str) -> None:
+        self.node = node
+        self.keypath = keypath
+
+    def err(self, key: str | None, problem: str, at: YNode | None = None) -> SpecError:
+        full = self.keypath + key if key is not None else self.keypath.rstrip(".") or None
+        if at is not None:
+            line, col = at.line, at.col
+        elif key is not None and key in self.node.keys:
+            line, col = self.node.keys[key]
+        else:
+            line, col = self.node.line, self.node.col
+        return SpecError(problem, line=line, col=col, key=full)
+
+    def check_keys(self, allowed: tuple[str, ...], what: str) -> None:
+        for key in self.node.items:
+            if key not in allowed:
+                close = difflib.get_close_matches(key, allowed, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.err(
+                    key, f"unknown key {key!r} in {what}{hint}; known keys: {', '.join(allowed)}"
+                )
+
+    def get(self, key: str) -> YNode | None:
+        return self.node.items.get(key)
+
+    def text(self, key: str, required: bool = False) -> str | None:
+        v = self.get(key)
+        if v is None:
+            if required:
+                raise self.err(None, f"missing required key {key!r}")
+            return None
+        if not isinstance(v, YScalar) or v.tag == "null":
+            raise self.err(key, f"{key} must be text, got {_kind(v)}; quote it", v)
+        return v.raw
+
+    def number(self, key: str, node: YNode | None = None) -> float:
+        v = node if node is not None else self.get(key)
+        if isinstance(v, YScalar) and v.tag in ("int", "float", "str"):
+            try:
+                x = float(v.raw)
+            except ValueError:
+                pass
+            else:
+                if not math.isfinite(x) or x < 0:
+                    raise self.err(key, f"{key} must be a finite number >= 0, got {v.raw}", v)
+                return x
+        raise self.err(key, f"{key} must be a number such as 1.0e-6, got {_show(v)}", v)
+
+
+def _kind(v: YNode) -> str:
+    if isinstance(v, YScalar):
+        return {"bool": "a boolean", "null": "nothing (null)", "int": "a number"}.get(
+            v.tag, f"{v.tag} {v.raw!r}"
+        )
+    return yamlsafe.KIND[type(v)]
+
+
+def _show(v: YNode | None) -> str:
+    if isinstance(v, YScalar):
+        return repr(v.raw) if v.tag == "str" else v.raw or "nothing"
+    return "nothing" if v is None else yamlsafe.KIND[type(v)]
+
+
+def _expr_text(fields: _Fields, key: str, v: YNode) -> str:
+    if isinstance(v, YScalar) and v.tag in ("str", "int", "float"):
+        if not v.raw.strip():
+            raise fields.err(key, "the expression is empty", v)
+        return v.raw
+    why = _kind(v)
+    if isinstance(v, YScalar) and v.tag == "bool":
+        why = f"the boolean {v.raw!r}"
+    raise fields.err(
+        key,
+        f"expected an expression, but YAML read {why}; put the expression in quotes "
+        f"(e.g. \"- x\" or \"*\" at the start, ' #' or ': ' inside)",
+        v,
+    )
+
+
+def _check_name(fields: _Fields, key: str, name: str, what: str, taken: dict[str, str]) -> None:
+    if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
+        raise fields.err(key, f"{what} name {name!r} is not a valid name (letters, digits, _)")
+    if name in REGISTRY:
+        raise fields.err(key, f"{what} name {name!r} shadows the function {name}(); rename it")
+    if name in taken:
+        raise fields.err(key, f"{what} name {name!r} is already used as {taken[name]}")
+
+
+def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
+    if not isinstance(node, YMap):
+        raise SpecError(
+            f"an identity must be a mapping, got {yamlsafe.KIND[type(node)]}",
+            line=node.line,
+            col=node.col,
+            key=prefix.rstrip(".") or None,
+        )
+    fs = _Fields(node, prefix)
+    fs.check_keys(IDENTITY_KEYS, "an identity")
+    ident = fs.text("id", required=True)
+    assert ident is not None
+    if not ID_RE.match(ident):
+        raise fs.err("id", f"id {ident!r} must match [a-z0-9][a-z0-9._-]* (lowercase, no spaces)")
+
+    taken: dict[str, str] = {}
+    dims = _dims(fs, limits, taken)
+    vars_ = _vars(fs, dims, taken, limits)
+    for v in vars_:
+        d = "d" + v
+        if d in taken:
+            raise fs.err("vars", f"name {d!r} clashes with the direction of variable {v!r}")
+        taken[d] = f"the direction of {v}"
+    lets = _lets(fs, taken, limits)
+    f_node = fs.get("f")
+    if f_node is None:
+        raise fs.err(None, "missing required key 'f' (the expression to differentiate)")
+    f_text = _expr_text(fs, "f", f_node)
+
+    claims: list[Claim] = []
+    for kind in CLAIM_KINDS:
+        c = fs.get(kind)
+        if c is None:
+            continue
+        if not isinstance(c, YMap) or not c.items:
+            raise fs.err(kind, f"{kind} must map variable names to expressions, e.g. {{X: ...}}", c)
+        cf = _Fields(c, prefix + kind + ".")
+        for var, expr_node in c.items.items():
+            if var not in vars_:
+                close = difflib.get_close_matches(var, list(vars_), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise cf.err(var, f"{kind} claim for {var!r}, which is not declared in vars{hint}")
+            text = _expr_text(cf, var, expr_node)
+            claims.append(Claim(kind, var, text, expr_node.line, expr_node.col))
+    if not claims:
+        raise fs.err(
+            None, "no claim: add at least one of grad:, differential: or hessian: (VAR: EXPR)"
+        )
+
+    expect = fs.text("expect") or "pass"
+    if expect not in ("pass", "fail"):
+        raise fs.err("expect", f"expect must be pass or fail, got {expect!r}")
+    convention = fs.text("convention") or "entrywise"
+    if convention not in CONVENTIONS:
+        raise fs.err(
+            "convention", f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
+        )
+    directions = fs.text("directions") or "free"
+    if directions not in DIRECTIONS:
+        raise fs.err(
+            "directions", f"directions must be one of {', '.join(DIRECTIONS)}, got {directions!r}"
+        )
+    return Identity(
+        id=ident,
+        path=path,
+        line=node.line,
+        f=f_text,
+        f_line=f_node.line,
+        dims=dims,
+        vars=vars_,
+        claims=tuple(claims),
+        lets=lets,
+        title=fs.text("title"),
+        source=fs.text("source"),
+        latex=fs.text("latex"),
+        notes=fs.text("notes"),
+        expect=expect,
+        tol=_tol(fs),
+        trials=_trials(fs, limits),
+        convention=convention,
+        directions=directions,
+    )
+
+
+def _int_value(v: YNode | None) -> int | None:
+    if isinstance(v, YScalar) and v.tag == "int" and isinstance(v.value, int):
+        return v.value
+    return None
+
+
+def _dims(fs: _Fields, limits: Limits, taken: dict[str, str]) -> dict[str, int]:
+    node = fs.get("dims")
+    if node is None:
+        return {}
+    if not isinstance(node, YMap):
+        raise fs.err("dims", f"dims must be a mapping like {{n: 5}}, got {_kind(node)}", node)
+    df = _Fields(node, fs.keypath + "dims.")
+    dims: dict[str, int] = {}
+    for name, v in node.items.items():
+        _check_name(df, name, name, "dim", taken)
+        n = _int_value(v)
+        if n is None or n < 1:
+            raise df.err(name, f"dim {name} must be a positive integer, got {_show(v)}", v)
+        if n > limits.max_dim:
+            raise df.err(name, str(limits.refuse("max_dim", n, f"dim {name}")), v)
+        dims[name] = n
+        taken[name] = "a dim"
+    return dims
+
+
+def _vars(
+    fs: _Fields, dims: dict[str, int], taken: dict[str, str], limits: Limits
+) -> dict[str, Var]:
+    node = fs.get("vars")
+    if node is None:
+        raise fs.err(None, "missing required key 'vars' (the variables and their shapes)")
+    if not isinstance(node, YMap) or not node.items:
+        raise fs.err("vars", "vars must map names to {shape: [...], domain: ...}", node)
+    vf = _Fields(node, fs.keypath + "vars.")
+    out: dict[str, Var] = {}
+    for name, v in node.items.items():
+        _check_name(vf, name, name, "variable", taken)
+        if isinstance(v, YSeq):  # shorthand: X: [n, n]
+            shape_node: YNode | None = v
+            domain = "real"
+            keypath = name
+        elif isinstance(v, YMap):
+            one = _Fields(v, vf.keypath + name + ".")
+            one.check_keys(VAR_KEYS, f"variable {name}")
+            shape_node = v.items.get("shape")
+            if shape_node is None:
+                raise one.err(None, "missing required key 'shape', e.g. shape: [n, n]")
+            domain = one.text("domain") or "real"
+            if domain not in DOMAINS:
+                close = difflib.get_close_matches(domain, list(DOMAINS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise one.err(
+                    "domain",
+                    f"unknown domain {domain!r}{hint}; known: {', '.join(DOMAINS)}",
+                )
+            keypath = name + ".shape"
+        else:
+            raise vf.err(name, f"variable {name} must be a mapping like {{shape: [n, n]}}", v)
+        shape = _shape(vf, keypath, shape_node, dims)
+        dom = DOMAINS[domain]
+        if not dom.fits(shape):
+            raise vf.err(
+                name,
+                f"domain {domain} needs a {dom.shapes} shape, but {name} has shape "
+                f"{fmt_shape(shape)}",
+            )
+        out[name] = Var(name, shape, domain, v.line)
+        taken[name] = "a variable"
+    return out
+
+
+def _shape(vf: _Fields, key: str, node: YNode, dims: dict[str, int]) -> Shape:
+    if not isinstance(node, YSeq):
+        raise vf.err(key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}")
+    if len(node.items) > 2:
+        raise vf.err(key, f"shape has {len(node.items)} axes; at most 2 (matrices) are supported")
+    out: list[int] = []
+    for item in node.items:
+        if isinstance(item, YScalar) and item.tag == "str":
+            if item.value not in dims:
+                known = ", ".join(dims) or "none declared"
+                close = difflib.get_close_matches(item.value, list(dims), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise vf.err(key, f"unknown dim {item.value!r} (known: {known}){hint}", item)
+            out.append(dims[item.value])
+            continue
+        n = _int_value(item)
+        if n is None or n < 1:
+            raise vf.err(key, f"shape entries must be dim names or positive integers, got {_show(item)}", item)
+        out.append(n)
+    return tuple(out)
+
+
+def _lets(fs: _Fields, taken: dict[str, str], limits: Limits) -> tuple[tuple[str, str, int], ...]:
+    node = fs.get("let")
+    if node is None:
+        return ()
+    if not isinstance(node, YMap):
+        raise fs.err("let", "let must map names to expressions", node)
+    if len(node.items) > limits.max_lets:
+        raise fs.err("let", str(limits.refuse("max_lets", len(node.items), "the number of lets")))
+    lf = _Fields(node, fs.keypath + "let.")
+    out = []
+    for name, v in node.items.items():
+        _check_name(lf, name, name, "let", taken)
+        out.append((name, _expr_text(lf, name, v), v.line))
+        taken[name] = "a let name"
+    return tuple(out)
+
+
+def _tol(fs: _Fields) -> Tolerance:
+    node = fs.get("tol")
+    if node is None:
+        return Tolerance()
+    if not isinstance(node, YMap):
+        raise fs.err("tol", "tol must be a mapping like {rtol: 1.0e-6, atol: 1.0e-9}", node)
+    tf = _Fields(node, fs.keypath + "tol.")
+    tf.check_keys(TOL_KEYS, "tol")
+    rtol = tf.number("rtol") if "rtol" in node.items else None
+    atol = tf.number("atol") if "atol" in node.items else None
+    return Tolerance(rtol, atol)
+
+
+def _trials(fs: _Fields, limits: Limits) -> int | None:
+    node = fs.get("trials")
+    if node is None:
+        return None
+    n = _int_value(node)
+    if n is None or n < 1:
+        raise fs.err("trials", f"trials must be a positive integer, got {_show(node)}", node)
+    if n > limits.max_trials:
+        raise fs.err("trials", str(limits.refuse("max_trials", n, "trials")), node)
+    return n
+
+
+# ---- expressions of one identity ----------------------------------------------------------
+
+
+def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMITS) -> Compiled:
+    """Parse and bind every expression of ``ident``; raise a located :class:`SpecError`."""
+    shapes: dict[str, Shape] = {v.name: v.shape for v in ident.vars.values()}
+    hidden = {
+        "d" + v: "is a direction: it can only be used in a differential claim"
+        for v in ident.vars
+    }
+
+    def located(err: Exception, key: str, line: int) -> SpecError:
+        return SpecError(str(err), path=ident.path, line=line, identity=ident.id, key=key)
+
+    def compile_one(text: str, scope: Scope, key: str, line: int) -> Bound:
+        try:
+            bound = bind(parse(text, limits), scope, limits)
+            check_size(bound, trials, limits, f"the expression {text!r}")
+        except (ExprError, LimitError) as e:
+            raise located(e, key, line) from None
+        return bound
+
+    lets: list[tuple[str, Bound]] = []
+    for name, text, line in ident.lets:
+        b = compile_one(text, Scope(dict(shapes), ident.dims, hidden=hidden), f"let.{name}", line)
+        lets.append((name, b))
+        shapes[name] = b.shape
+    scope = Scope(shapes, ident.dims, hidden=hidden)
+    f = compile_one(ident.f, scope, "f", ident.f_line)
+    claims: list[tuple[Claim, Bound]] = []
+    for claim in ident.claims:
+        key = f"{claim.kind}.{claim.var}"
+        var = ident.vars[claim.var]
+        if claim.kind in ("grad", "hessian") and not is_scalar(f.shape):
+            raise located(
+                f"a {claim.kind} claim needs a scalar f, but f has shape {fmt_shape(f.shape)}; "
+                f"use a differential claim for a non-scalar f",
+                claim.kind,
+                claim.line,
+            )
+        if claim.kind == "hessian" and not (var.shape == () or is_vector(var.shape)):
+            raise located(
+                f"a hessian claim needs a vector (or scalar) variable, but {var.name} has shape "
+                f"{fmt_shape(var.shape)}; use a differential of the gradient instead",
+                key,
+                claim.line,
+            )
+        if claim.kind == "differential":
+            d = "d" + claim.var
+            cscope = Scope(
+                {**shapes, d: var.shape},
+                ident.dims,
+                hidden={k: v for k, v in hidden.items() if k != d}
+                | {
+                    "d" + o: f"is the direction of {o}; this claim perturbs {claim.var} only"
+                    for o in ident.vars
+                    if o != claim.var
+                },
+            )
+        else:
+            cscope = scope
+        claims.append((claim, compile_one(claim.text, cscope, key, claim.line)))
+    return Compiled(ident, tuple(lets), f, tuple(claims))
+
+
+def symmetric_vars(ident: Identity) -> frozenset[str]:
+    return frozenset(v.name for v in ident.vars.values() if v.domain in SYMMETRIC)
+
+
+def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
+    """Read every file under ``paths``; a repeated id is an :class:`Invalid` for the repeat."""
+    out: list[Identity | Invalid] = []
+    seen: dict[str, Identity] = {}
+    for path in discover(paths):
+        for item in load_file(path, limits):
+            if isinstance(item, Identity):
+                first = seen.get(item.id)
+                if first is not None:
+                    item = Invalid(
+                        item.path,
+                        item.line,
+                        item.id,
+                        SpecError(
+                            f"duplicate id {item.id!r} (first defined at {first.path}:{first.line}); "
+                            f"ids must be unique",
+                            path=item.path,
+                            line=item.line,
+                            identity=item.id,
+                            key="id",
+                        ),
+                    )
+                else:
+                    seen[item.id] = item
+            out.append(item)
+    return out
+
+
+def validate(
+    items: list[Identity | Invalid], limits: Limits = DEFAULT_LIMITS, trials: int | None = None
+) -> list[tuple[Identity | Invalid, SpecError | None]]:
+    """Format, expression and shape checks of every item, without any tensor maths."""
+    out: list[tuple[Identity | Invalid, SpecError | None]] = []
+    for item in items:
+        if isinstance(item, Invalid):
+            out.append((item, item.error))
+            continue
+        n = trials or item.trials or DEFAULT_TRIALS
+        try:
+            if n > limits.max_trials:
+                raise SpecError(str(limits.refuse("max_trials", n, "trials")), key="trials")
+            compile_identity(item, n, limits)
+        except SpecError as e:
+            out.append((item, e.located(path=item.path, identity=item.id, line=item.line)))
+        else:
+            out.append((item, None))
+    return out

@@ -1,0 +1,159 @@
+"""Safe YAML reading that keeps positions.
+
+Identity files are untrusted, so: the safe loader only (the C one when available), no tags
+beyond the plain YAML types, no anchors or aliases, no duplicate keys. The result is a small
+tree of :class:`YMap`, :class:`YSeq` and :class:`YScalar` that remembers the line and column
+of every value, so each later error can point at it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Union
+
+import yaml
+
+from matgrad.errors import SpecError
+
+_Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+_TAG = "tag:yaml.org,2002:"
+SCALAR_TAGS = {_TAG + t for t in ("str", "int", "float", "bool", "null")}
+
+
+@dataclasses.dataclass(frozen=True)
+class YScalar:
+    value: Any  # the value YAML's safe resolver gives (str, int, float, bool, None)
+    raw: str  # the text as written
+    tag: str  # 'str', 'int', 'float', 'bool', 'null'
+    line: int
+    col: int
+
+
+@dataclasses.dataclass(frozen=True)
+class YSeq:
+    items: tuple[YNode, ...]
+    line: int
+    col: int
+
+
+@dataclasses.dataclass(frozen=True)
+class YMap:
+    items: dict[str, YNode]
+    keys: dict[str, tuple[int, int]]  # key -> (line, col) of the key itself
+    line: int
+    col: int
+
+
+YNode = Union[YScalar, YSeq, YMap]
+
+KIND = {YScalar: "a single value", YSeq: "a list", YMap: "a mapping"}
+
+
+def load(text: str, path: str) -> YNode | None:
+    """Parse one YAML document into a position-keeping tree (None for an empty file)."""
+    loader = _Loader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.MarkedYAMLError as e:
+            mark = e.problem_mark or e.context_mark
+            problem = e.problem or "malformed YAML"
+            if e.context and "expected a single document" in e.context:
+                problem = "several YAML documents (---) in one file; use an `identities:` list"
+            raise SpecError(
+                f"YAML syntax error: {problem}{_yaml_hint(problem)}",
+                path=path,
+                line=mark.line + 1 if mark else None,
+                col=mark.column + 1 if mark else None,
+            ) from None
+        except yaml.YAMLError as e:
+            raise SpecError(f"YAML error: {e}", path=path) from None
+        if node is None:
+            return None
+        return _convert(node, path, set())
+    finally:
+        loader.dispose()
+
+
+def _yaml_hint(problem: str) -> str:
+    if "found character '@'" in problem or "found character '`'" in problem:
+        return " (an expression starting with @ or ` must be quoted)"
+    if "found undefined alias" in problem or "alias" in problem:
+        return " (an expression starting with * is read as a YAML alias: quote it)"
+    if "mapping values are not allowed" in problem:
+        return " (a value containing ': ' must be quoted)"
+    return ""
+
+
+def _convert(node: Any, path: str, seen: set[int]) -> YNode:
+    line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    if id(node) in seen:
+        # The composer resolves an alias to the very node its anchor names: seeing a node
+        # twice means an alias, and walking on could expand an alias bomb.
+        raise SpecError(
+            "YAML anchors and aliases (&name / *name) are not allowed; write the value out "
+            "(an expression starting with * must be quoted)",
+            path=path,
+            line=line,
+            col=col,
+        )
+    seen.add(id(node))
+    if isinstance(node, yaml.ScalarNode):
+        if node.tag not in SCALAR_TAGS:
+            raise SpecError(
+                f"YAML tag {node.tag!r} is not allowed; only plain values (quote the text)",
+                path=path,
+                line=line,
+                col=col,
+            )
+        if node.tag == _TAG + "str":
+            value: Any = node.value
+        else:
+            value = _SCALARS.construct_object(node)
+        return YScalar(value, node.value, node.tag[len(_TAG) :], line, col)
+    if isinstance(node, yaml.SequenceNode):
+        if node.tag != _TAG + "seq":
+            raise SpecError(f"YAML tag {node.tag!r} is not allowed", path=path, line=line, col=col)
+        return YSeq(tuple(_convert(n, path, seen) for n in node.value), line, col)
+    if isinstance(node, yaml.MappingNode):
+        if node.tag != _TAG + "map":
+            raise SpecError(f"YAML tag {node.tag!r} is not allowed", path=path, line=line, col=col)
+        items: dict[str, YNode] = {}
+        keys: dict[str, tuple[int, int]] = {}
+        for knode, vnode in node.value:
+            kline, kcol = knode.start_mark.line + 1, knode.start_mark.column + 1
+            if knode.tag == _TAG + "merge":
+                raise SpecError(
+                    "YAML merge keys (<<) are not allowed", path=path, line=kline, col=kcol
+                )
+            if not isinstance(knode, yaml.ScalarNode):
+                raise SpecError(
+                    "a mapping key must be a plain name", path=path, line=kline, col=kcol
+                )
+            if knode.tag != _TAG + "str":
+                kind = knode.tag[len(_TAG) :] if knode.tag.startswith(_TAG) else knode.tag
+                raise SpecError(
+                    f"key {knode.value!r} is read by YAML as a {kind}, not a name; "
+                    f"quote it ('{knode.value}')",
+                    path=path,
+                    line=kline,
+                    col=kcol,
+                )
+            key = knode.value
+            if key in items:
+                first = keys[key][0]
+                raise SpecError(
+                    f"duplicate key {key!r} (first at line {first}); YAML would keep only the "
+                    f"last one: remove one of them",
+                    path=path,
+                    line=kline,
+                    col=kcol,
+                )
+            keys[key] = (kline, kcol)
+            items[key] = _convert(vnode, path, seen)
+        return YMap(items, keys, line, col)
+    raise SpecError("unsupported YAML node", path=path, line=line, col=col)  # pragma: no cover
+
+
+_SCALARS = yaml.constructor.SafeConstructor()
