@@ -159,21 +159,27 @@ class _Run:
         return torch.stack(rows, dim=1)
 
     def differential(self, name: str) -> Any:
-        """Directional derivative of f along d<name>, by forward-mode AD."""
-        try:
-            with fwAD.dual_level():
-                env = dict(self.x)
-                env[name] = fwAD.make_dual(self.x[name], self.d[name])
-                out = self.f(self._with_lets(env))
-                tangent = fwAD.unpack_dual(out).tangent
-        except (RuntimeError, NotImplementedError):
-            return self._differential_by_double_backward(name)
-        if tangent is None:
-            return torch.zeros_like(out)
-        return tangent
+        """Directional derivative of f along d<name>: the Jacobian-vector product J v.
 
-    def _differential_by_double_backward(self, name: str) -> Any:
-        # For an op without a forward-mode formula: J v = d/du <u, J v>, from two reverse passes.
+        Computed as d/du <u, J^T u>|v with two reverse passes: in torch 2.x the first
+        forward-mode (dual tensor) product imports torch._dynamo, a one-off cost of ~2.5 s
+        that would dominate a quick check. Forward mode remains the fallback for an op
+        whose backward is not itself differentiable.
+        """
+        try:
+            return self._jvp_by_double_backward(name)
+        except (RuntimeError, NotImplementedError):
+            return self._jvp_by_forward_mode(name)
+
+    def _jvp_by_forward_mode(self, name: str) -> Any:
+        with fwAD.dual_level():
+            env = dict(self.x)
+            env[name] = fwAD.make_dual(self.x[name], self.d[name])
+            out = self.f(self._with_lets(env))
+            tangent = fwAD.unpack_dual(out).tangent
+        return torch.zeros_like(out) if tangent is None else tangent
+
+    def _jvp_by_double_backward(self, name: str) -> Any:
         leaves, env = self.leaves([name])
         out = self.f(env)
         if not out.requires_grad:

@@ -42,7 +42,7 @@ def _stdout() -> Console:
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 120
-    return Console(highlight=False, soft_wrap=False, width=width)
+    return Console(highlight=False, soft_wrap=True, width=width)
 
 
 def _stderr() -> Console:
@@ -54,6 +54,12 @@ def _fail(message: str, code: ExitCode) -> typer.Exit:
     return typer.Exit(int(code))
 
 
+# Click's UsageError (typer re-exports it as BadParameter's base; newer typer vendors click).
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
 def _guard(fn: F) -> F:
     """Map exceptions to exit codes: user errors 2/3, Ctrl-C 130, anything else 4."""
 
@@ -61,7 +67,7 @@ def _guard(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except (typer.Exit, typer.Abort, SystemExit):
+        except (typer.Exit, typer.Abort, _USAGE_ERROR, SystemExit):
             raise
         except KeyboardInterrupt:
             _stderr().print("interrupted")

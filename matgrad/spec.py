@@ -251,7 +251,9 @@ class _Fields:
                 close = difflib.get_close_matches(key, allowed, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise self.err(
-                    key, f"unknown key {key!r} in {what}{hint}; known keys: {', '.join(allowed)}"
+                    key,
+                    f"unknown key {key!r} in {what}{hint}; known keys: {', '.join(allowed)}"
+                    f"{_flow_hint(key)}",
                 )
 
     def get(self, key: str) -> YNode | None:
@@ -311,9 +313,20 @@ def _expr_text(fields: _Fields, key: str, v: YNode) -> str:
     )
 
 
+def _flow_hint(key: str) -> str:
+    if any(ch in key for ch in "()[]*+-/@ "):
+        return (
+            "; this looks like a piece of an expression: inside {...} a comma starts a new "
+            "entry, so quote expressions that contain commas, e.g. {X: \"ones(m, n)\"}"
+        )
+    return ""
+
+
 def _check_name(fields: _Fields, key: str, name: str, what: str, taken: dict[str, str]) -> None:
     if not name.isidentifier() or keyword.iskeyword(name) or not name.isascii():
-        raise fields.err(key, f"{what} name {name!r} is not a valid name (letters, digits, _)")
+        raise fields.err(
+            key, f"{what} name {name!r} is not a valid name (letters, digits, _){_flow_hint(name)}"
+        )
     if name in REGISTRY:
         raise fields.err(key, f"{what} name {name!r} shadows the function {name}(); rename it")
     if name in taken:
@@ -361,7 +374,11 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
             if var not in vars_:
                 close = difflib.get_close_matches(var, list(vars_), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise cf.err(var, f"{kind} claim for {var!r}, which is not declared in vars{hint}")
+                raise cf.err(
+                    var,
+                    f"{kind} claim for {var!r}, which is not declared in vars{hint}"
+                    f"{_flow_hint(var)}",
+                )
             text = _expr_text(cf, var, expr_node)
             claims.append(Claim(kind, var, text, expr_node.line, expr_node.col))
     if not claims:

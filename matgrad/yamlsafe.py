@@ -77,7 +77,7 @@ def load(text: str, path: str) -> YNode | None:
 
 
 def _yaml_hint(problem: str) -> str:
-    if "found character '@'" in problem or "found character '`'" in problem:
+    if "cannot start any token" in problem:
         return " (an expression starting with @ or ` must be quoted)"
     if "found undefined alias" in problem or "alias" in problem:
         return " (an expression starting with * is read as a YAML alias: quote it)"

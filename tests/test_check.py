@@ -1,0 +1,229 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from matgrad.check import Settings, check_identity, compare, identity_seed, run
+from matgrad.spec import Claim, Identity, load_text
+
+
+def one(text: str, **settings) -> "object":
+    (ident,) = load_text(text, "t.yaml")
+    assert isinstance(ident, Identity), ident
+    return check_identity(ident, Settings(**settings), "cpu")
+
+
+def ident_yaml(f: str, claims: str, vars_: str, dims: str = "{n: 4, m: 3}", extra: str = "") -> str:
+    return f"id: t\ndims: {dims}\nvars: {vars_}\nf: {f!r}\n{claims}\n{extra}"
+
+
+RIGHT = [
+    pytest.param("tr(inv(X) @ A)", "grad: {X: '-(inv(X) @ A @ inv(X)).T'}",
+                 "{X: {shape: [n, n], domain: invertible}, A: [n, n]}", id="trace-inverse"),
+    pytest.param("x.T @ A @ x", "grad: {x: '(A + A.T) @ x'}", "{x: [n, 1], A: [n, n]}",
+                 id="quadratic-form"),
+    pytest.param("a.T @ X @ b", "grad: {X: 'a @ b.T'}", "{a: [n, 1], X: [n, m], b: [m, 1]}",
+                 id="bilinear-nonsquare"),
+    pytest.param("det(X)", "grad: {X: 'det(X) * inv(X).T'}",
+                 "{X: {shape: [n, n], domain: invertible}}", id="det"),
+    pytest.param("logdet(X)", "grad: {X: 'inv(X).T'}",
+                 "{X: {shape: [n, n], domain: invertible}}", id="logdet-negative-det-too"),
+    pytest.param("inv(X)", "differential: {X: '-inv(X) @ dX @ inv(X)'}",
+                 "{X: {shape: [n, n], domain: invertible}}", id="differential-inverse"),
+    pytest.param("X @ Y", "differential: {X: 'dX @ Y', Y: 'X @ dY'}", "{X: [n, m], Y: [m, n]}",
+                 id="differential-product"),
+    pytest.param("x.T @ A @ x + b.T @ x", "hessian: {x: 'A + A.T'}",
+                 "{x: [n, 1], A: [n, n], b: [n, 1]}", id="hessian"),
+    pytest.param("sum(exp(x))", "hessian: {x: 'diag(exp(x))'}", "{x: [n]}", id="hessian-plain"),
+    pytest.param("logsumexp(x)", "grad: {x: 'softmax(x)'}", "{x: [n, 1]}", id="logsumexp"),
+    pytest.param("norm(X) ** 2", "grad: {X: '2 * X'}", "{X: [n, m]}", id="frobenius"),
+    pytest.param("tr(expm(X))", "grad: {X: 'expm(X).T'}", "{X: [n, n]}", id="expm"),
+    pytest.param("tr(X)", "grad: {X: 'eye(n)', Y: 'zeros(n, m)'}", "{X: [n, n], Y: [n, m]}",
+                 id="unused-variable-has-zero-gradient"),
+    pytest.param("sum(vec(X) * vec(X))", "grad: {X: '2 * X'}", "{X: [n, m]}", id="vec"),
+    pytest.param("tr(kron(X, Y))", "grad: {X: 'tr(Y) * eye(n)'}", "{X: [n, n], Y: [m, m]}",
+                 id="kron"),
+]
+
+
+@pytest.mark.parametrize(("f", "claims", "vars_"), RIGHT)
+def test_right_identities_pass(f: str, claims: str, vars_: str) -> None:
+    for seed in range(3):
+        r = one(ident_yaml(f, claims, vars_), seed=seed)
+        assert r.status == "passed", r.message
+
+
+WRONG = [
+    pytest.param("tr(inv(X) @ A)", "grad: {X: '-inv(X) @ A @ inv(X)'}",
+                 "{X: {shape: [n, n], domain: invertible}, A: [n, n]}", id="missing-transpose"),
+    pytest.param("x.T @ A @ x", "grad: {x: '2 * A @ x'}", "{x: [n, 1], A: [n, n]}",
+                 id="missing-symmetrisation"),
+    pytest.param("a.T @ X @ b", "grad: {X: '-a @ b.T'}", "{a: [n, 1], X: [n, m], b: [m, 1]}",
+                 id="sign"),
+    pytest.param("norm(X) ** 2", "grad: {X: 'X'}", "{X: [n, m]}", id="factor-2"),
+    pytest.param("X @ X", "differential: {X: '2 * X @ dX'}", "{X: [n, n]}",
+                 id="differential-missing-term"),
+    pytest.param("x.T @ A @ x", "hessian: {x: '2 * A'}", "{x: [n, 1], A: [n, n]}",
+                 id="hessian-not-symmetrised"),
+    pytest.param("tr(A @ X @ B)", "grad: {X: 'B @ A'}", "{A: [m, n], X: [n, n], B: [n, m]}",
+                 id="product-order"),
+]
+
+
+@pytest.mark.parametrize(("f", "claims", "vars_"), WRONG)
+def test_wrong_identities_fail(f: str, claims: str, vars_: str) -> None:
+    for seed in range(3):
+        r = one(ident_yaml(f, claims, vars_), seed=seed)
+        assert r.status == "failed", r.message
+        assert "mismatched on trial" in r.message
+        r = one(ident_yaml(f, claims, vars_, extra="expect: fail"), seed=seed)
+        assert r.status == "xfailed"
+
+
+def test_expect_fail_that_passes_is_xpassed() -> None:
+    r = one(ident_yaml("tr(X)", "grad: {X: 'eye(n)'}", "{X: [n, n]}", extra="expect: fail"))
+    assert r.status == "xpassed"
+    assert not r.ok
+
+
+def test_one_wrong_claim_among_right_ones_is_xfailed() -> None:
+    text = ident_yaml("tr(X @ Y)", "grad: {X: 'Y.T', Y: 'X'}", "{X: [n, m], Y: [m, n]}",
+                      extra="expect: fail")
+    r = one(text)
+    assert r.status == "xfailed"
+    assert [c.status for c in r.claims] == ["passed", "failed"]
+
+
+def test_wrong_shape_is_a_failed_claim_with_a_layout_hint() -> None:
+    r = one(ident_yaml("a.T @ x", "grad: {x: 'a.T'}", "{a: [n, 1], x: [n, 1]}"))
+    assert r.status == "failed"
+    (c,) = r.claims
+    assert c.message == "grad x: the claim has shape [1, 4], but it must have shape [4, 1] (the shape of x)"
+    assert c.hint and "transposed" in c.hint
+
+
+def test_nan_is_never_a_pass() -> None:
+    r = one(ident_yaml("sum(sqrt(x))", "grad: {x: '0.5 / sqrt(x)'}", "{x: [n]}"))
+    assert r.status == "error"
+    assert "NaN/Inf" in r.message
+
+
+def test_nan_in_claim_is_an_error() -> None:
+    r = one(ident_yaml("sum(x)", "grad: {x: 'log(x - x)'}", "{x: [n]}"))
+    assert r.status == "error"
+    assert "the claim evaluates to NaN/Inf" in r.message
+
+
+def test_inf_never_passes_even_when_both_sides_agree() -> None:
+    t = torch.full((2, 3), float("inf"), dtype=torch.float64)
+    c = Claim("grad", "x", "x", 1, 1)
+    assert compare(c, t, t, (3,), 1e-6, 1e-9).status == "error"
+
+
+def test_compare_records_worst_entry() -> None:
+    truth = torch.zeros(3, 2, 2, dtype=torch.float64)
+    claim = truth.clone()
+    claim[2, 1, 0] = 0.5
+    res = compare(Claim("grad", "X", "X", 1, 1), truth, claim, (2, 2), 1e-6, 1e-9)
+    assert res.status == "failed"
+    assert (res.worst.trial, res.worst.index) == (2, [1, 0])
+    assert res.worst.claimed == 0.5 and res.worst.autograd == 0.0
+    assert res.max_abs_err == 0.5
+
+
+def test_tolerance_override_and_float32() -> None:
+    text = ident_yaml("tr(inv(X))", "grad: {X: '-(inv(X) @ inv(X)).T'}",
+                      "{X: {shape: [n, n], domain: invertible}}")
+    assert one(text, dtype="float32").status == "passed"
+    loose = text + "tol: {rtol: 1.0, atol: 10.0}\n"
+    wrong = loose.replace("-(inv(X) @ inv(X)).T", "(inv(X) @ inv(X)).T")
+    assert one(wrong).status == "passed"  # the user asked for a tolerance that hides it
+
+
+def test_symmetric_conventions() -> None:
+    base = ident_yaml("tr(A @ X)", "grad: {X: CLAIM}", "{X: {shape: [n, n], domain: symmetric}, A: [n, n]}")
+    entrywise = base.replace("CLAIM", "A.T")
+    assert one(entrywise).status == "passed"
+    frob = base.replace("CLAIM", "sym(A)") + "convention: frobenius\n"
+    r = one(frob)
+    assert r.status == "passed" and r.claims[0].convention == "frobenius"
+    free = base.replace("CLAIM", "'A + A.T - diag(diag(A))'") + "convention: free\n"
+    assert one(free).status == "passed"
+    assert one(base.replace("CLAIM", "A.T") + "convention: free\n").status == "failed"
+
+
+def test_seed_per_identity_is_order_independent() -> None:
+    assert identity_seed(0, "a") == identity_seed(0, "a")
+    assert identity_seed(0, "a") != identity_seed(1, "a")
+    assert identity_seed(0, "a") != identity_seed(0, "b")
+    text = """
+identities:
+  - id: one
+    vars: {X: [3, 3]}
+    f: tr(X @ X)
+    grad: {X: 'X.T + X.T + 1.0e-3 * X'}
+  - id: two
+    vars: {X: [3, 3]}
+    f: tr(X @ X)
+    grad: {X: 'X.T + X.T + 1.0e-3 * X'}
+"""
+    items = load_text(text, "t.yaml")
+    forward = run(items, Settings(seed=5)).to_dict()
+    backward = run(list(reversed(items)), Settings(seed=5)).to_dict()
+    by_id = {r["id"]: r for r in forward["results"]}
+    for r in backward["results"]:
+        assert r["claims"][0]["max_abs_err"] == by_id[r["id"]]["claims"][0]["max_abs_err"]
+
+
+def test_same_seed_same_json() -> None:
+    items = load_text(ident_yaml("tr(inv(X))", "grad: {X: 'inv(X).T'}",
+                                 "{X: {shape: [n, n], domain: invertible}}"), "t.yaml")
+
+    def scrub(d: dict) -> str:
+        d = dict(d, seconds=0)
+        d["results"] = [dict(r, seconds=0) for r in d["results"]]
+        return json.dumps(d, sort_keys=True)
+
+    assert scrub(run(items, Settings(seed=3)).to_dict()) == scrub(run(items, Settings(seed=3)).to_dict())
+
+
+def test_trials_setting_overrides_file() -> None:
+    r = one(ident_yaml("tr(X)", "grad: {X: 'eye(n)'}", "{X: [n, n]}", extra="trials: 3"), trials=7)
+    assert r.trials == 7
+    r = one(ident_yaml("tr(X)", "grad: {X: 'eye(n)'}", "{X: [n, n]}", extra="trials: 3"))
+    assert r.trials == 3
+
+
+def test_internal_error_is_reported_for_that_identity_only(monkeypatch) -> None:
+    import matgrad.check as engine
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("bug")
+
+    monkeypatch.setattr(engine, "check_compiled", boom)
+    r = one(ident_yaml("tr(X)", "grad: {X: 'eye(n)'}", "{X: [n, n]}"))
+    assert r.status == "error" and r.internal
+    assert "This is a bug in matgrad: please report it" in r.message
+
+
+def test_keyboard_interrupt_returns_partial_report(monkeypatch) -> None:
+    import matgrad.check as engine
+
+    items = load_text("identities:\n" + "".join(
+        f"  - {{id: i{k}, vars: {{X: [2, 2]}}, f: tr(X), grad: {{X: 'eye(2)'}}}}\n" for k in range(3)
+    ), "t.yaml")
+    real = engine.check_identity
+    calls = []
+
+    def interrupt_second(item, settings, device=None):
+        calls.append(item.id)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(item, settings, device)
+
+    monkeypatch.setattr(engine, "check_identity", interrupt_second)
+    report = run(items, Settings())
+    assert not report.complete
+    assert [r.id for r in report.results] == ["i0"]

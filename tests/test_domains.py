@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from matgrad import domains
+
+T = 50
+
+
+def draw(domain: str, shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    return domains.sample(torch, domain, shape, T, torch.Generator().manual_seed(seed))
+
+
+def eye(n: int) -> torch.Tensor:
+    return torch.eye(n, dtype=torch.float64)
+
+
+def test_every_domain_has_a_sampler() -> None:
+    for name, dom in domains.DOMAINS.items():
+        shape = (4, 4) if dom.fits((4, 4)) else (4,)
+        x = draw(name, shape)
+        assert x.shape == (T, *shape)
+        assert x.dtype == torch.float64
+        assert torch.isfinite(x).all()
+
+
+def test_positive() -> None:
+    x = draw("positive", (3, 2))
+    assert (x >= domains.LO).all() and (x <= domains.HI).all()
+
+
+def test_symmetric_is_symmetric_and_general() -> None:
+    x = draw("symmetric", (4, 4))
+    assert torch.allclose(x, x.mT)
+    assert (torch.linalg.eigvalsh(x) < 0).any()  # not secretly positive definite
+
+
+def test_spd_spectrum() -> None:
+    x = draw("spd", (5, 5))
+    assert torch.allclose(x, x.mT)
+    ev = torch.linalg.eigvalsh(x)
+    assert ev.min() >= domains.LO - 1e-12 and ev.max() <= domains.HI + 1e-12
+
+
+def test_invertible_is_well_conditioned_and_not_symmetric() -> None:
+    x = draw("invertible", (5, 5))
+    s = torch.linalg.svdvals(x)
+    assert s.min() >= domains.LO - 1e-12 and s.max() <= domains.HI + 1e-12
+    assert not torch.allclose(x, x.mT)
+    assert (torch.linalg.det(x) < 0).any() and (torch.linalg.det(x) > 0).any()
+
+
+def test_orthogonal() -> None:
+    q = draw("orthogonal", (4, 4))
+    assert torch.allclose(q.mT @ q, eye(4).expand(T, 4, 4), atol=1e-12)
+
+
+def test_diagonal() -> None:
+    d = draw("diagonal", (4, 4))
+    off = d - torch.diag_embed(torch.diagonal(d, dim1=-2, dim2=-1))
+    assert (off == 0).all()
+    assert (torch.diagonal(d, dim1=-2, dim2=-1).abs() >= domains.LO).all()
+
+
+@pytest.mark.parametrize("shape", [(6, 3), (3, 6)])
+def test_fullrank(shape: tuple[int, int]) -> None:
+    s = torch.linalg.svdvals(draw("fullrank", shape))
+    assert s.shape == (T, 3)
+    assert s.min() >= domains.LO - 1e-12 and s.max() <= domains.HI + 1e-12
+
+
+def test_fits() -> None:
+    assert domains.DOMAINS["spd"].fits((3, 3))
+    assert not domains.DOMAINS["spd"].fits((3, 4))
+    assert not domains.DOMAINS["orthogonal"].fits((3,))
+    assert domains.DOMAINS["fullrank"].fits((3, 4))
+    assert domains.DOMAINS["real"].fits(())
+
+
+def test_draws_are_reproducible() -> None:
+    assert torch.equal(draw("invertible", (3, 3), seed=7), draw("invertible", (3, 3), seed=7))
+    assert not torch.equal(draw("invertible", (3, 3), seed=7), draw("invertible", (3, 3), seed=8))
+
+
+def test_tangent_directions() -> None:
+    gen = torch.Generator().manual_seed(0)
+    x = draw("orthogonal", (4, 4))
+    d = domains.direction(torch, "orthogonal", x, gen, tangent=True)
+    skew = x.mT @ d
+    assert torch.allclose(skew, -skew.mT, atol=1e-12)
+    s = domains.direction(torch, "spd", draw("spd", (3, 3)), gen, tangent=True)
+    assert torch.allclose(s, s.mT)
+    free = domains.direction(torch, "spd", draw("spd", (3, 3)), gen, tangent=False)
+    assert not torch.allclose(free, free.mT)

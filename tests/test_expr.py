@@ -1,0 +1,148 @@
+from __future__ import annotations
+
+import pytest
+
+from matgrad.errors import ExprError, LimitError
+from matgrad.expr import Scope, bind, parse
+from matgrad.limits import Limits
+
+SCOPE = Scope(
+    shapes={"X": (3, 4), "S": (3, 3), "x": (3, 1), "v": (3,), "y": (4, 1), "c": ()},
+    dims={"m": 3, "n": 4},
+)
+
+
+def shape_of(text: str) -> tuple[int, ...]:
+    return bind(parse(text), SCOPE).shape
+
+
+@pytest.mark.parametrize(
+    ("text", "shape"),
+    [
+        pytest.param("X", (3, 4), id="name"),
+        pytest.param("X.T", (4, 3), id="transpose"),
+        pytest.param("v.T", (3,), id="transpose-of-plain-vector-is-identity"),
+        pytest.param("X @ X.T", (3, 3), id="matmul"),
+        pytest.param("x.T @ X @ y", (1, 1), id="bilinear"),
+        pytest.param("v @ S @ v", (), id="plain-vector-quadratic"),
+        pytest.param("S @ v", (3,), id="matrix-vector"),
+        pytest.param("2 * X - X / 3", (3, 4), id="scalar-ops"),
+        pytest.param("c * X", (3, 4), id="scalar-var"),
+        pytest.param("(x.T @ x) * S", (3, 3), id="single-element-counts-as-scalar"),
+        pytest.param("X ** 2", (3, 4), id="elementwise-power"),
+        pytest.param("-X", (3, 4), id="neg"),
+        pytest.param("+X", (3, 4), id="pos"),
+        pytest.param("tr(S)", (), id="tr"),
+        pytest.param("inv(S)", (3, 3), id="inv"),
+        pytest.param("pinv(X)", (4, 3), id="pinv"),
+        pytest.param("solve(S, x)", (3, 1), id="solve"),
+        pytest.param("diag(S)", (3,), id="diag-of-matrix"),
+        pytest.param("diag(x)", (3, 3), id="diag-of-column"),
+        pytest.param("diag(v)", (3, 3), id="diag-of-vector"),
+        pytest.param("kron(X, S)", (9, 12), id="kron"),
+        pytest.param("outer(x, y)", (3, 4), id="outer"),
+        pytest.param("vec(X)", (12, 1), id="vec"),
+        pytest.param("eye(m)", (3, 3), id="eye-of-dim"),
+        pytest.param("ones(m, n)", (3, 4), id="ones"),
+        pytest.param("zeros(n)", (4,), id="zeros-vector"),
+        pytest.param("eye(m + 1)", (4, 4), id="eye-of-arithmetic"),
+        pytest.param("softmax(X)", (3, 4), id="softmax"),
+        pytest.param("logsumexp(X)", (), id="logsumexp"),
+        pytest.param("norm(X)", (), id="norm"),
+        pytest.param("matpow(S, 3)", (3, 3), id="matpow"),
+        pytest.param("col(X, 2)", (3, 1), id="col"),
+        pytest.param("entry(X, 2, 3)", (), id="entry"),
+        pytest.param("1e-6 * X", (3, 4), id="float-without-dot"),
+        pytest.param("x / n", (3, 1), id="dim-as-number"),
+    ],
+)
+def test_shapes(text: str, shape: tuple[int, ...]) -> None:
+    assert shape_of(text) == shape
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            "X @ X",
+            "shape mismatch in 'X @ X': 'X' is [3, 4] and 'X' is [3, 4]; @ needs the inner "
+            "sizes to agree (4 vs 3)",
+            id="matmul",
+        ),
+        pytest.param(
+            "X + X.T",
+            "shape mismatch in 'X + X.T': 'X' is [3, 4] but 'X.T' is [4, 3]; elementwise + "
+            "needs equal shapes or a scalar side (a transpose missing?)",
+            id="elementwise",
+        ),
+        pytest.param("x + y.T", "shape mismatch in 'x + y.T'", id="no-broadcasting"),
+        pytest.param("tr(X)", "in 'tr(X)': tr needs a square matrix, got shape [3, 4]", id="tr"),
+        pytest.param("2 @ X", "'2' is a scalar; @ needs vectors or matrices", id="scalar-matmul"),
+        pytest.param("Z", "unknown name 'Z'", id="unknown-name"),
+        pytest.param("x + S1", "unknown name 'S1' (did you mean 'S'?)", id="did-you-mean"),
+        pytest.param("matpow(S, c)", "argument 2 of matpow must be an integer constant", id="k"),
+        pytest.param("matpow(S, 1.5)", "the power k must be an integer", id="k-int"),
+        pytest.param("col(X, 4)", "column index 4 out of range", id="col-range"),
+        pytest.param("X ** x", "the exponent must be a scalar", id="pow-shape"),
+        pytest.param("1 / 0", "division by zero", id="div-zero"),
+    ],
+)
+def test_bind_errors(text: str, message: str) -> None:
+    with pytest.raises(ExprError) as e:
+        shape_of(text)
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param("X[0]", "indexing (x[...]) is not allowed", id="subscript"),
+        pytest.param("X.shape", "attribute .shape is not allowed", id="attribute"),
+        pytest.param("foo(X)", "unknown function 'foo'", id="unknown-function"),
+        pytest.param("trr(X)", "unknown function 'trr' (did you mean 'tr'?)", id="function-hint"),
+        pytest.param("tr(X, X)", "tr takes 1 argument, got 2: tr(M)", id="arity"),
+        pytest.param("kron(X)", "kron takes 2 arguments, got 1", id="arity-2"),
+        pytest.param("tr(X, dim=0)", "keyword arguments are not allowed (in tr(...))", id="kw"),
+        pytest.param("tr(*X)", "starred arguments are not allowed", id="starred"),
+        pytest.param("X +", "syntax error", id="syntax"),
+        pytest.param("X ^ 2", "use ** for powers", id="caret"),
+        pytest.param("'a'", "constant 'a' is not allowed", id="string"),
+        pytest.param("True", "constant True is not allowed", id="bool"),
+        pytest.param("1j", "constant 1j is not allowed", id="complex"),
+        pytest.param("X if X else X", "a conditional expression is not allowed", id="ifexp"),
+        pytest.param("X < X", "a comparison is not allowed", id="compare"),
+        pytest.param("X % 2", "operator % is not allowed", id="mod"),
+        pytest.param("", "the expression is empty", id="empty"),
+    ],
+)
+def test_parse_errors(text: str, message: str) -> None:
+    with pytest.raises(ExprError) as e:
+        parse(text)
+    assert message in str(e.value)
+
+
+def test_names_are_collected() -> None:
+    assert parse("tr(inv(X) @ A) + n").names == {"X", "A", "n"}
+
+
+def test_parse_is_cached() -> None:
+    assert parse("tr(X @ X)") is parse("tr(X @ X)")
+
+
+def test_constant_folding() -> None:
+    b = bind(parse("2 ** 3 + m"), SCOPE)
+    assert b.static == 11.0
+
+
+def test_limits() -> None:
+    small = Limits(max_expr_chars=10)
+    with pytest.raises(LimitError, match="max_expr_chars"):
+        parse("X + X + X + X", small)
+    with pytest.raises(LimitError, match="max_expr_depth"):
+        parse("(" * 100 + "X" + ")" * 100)
+    with pytest.raises(LimitError, match="max_power"):
+        bind(parse("9 ** 9 ** 9"), SCOPE)
+    with pytest.raises(LimitError, match="max_power"):
+        bind(parse("matpow(S, 10 ** 9)"), SCOPE)
+    with pytest.raises(LimitError, match="max_dim"):
+        bind(parse("eye(100000)"), SCOPE)
