@@ -285,10 +285,11 @@ def compare(
     if bool((err <= bound).all()):
         return res
     res.status = "failed"
+    rel = "" if res.max_rel_err is None else f", max rel err {res.max_rel_err:.3g}"
     res.message = (
-        f"{claim.label} mismatched on trial {trial}: max abs err {res.max_abs_err:.3g} "
-        f"at {res.worst.index} (claimed {_fmt(res.worst.claimed)}, autograd "
-        f"{_fmt(res.worst.autograd)}); tol rtol={rtol:g} atol={atol:g}"
+        f"{claim.label} mismatched on trial {trial} at {res.worst.index}: claimed "
+        f"{_fmt(res.worst.claimed)}, autograd {_fmt(res.worst.autograd)} (max abs err "
+        f"{res.max_abs_err:.3g}{rel}); tol rtol={rtol:g} atol={atol:g}"
     )
     return res
 

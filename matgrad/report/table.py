@@ -94,14 +94,6 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
             if c.status == "passed":
                 continue
             lines.append(Text(f"  {c.message}"))
-            if c.worst is not None and c.status == "failed":
-                w = c.worst
-                lines.append(
-                    Text(
-                        f"    worst entry: trial {w.trial}, index {w.index}: "
-                        f"autograd {w.autograd:.6g}, claimed {w.claimed:.6g}"
-                    )
-                )
             if c.hint:
                 lines.append(Text(f"    hint: {c.hint}", style="yellow"))
         if not r.claims and r.message:
