@@ -31,3 +31,6 @@ test: install
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+
+bench: install
+	cd benchmarks && ../$(BIN)/python run_all.py

@@ -245,9 +245,19 @@ def _pinv_infer(args: Sequence[Arg]) -> Shape:
     return (n, m)
 
 
-@register("pinv", "pinv(M)", "Moore-Penrose pseudo-inverse of [m, n]", "[n, m]", _pinv_infer)
+@register(
+    "pinv",
+    "pinv(M)",
+    "Moore-Penrose pseudo-inverse of [m, n]; singular values below eps^0.6 of the largest "
+    "count as zero",
+    "[n, m]",
+    _pinv_infer,
+)
 def _pinv(torch: Any, m: Any) -> Any:
-    return torch.linalg.pinv(m)
+    # torch's default cut-off (eps * max(m, n)) inverts the rounding noise of an exactly
+    # singular matrix such as (lambda I - A) at an eigenvalue, giving entries ~1e14; a
+    # cut-off of eps^0.6 (4e-10 in float64) treats such noise as the zero it is.
+    return torch.linalg.pinv(m, rtol=torch.finfo(m.dtype).eps ** 0.6)
 
 
 def _solve_infer(args: Sequence[Arg]) -> Shape:

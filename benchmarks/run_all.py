@@ -1,0 +1,20 @@
+"""Run every benchmark and print its tables (``make bench``)."""
+
+from __future__ import annotations
+
+import time
+
+import library_scale
+import matrix_scale
+import startup
+import throughput
+from _common import machine
+
+if __name__ == "__main__":
+    start = time.perf_counter()
+    print(f"# matgrad benchmarks\n\nMachine: {machine()}")
+    for mod in (startup, throughput, library_scale, matrix_scale):
+        t = time.perf_counter()
+        print(mod.main(), flush=True)
+        print(f"\n({mod.__name__}: {time.perf_counter() - t:.0f} s)", flush=True)
+    print(f"\nTotal: {time.perf_counter() - start:.0f} s")

@@ -1,0 +1,59 @@
+"""The bundled library gates itself: every identity meets its `expect` under many seeds, so
+no verdict depends on a lucky draw."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from matgrad.check import Settings, run
+from matgrad.spec import Identity, load_all
+
+ROOT = Path(__file__).resolve().parent.parent
+LIBRARY = ROOT / "identities"
+ITEMS = load_all([str(LIBRARY)])
+
+
+def test_library_is_valid_and_large() -> None:
+    invalid = [str(i.error) for i in ITEMS if not isinstance(i, Identity)]
+    assert invalid == []
+    assert len(ITEMS) >= 150
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_every_identity_meets_its_expect(seed: int) -> None:
+    report = run(ITEMS, Settings(seed=seed))
+    bad = [f"{r.id}: {r.status}: {r.message}" for r in report.results if not r.ok]
+    assert bad == []
+
+
+def test_every_identity_has_a_title_and_cookbook_ones_a_source() -> None:
+    for item in ITEMS:
+        assert isinstance(item, Identity)
+        assert item.title, item.id
+        if "cookbook" in Path(item.path).parts:
+            assert item.source and item.source.startswith("Matrix Cookbook (2012)"), item.id
+            assert item.latex, item.id
+
+
+def test_mistakes_are_expected_failures() -> None:
+    for item in ITEMS:
+        assert isinstance(item, Identity)
+        if "mistakes" in Path(item.path).parts:
+            assert item.expect == "fail", item.id
+
+
+def test_coverage_table_names_only_real_ids() -> None:
+    text = (LIBRARY / "README.md").read_text(encoding="utf-8")
+    ids = {i.id for i in ITEMS}
+    named = set(re.findall(r"`((?:cb|ml|mistake|seed)-[a-z0-9._-]+)`", text))
+    assert named, "the coverage table names no identity"
+    assert named - ids == set()
+
+
+def test_ids_are_unique() -> None:
+    counts = Counter(i.id for i in ITEMS)
+    assert [k for k, v in counts.items() if v > 1] == []
