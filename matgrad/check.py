@@ -193,9 +193,11 @@ class _Run:
 
     def claim_value(self, claim: Claim, bound: Bound) -> Any:
         env = dict(self.env)
-        if claim.kind == "differential":
-            env["d" + claim.var] = self.d[claim.var]
         with torch.no_grad():
+            if claim.kind == "differential":
+                env["d" + claim.var] = self.d[claim.var]
+                for name, let in self.c.direction_lets.get(claim.var, ()):
+                    env[name] = self.eval(let, env)
             return self.eval(bound, env)
 
 

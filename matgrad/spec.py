@@ -118,6 +118,10 @@ class Compiled:
     lets: tuple[tuple[str, Bound], ...]
     f: Bound
     claims: tuple[tuple[Claim, Bound], ...]
+    # lets that use a variable's direction, by variable: evaluated with its differential claims
+    direction_lets: dict[str, tuple[tuple[str, Bound], ...]] = dataclasses.field(
+        default_factory=dict
+    )
 
 
 # ---- finding files ----------------------------------------------------------------------
@@ -579,11 +583,36 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             raise located(e, key, line) from None
         return bound
 
+    # A let may use one variable's direction dV; it is then usable only in differential
+    # claims for V, and is evaluated with them.
+    directions = {"d" + v: v for v in ident.vars}
     lets: list[tuple[str, Bound]] = []
+    direction_lets: dict[str, list[tuple[str, Bound]]] = {}
+    let_direction: dict[str, str] = {}  # let name -> the variable whose direction it uses
     for name, text, line in ident.lets:
-        b = compile_one(text, Scope(dict(shapes), ident.dims, hidden=hidden), f"let.{name}", line)
-        lets.append((name, b))
+        let_shapes = {**shapes, **{d: ident.vars[v].shape for d, v in directions.items()}}
+        b = compile_one(text, Scope(let_shapes, ident.dims), f"let.{name}", line)
+        names = parse(text, limits).names
+        used = {directions[n] for n in names if n in directions}
+        used |= {let_direction[n] for n in names if n in let_direction}
+        if len(used) > 1:
+            raise located(
+                f"let {name!r} uses the directions of {', '.join(sorted(used))}; a let may use "
+                f"the direction of one variable only",
+                f"let.{name}",
+                line,
+            )
+        if used:
+            (var_name,) = used
+            let_direction[name] = var_name
+            direction_lets.setdefault(var_name, []).append((name, b))
+        else:
+            lets.append((name, b))
         shapes[name] = b.shape
+    for name, v in let_direction.items():
+        hidden[name] = f"uses d{v}: it can only be used in a differential claim for {v}"
+    let_shapes = shapes
+    shapes = {k: v for k, v in shapes.items() if k not in let_direction}
     scope = Scope(shapes, ident.dims, hidden=hidden)
     f = compile_one(ident.f, scope, "f", ident.f_line)
     claims: list[tuple[Claim, Bound]] = []
@@ -606,10 +635,15 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             )
         if claim.kind == "differential":
             d = "d" + claim.var
+            own = {k: let_shapes[k] for k, v in let_direction.items() if v == claim.var}
             cscope = Scope(
-                {**shapes, d: var.shape},
+                {**shapes, **own, d: var.shape},
                 ident.dims,
-                hidden={k: v for k, v in hidden.items() if k != d}
+                hidden={
+                    k: v
+                    for k, v in hidden.items()
+                    if k != d and let_direction.get(k) != claim.var
+                }
                 | {
                     "d" + o: f"is the direction of {o}; this claim perturbs {claim.var} only"
                     for o in ident.vars
@@ -619,7 +653,13 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         else:
             cscope = scope
         claims.append((claim, compile_one(claim.text, cscope, key, claim.line)))
-    return Compiled(ident, tuple(lets), f, tuple(claims))
+    return Compiled(
+        ident,
+        tuple(lets),
+        f,
+        tuple(claims),
+        {v: tuple(ls) for v, ls in direction_lets.items()},
+    )
 
 
 def symmetric_vars(ident: Identity) -> frozenset[str]:

@@ -244,3 +244,33 @@ differential: {A: "pinv(entry(l, 1) * eye(n) - A) @ dA @ col(V, 1)"}
     for seed in range(3):
         r = one(text, seed=seed, trials=2000)
         assert r.status == "passed", r.message
+
+
+def test_let_may_use_a_direction_in_differential_claims() -> None:
+    text = """
+id: let-direction
+dims: {n: 3}
+vars: {X: {shape: [n, n], domain: invertible}, Y: [n, n]}
+let: {Xi: inv(X), dXi: "-Xi @ dX @ Xi"}
+f: Xi @ Y
+differential: {X: dXi @ Y, Y: Xi @ dY}
+"""
+    r = one(text)
+    assert r.status == "passed", r.message
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        ("grad: {X: 'dXi'}", "name 'dXi' uses dX: it can only be used in a differential claim for X"),
+        ("differential: {Y: 'dXi'}", "name 'dXi' uses dX"),
+    ],
+)
+def test_direction_let_outside_its_claims_is_an_error(claims: str, message: str) -> None:
+    text = (
+        "id: t\ndims: {n: 3}\nvars: {X: [n, n], Y: [n, n]}\n"
+        "let: {dXi: 'dX @ Y'}\nf: tr(X @ Y)\n" + claims + "\n"
+    )
+    r = one(text)
+    assert r.status == "error"
+    assert message in r.message
