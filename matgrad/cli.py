@@ -263,17 +263,28 @@ def check(
         ),
     ] = None,
     fail_fast: Annotated[
-        bool, typer.Option("-x", "--fail-fast", help="Stop at the first identity that fails.")
+        bool,
+        typer.Option(
+            "-x", "--fail-fast", help="Stop at the first identity that fails (--maxfail 1)."
+        ),
     ] = False,
     maxfail: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Stop after N identities did not meet their expect."),
+        typer.Option(
+            min=1, metavar="N", help="Stop after N identities did not meet their expect."
+        ),
     ] = None,
     quiet: Annotated[
-        int, typer.Option("-q", "--quiet", count=True, help="Less output (-qq: summary only).")
+        int,
+        typer.Option(
+            "-q", "--quiet", count=True, show_default=False, help="Less output (-qq: summary only)."
+        ),
     ] = 0,
     verbose: Annotated[
-        int, typer.Option("-v", "--verbose", count=True, help="Also detail passing identities.")
+        int,
+        typer.Option(
+            "-v", "--verbose", count=True, show_default=False, help="Also detail passing identities."
+        ),
     ] = 0,
     collect_only: Annotated[
         bool, typer.Option("--collect-only", help="List what would run; check nothing.")
