@@ -283,7 +283,11 @@ def check(
     verbose: Annotated[
         int,
         typer.Option(
-            "-v", "--verbose", count=True, show_default=False, help="Also detail passing identities."
+            "-v",
+            "--verbose",
+            count=True,
+            show_default=False,
+            help="Also detail passing identities.",
         ),
     ] = 0,
     collect_only: Annotated[

@@ -42,7 +42,8 @@ class ClaimResult:
     rtol: float | None = None
     atol: float | None = None
     convention: str | None = None
-    max_ratio: float | None = None  # max over entries of err / (atol*scale + rtol*|autograd|); <= 1 passes
+    # the largest entrywise err / (atol*scale + rtol*|autograd|): at most 1 passes
+    max_ratio: float | None = None
 
     @property
     def label(self) -> str:

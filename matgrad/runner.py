@@ -76,7 +76,9 @@ def shard_of(key: str, total: int) -> int:
     return int.from_bytes(digest[:8], "big") % total + 1
 
 
-def take_shard(items: Iterable[Identity | Invalid], shard: Shard | None) -> list[Identity | Invalid]:
+def take_shard(
+    items: Iterable[Identity | Invalid], shard: Shard | None
+) -> list[Identity | Invalid]:
     """The items of one shard, in their original order. Each item lands in exactly one of the
     ``total`` shards, so the shards of a run partition it."""
     if shard is None:

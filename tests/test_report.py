@@ -484,3 +484,17 @@ def test_parse_target_refuses(spec: str, message: str) -> None:
     with pytest.raises(ValueError) as e:
         parse_target(spec)
     assert str(e.value) == message
+
+
+def test_renderers_do_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nsys.path.insert(0, 'tests')\n"
+        "from reportdata import sample_report\nfrom matgrad.report import FORMATS, renderer\n"
+        "for fmt in FORMATS:\n    renderer(fmt)(sample_report())\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert r.stdout.strip() == "NO-TORCH", r.stderr

@@ -16,8 +16,9 @@ from matgrad.spec import Identity, Invalid, load_all, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
-RIGHT = "  - {{id: right-{i}, dims: {{n: 2}}, vars: {{X: [n, n]}}, f: tr(X), grad: {{X: eye(n)}}}}\n"
-WRONG = "  - {{id: wrong-{i}, dims: {{n: 2}}, vars: {{X: [n, n]}}, f: tr(X), grad: {{X: 2 * eye(n)}}}}\n"
+BODY = "dims: {{n: 2}}, vars: {{X: [n, n]}}, f: tr(X)"
+RIGHT = "  - {{id: right-{i}, " + BODY + ", grad: {{X: eye(n)}}}}\n"
+WRONG = "  - {{id: wrong-{i}, " + BODY + ", grad: {{X: 2 * eye(n)}}}}\n"
 
 
 def items(*parts: str) -> list[Identity | Invalid]:
@@ -65,7 +66,10 @@ def test_shard_parse_refuses(text: str, message: str) -> None:
     total=st.integers(min_value=1, max_value=7),
 )
 def test_shards_partition_the_run(ids: list[str], total: int) -> None:
-    loaded = [Invalid(path=f"{i}.yaml", line=1, id=x, error=None) for i, x in enumerate(ids)]  # type: ignore[arg-type]
+    loaded = [
+        Invalid(path=f"{i}.yaml", line=1, id=x, error=None)  # type: ignore[arg-type]
+        for i, x in enumerate(ids)
+    ]
     shards = [take_shard(loaded, Shard(k, total)) for k in range(1, total + 1)]
     union = [it for s in shards for it in s]
     assert sorted(union, key=lambda it: it.path) == sorted(loaded, key=lambda it: it.path)
@@ -110,8 +114,10 @@ def test_empty_shard_is_not_an_error() -> None:
     ("maxfail", "ran", "stopped"),
     [
         pytest.param(None, 5, None, id="no-limit"),
-        pytest.param(1, 2, "stopped after 1 identity did not meet its expect (maxfail 1); 3 not run",
-                     id="fail-fast"),
+        pytest.param(
+            1, 2, "stopped after 1 identity did not meet its expect (maxfail 1); 3 not run",
+            id="fail-fast",
+        ),
         pytest.param(2, 4, "stopped after 2 identities did not meet their expect (maxfail 2); "
                      "1 not run", id="maxfail-2"),
         pytest.param(3, 5, None, id="limit-reached-at-the-end"),

@@ -146,6 +146,15 @@ def claim_plot(c: ClaimResult) -> str:
     )
 
 
+def _decade(d: int) -> str:
+    # the end bins also hold what lies beyond the plotted range (0, inf)
+    if d <= LOG_MIN:
+        return f"less than 1e{d + 1} times"
+    if d >= LOG_MAX - 1:
+        return f"1e{d} or more times"
+    return f"1e{d} to 1e{d + 1} times"
+
+
 def overview_plot(claims: Iterable[ClaimResult]) -> str:
     """How many claims sit in each decade of err / tolerance, passing ones green."""
     bins: dict[int, list[int]] = {}
@@ -170,7 +179,9 @@ def overview_plot(claims: Iterable[ClaimResult]) -> str:
     for d in range(LOG_MIN, LOG_MAX + 1, 3):
         x = round(left + (d - LOG_MIN) * bw, 1)
         label = "1" if d == 0 else f"1e{d}"
-        parts.append(f'<line x1="{x}" y1="{h - bottom}" x2="{x}" y2="{h - bottom + 4}" class="axis"/>')
+        parts.append(
+            f'<line x1="{x}" y1="{h - bottom}" x2="{x}" y2="{h - bottom + 4}" class="axis"/>'
+        )
         parts.append(f'<text x="{x}" y="{h - bottom + 16}" class="tick">{label}</text>')
     for d, (ok, bad) in sorted(bins.items()):
         x = round(left + (d - LOG_MIN) * bw + 1, 1)
@@ -180,10 +191,10 @@ def overview_plot(claims: Iterable[ClaimResult]) -> str:
                 continue
             bh = round(n / peak * (h - bottom - top), 1)
             y = round(y - bh, 1)
+            what = f"{n} {'passing' if cls == 'pass' else 'failing'} claim{'s' if n != 1 else ''}"
             parts.append(
                 f'<rect x="{x}" y="{y}" width="{round(bw - 2, 1)}" height="{bh}" class="{cls}">'
-                f"<title>{n} claim{'s' if n != 1 else ''} {'passing' if cls == 'pass' else 'failing'}"
-                f" at 1e{d} to 1e{d + 1} of the tolerance</title></rect>"
+                f"<title>{what} at {_decade(d)} the tolerance</title></rect>"
             )
     tol = round(left - LOG_MIN * bw, 1)
     parts.append(f'<line x1="{tol}" y1="{top - 6}" x2="{tol}" y2="{h - bottom}" class="tol"/>')
@@ -372,8 +383,8 @@ def render(report: RunReport) -> str:
             overview_plot(claims),
             "</section>",
             '<section id="claims"><h2>Claims</h2>',
-            '<div class="wide"><table><thead><tr><th>identity</th><th>title</th><th>claim</th><th>verdict</th>'
-            "<th>max abs err</th><th>max rel err</th><th>err / tol</th>"
+            '<div class="wide"><table><thead><tr><th>identity</th><th>title</th><th>claim</th>'
+            "<th>verdict</th><th>max abs err</th><th>max rel err</th><th>err / tol</th>"
             "<th>err vs tolerance (log)</th></tr></thead>",
             "<tbody>",
             _claim_rows(report.results),
