@@ -7,12 +7,14 @@ exit code. torch is imported only by commands that compute (``check``), so ``--h
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
+import io
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -38,12 +40,19 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit(1) here; the command decides instead (see _reader_may_leave)
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _stdout() -> Console:
     # Piped output (CI logs) gets a wide page instead of rich's 80 columns, so ids do not wrap.
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 120
-    return Console(highlight=False, soft_wrap=True, width=width)
+    return _StdoutConsole(highlight=False, soft_wrap=True, width=width)
 
 
 def _stderr() -> Console:
@@ -70,6 +79,9 @@ def _guard(fn: F) -> F:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, _USAGE_ERROR, SystemExit):
             raise
+        except BrokenPipeError:  # the reader left (`| head`): as rich would, exit 1 quietly
+            _silence_stdout()
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             _stderr().print("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
@@ -189,6 +201,24 @@ def _check_report_targets(reports: list[str]) -> list[tuple[str, Path]]:
             raise typer.BadParameter(f"{spec!r}: cannot write {str(path)!r}", param_hint="--report")
         out.append((fmt, path))
     return out
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the output, not the command: the exit code
+    stays the verdict, and nothing is reported as a bug."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    try:  # so that the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 def _parse_shard(text: str | None) -> Any:
@@ -315,7 +345,8 @@ def check(
     if chosen_shard is not None and not items:
         _stderr().print(f"shard {chosen_shard} holds none of the {len(selected)} identities")
     if collect_only:
-        _collect_only(items, quiet, format is OutFormat.json)
+        with _reader_may_leave():
+            _collect_only(items, quiet, format is OutFormat.json)
         return
     from matgrad import check as engine
 
@@ -338,12 +369,14 @@ def check(
             _stderr().print(f"warning: cannot append to GITHUB_STEP_SUMMARY: {escape(str(e))}")
     if format is None:
         format = OutFormat.github if github.enabled() else OutFormat.table
-    if format is OutFormat.table:
-        out = _stdout()
-        for block in table_report.renderables(result, verbose - quiet):
-            out.print(block)
-    else:
-        sys.stdout.write(renderer(format.value)(result))
+    with _reader_may_leave():
+        if format is OutFormat.table:
+            out = _stdout()
+            for block in table_report.renderables(result, verbose - quiet):
+                out.print(block)
+        else:
+            sys.stdout.write(renderer(format.value)(result))
+            sys.stdout.flush()
     code = exit_code(result)
     if code is ExitCode.INTERRUPTED:
         _stderr().print("interrupted: the results above are incomplete")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import re
 import subprocess
 import sys
@@ -367,3 +368,33 @@ def test_real_run_golden(fmt: str, name: str, tmp_path: Path, write, golden, mon
     r = invoke("check", "ids", "--format", fmt, "--seed", "3")
     assert r.exit_code == 3
     golden(name, _scrub(r.stdout))
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        pytest.param(["--collect-only", "-q"], 0, id="collect-only"),
+        pytest.param(["-k", "seed-trace"], 0, id="table"),
+        pytest.param(["--format", "csv", "FAIL"], 1, id="csv-fail"),
+    ],
+)
+def test_reader_that_leaves_early_keeps_the_verdict(args: list[str], code: int, tmp_path) -> None:
+    # `matgrad check ... | head`: the pipe closes before matgrad writes; that is no bug, and
+    # the exit code is still the verdict.
+    paths = [SEED]
+    if "FAIL" in args:
+        args = [a for a in args if a != "FAIL"]
+        wrong = tmp_path / "wrong.yaml"
+        wrong.write_text(ids_yaml(WRONG))
+        paths = [str(wrong)]
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        r = subprocess.run(
+            [sys.executable, "-m", "matgrad", "check", *paths, *args],
+            stdout=write, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+    finally:
+        os.close(write)
+    assert r.returncode == code, r.stderr
+    assert r.stderr == ""
