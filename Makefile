@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SEEDS ?= 0 1 2 3 4 5 6 7 8 9
 
-.PHONY: install check test validate bench fuzz lint clean
+.PHONY: install check test browser-test validate bench fuzz lint clean
 
 install: $(VENV)/.installed
 
@@ -29,8 +29,17 @@ validate: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The HTML report in a real headless Chromium, from the system packages (Debian: chromium).
+# `make test` skips that test when Chromium is absent; this target installs it and requires it.
+# The screenshots land in tests/artifacts/.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser-test: install
+	command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+	MATGRAD_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q tests/test_report_browser.py
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis tests/artifacts
 
 bench: install
 	cd benchmarks && ../$(BIN)/python run_all.py

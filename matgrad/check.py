@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -281,6 +282,8 @@ def compare(
     flat = int(torch.argmax(ratio))
     trial, k = divmod(flat, tr.shape[1])
     res.max_abs_err = float(err.max())
+    # 0/0 (an exact entry with a zero bound) is no error at all; x/0 stays inf.
+    res.max_ratio = float(torch.nan_to_num(ratio, nan=0.0, posinf=math.inf).max())
     nz = mag > 0
     res.max_rel_err = float((err[nz] / mag[nz]).max()) if bool(nz.any()) else None
     res.worst = Worst(trial, _unravel(k, expected), float(tr[trial, k]), float(cl[trial, k]))
@@ -444,8 +447,14 @@ def run(
     items: Iterable[Identity | Invalid],
     settings: Settings,
     on_result: Callable[[IdentityResult], None] | None = None,
+    maxfail: int | None = None,
 ) -> RunReport:
-    """Check every item. Ctrl-C stops early: the report is returned with ``complete=False``."""
+    """Check every item. Ctrl-C stops early: the report is returned with ``complete=False``.
+
+    With ``maxfail``, the run stops once that many identities did not meet their ``expect``;
+    the report says so in ``stopped`` and counts the rest in ``not_run``.
+    """
+    items = list(items)
     device = resolve_device(settings.device)
     report = RunReport(
         matgrad=__version__,
@@ -455,12 +464,22 @@ def run(
         dtype=settings.dtype,
     )
     start = time.perf_counter()
+    failures = 0
     try:
-        for item in items:
+        for i, item in enumerate(items):
             res = check_identity(item, settings, device)
             report.results.append(res)
             if on_result is not None:
                 on_result(res)
+            failures += not res.ok
+            if maxfail is not None and failures >= maxfail and i + 1 < len(items):
+                report.not_run = len(items) - i - 1
+                report.stopped = (
+                    f"stopped after {failures} identit{'y' if failures == 1 else 'ies'} "
+                    f"did not meet {'its' if failures == 1 else 'their'} expect "
+                    f"(maxfail {maxfail}); {report.not_run} not run"
+                )
+                break
     except KeyboardInterrupt:
         report.complete = False
     report.seconds = time.perf_counter() - start

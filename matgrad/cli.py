@@ -7,11 +7,14 @@ exit code. torch is imported only by commands that compute (``check``), so ``--h
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
+import io
+import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Optional, TypeVar
 
@@ -37,12 +40,19 @@ app = typer.Typer(
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit(1) here; the command decides instead (see _reader_may_leave)
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def _stdout() -> Console:
     # Piped output (CI logs) gets a wide page instead of rich's 80 columns, so ids do not wrap.
     width = None
     if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
         width = 120
-    return Console(highlight=False, soft_wrap=True, width=width)
+    return _StdoutConsole(highlight=False, soft_wrap=True, width=width)
 
 
 def _stderr() -> Console:
@@ -69,6 +79,9 @@ def _guard(fn: F) -> F:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, _USAGE_ERROR, SystemExit):
             raise
+        except BrokenPipeError:  # the reader left (`| head`): as rich would, exit 1 quietly
+            _silence_stdout()
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             _stderr().print("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
@@ -121,6 +134,11 @@ class Device(str, enum.Enum):
 class OutFormat(str, enum.Enum):
     table = "table"
     json = "json"
+    junit = "junit"
+    github = "github"
+    markdown = "markdown"
+    html = "html"
+    csv = "csv"
 
 
 PathsArg = Annotated[
@@ -170,22 +188,73 @@ def _check_paths(paths: list[Path]) -> None:
 
 
 def _check_report_targets(reports: list[str]) -> list[tuple[str, Path]]:
+    from matgrad.report import parse_target
+
     out = []
     for spec in reports:
-        fmt, _, target = spec.rpartition(":") if ":" in spec else ("", "", spec)
-        path = Path(target)
-        if not fmt:
-            fmt = path.suffix.lstrip(".").lower()
-        if fmt not in ("json",):
-            raise typer.BadParameter(
-                f"{spec!r}: unknown report format {fmt!r} (use a .json file)",
-                param_hint="--report",
-            )
+        try:
+            fmt, path = parse_target(spec)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--report") from None
         parent = path.parent if str(path.parent) else Path(".")
         if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise typer.BadParameter(f"{spec!r}: cannot write {target!r}", param_hint="--report")
+            raise typer.BadParameter(f"{spec!r}: cannot write {str(path)!r}", param_hint="--report")
         out.append((fmt, path))
     return out
+
+
+@contextlib.contextmanager
+def _reader_may_leave() -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the output, not the command: the exit code
+    stays the verdict, and nothing is reported as a bug."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    try:  # so that the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def _parse_shard(text: str | None) -> Any:
+    from matgrad.runner import Shard
+
+    if text is None:
+        return None
+    try:
+        return Shard.parse(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--shard") from None
+
+
+def _collect_only(items: list[Any], quiet: int, as_json: bool) -> None:
+    from matgrad.spec import Invalid
+
+    invalid = [it for it in items if isinstance(it, Invalid)]
+    if as_json:
+        rows = [
+            {"id": it.id, "file": it.path, "line": it.line, "valid": not isinstance(it, Invalid)}
+            for it in items
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        from matgrad.report.text import visible
+
+        for it in items:
+            name = visible(it.id or "-", newlines=False)
+            where = visible(it.path if it.line is None else f"{it.path}:{it.line}", newlines=False)
+            bad = f" (invalid: {visible(str(it.error), newlines=False)})" if it in invalid else ""
+            typer.echo(name if quiet else f"{where}: {name}{bad}")
+        if not quiet:
+            files = len({it.path for it in items})
+            typer.echo(f"{len(items)} identities in {files} files would run")
+    if invalid:
+        raise typer.Exit(int(ExitCode.INVALID))
 
 
 @app.command()
@@ -201,31 +270,86 @@ def check(
     device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
     report: Annotated[
         Optional[list[str]],
-        typer.Option("--report", metavar="FILE", help="Also write a report (FILE.json)."),
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            help="Also write a report (repeatable). The format follows the extension "
+            "(.json .xml .md .html .csv .txt) or is named: junit:FILE, markdown:FILE, ...",
+        ),
     ] = None,
     format: Annotated[
-        OutFormat, typer.Option("--format", help="What to print on stdout.")
-    ] = OutFormat.table,
+        Optional[OutFormat],
+        typer.Option(
+            "--format",
+            help="What to print on stdout [default: table; github when GITHUB_ACTIONS=true].",
+            show_default=False,
+        ),
+    ] = None,
     limit: LimitOpt = None,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="K/N", help="Run only shard K of N (1-based; by id hash, for parallel CI jobs)."
+        ),
+    ] = None,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "-x", "--fail-fast", help="Stop at the first identity that fails (--maxfail 1)."
+        ),
+    ] = False,
+    maxfail: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, metavar="N", help="Stop after N identities did not meet their expect."
+        ),
+    ] = None,
+    quiet: Annotated[
+        int,
+        typer.Option(
+            "-q", "--quiet", count=True, show_default=False, help="Less output (-qq: summary only)."
+        ),
+    ] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            show_default=False,
+            help="Also detail passing identities.",
+        ),
+    ] = 0,
+    collect_only: Annotated[
+        bool, typer.Option("--collect-only", help="List what would run; check nothing.")
+    ] = False,
 ) -> None:
     """Check identities against autograd over random draws.
 
-    Example: matgrad check identities/ -k trace
+    Example: matgrad check identities/ -k trace --report junit:matgrad.xml
     """
     _check_paths(paths)
     limits = parse_limits(limit)
     targets = _check_report_targets(report or [])
-    from matgrad import check as engine
-    from matgrad.report import json as json_report
+    chosen_shard = _parse_shard(shard)
+    from matgrad.report import github, renderer, write_atomic
     from matgrad.report import table as table_report
-    from matgrad.report import write_atomic
-    from matgrad.runner import exit_code, select
+    from matgrad.runner import exit_code, select, take_shard
     from matgrad.spec import load_all
 
-    items = select(load_all([str(p) for p in paths], limits), filter or [])
-    if not items:
+    selected = select(load_all([str(p) for p in paths], limits), filter or [])
+    if not selected:
         _stderr().print("no identity found (no *.yaml files, or -k matched nothing)")
         raise typer.Exit(int(ExitCode.NO_IDENTITIES))
+    items = take_shard(selected, chosen_shard)
+    if chosen_shard is not None and not items:
+        _stderr().print(f"shard {chosen_shard} holds none of the {len(selected)} identities")
+    if collect_only:
+        with _reader_may_leave():
+            _collect_only(items, quiet, format is OutFormat.json)
+        return
+    from matgrad import check as engine
+
     if dtype is DType.float32:
         _stderr().print(
             "warning: float32 checks use looser tolerances (rtol 2e-3); prefer float64 for verdicts"
@@ -233,17 +357,26 @@ def check(
     settings = engine.Settings(
         seed=seed, trials=trials, dtype=dtype.value, device=device.value, limits=limits
     )
-    result = engine.run(items, settings)
+    result = engine.run(items, settings, maxfail=1 if fail_fast else maxfail)
+    result.shard = None if chosen_shard is None else str(chosen_shard)
     for fmt, path in targets:
-        write_atomic(path, json_report.render(result))
-    out = _stdout()
-    if format is OutFormat.json:
-        sys.stdout.write(json_report.render(result))
-    else:
-        out.print(table_report.table(result))
-        for block in table_report.details(result):
-            out.print(block)
-        out.print(table_report.summary_line(result))
+        write_atomic(path, renderer(fmt)(result))
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        try:
+            github.append_step_summary(summary_file, result)
+        except OSError as e:
+            _stderr().print(f"warning: cannot append to GITHUB_STEP_SUMMARY: {escape(str(e))}")
+    if format is None:
+        format = OutFormat.github if github.enabled() else OutFormat.table
+    with _reader_may_leave():
+        if format is OutFormat.table:
+            out = _stdout()
+            for block in table_report.renderables(result, verbose - quiet):
+                out.print(block)
+        else:
+            sys.stdout.write(renderer(format.value)(result))
+            sys.stdout.flush()
     code = exit_code(result)
     if code is ExitCode.INTERRUPTED:
         _stderr().print("interrupted: the results above are incomplete")

@@ -42,6 +42,8 @@ class ClaimResult:
     rtol: float | None = None
     atol: float | None = None
     convention: str | None = None
+    # the largest entrywise err / (atol*scale + rtol*|autograd|): at most 1 passes
+    max_ratio: float | None = None
 
     @property
     def label(self) -> str:
@@ -99,6 +101,9 @@ class RunReport:
     results: list[IdentityResult] = dataclasses.field(default_factory=list)
     complete: bool = True
     seconds: float = 0.0
+    shard: str | None = None  # "K/N" when this run is one shard of a split run
+    stopped: str | None = None  # why the run stopped before the end (maxfail), if it did
+    not_run: int = 0  # identities left unchecked because of that stop
 
     @property
     def summary(self) -> dict[str, int]:
@@ -116,4 +121,7 @@ class RunReport:
             "seconds": round(self.seconds, 6),
             "results": [r.to_dict() for r in self.results],
             "summary": self.summary,
+            "shard": self.shard,
+            "stopped": self.stopped,
+            "not_run": self.not_run,
         }

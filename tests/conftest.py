@@ -19,3 +19,30 @@ def write(tmp_path: Path):
         return str(path)
 
     return _write
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--update-golden",
+        action="store_true",
+        help="Rewrite the files under tests/golden/ from the current output.",
+    )
+
+
+@pytest.fixture
+def golden(request: pytest.FixtureRequest):
+    """Compare text with tests/golden/NAME (or rewrite it with --update-golden)."""
+    update = request.config.getoption("--update-golden")
+
+    def _check(name: str, text: str) -> None:
+        path = ROOT / "tests" / "golden" / name
+        if update:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8", newline="")
+            return
+        assert path.exists(), f"{path} is missing: run pytest --update-golden"
+        assert text == path.read_bytes().decode("utf-8"), (
+            f"output differs from {path.relative_to(ROOT)} (pytest --update-golden rewrites it)"
+        )
+
+    return _check

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import shlex
 
-from rich.console import Group, RenderableType
+from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from matgrad.report.text import claim_lines, visible
 from matgrad.results import IdentityResult, RunReport
 
 STYLE = {
@@ -42,7 +44,7 @@ def table(report: RunReport) -> Table:
     for r in report.results:
         style = STYLE[r.status]
         verdict = Text(VERDICT[r.status], style=style)
-        ident = Text(r.id)
+        ident = Text(visible(r.id, newlines=False))
         timing = f"{r.seconds * 1000:.0f} ms"
         trials = "—" if r.trials is None else str(r.trials)
         if not r.claims:
@@ -75,14 +77,16 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
     for r in report.results:
         if r.ok and not verbose:
             continue
-        if r.ok:
-            continue
         head = Text()
         head.append(f"{VERDICT[r.status]} ", style=STYLE[r.status])
-        head.append(r.id, style="bold")
+        head.append(visible(r.id, newlines=False), style="bold")
         where = r.file if r.line is None else f"{r.file}:{r.line}"
-        head.append(f"  ({where})")
+        head.append(f"  ({visible(where, newlines=False)})")
         lines: list[RenderableType] = [head]
+        if r.ok:
+            lines.extend(Text(f"  {visible(x)}") for c in r.claims for x in claim_lines(c))
+            out.append(Group(*lines))
+            continue
         if r.status == "xpassed":
             lines.append(
                 Text(
@@ -93,13 +97,15 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
         for c in r.claims:
             if c.status == "passed":
                 continue
-            lines.append(Text(f"  {c.message}"))
+            lines.append(Text(f"  {visible(c.message)}"))
             if c.hint:
-                lines.append(Text(f"    hint: {c.hint}", style="yellow"))
+                lines.append(Text(f"    hint: {visible(c.hint)}", style="yellow"))
         if not r.claims and r.message:
-            lines.append(Text(f"  {r.message}"))
+            lines.append(Text(f"  {visible(r.message)}"))
         if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
-            lines.append(Text(f"  reproduce: {reproduce(r, report.seed)}", style="dim"))
+            lines.append(
+                Text(f"  reproduce: {visible(reproduce(r, report.seed))}", style="dim")
+            )
         out.append(Group(*lines))
     return out
 
@@ -119,6 +125,32 @@ def summary_line(report: RunReport) -> Text:
             line.append(", ")
         line.append(text, style=style)
     line.append(f" in {report.seconds:.2f}s")
+    if report.shard:
+        line.append(f" (shard {report.shard})")
+    if report.stopped:
+        line.append(f"; {report.stopped}", style="bold yellow")
     if not report.complete:
         line.append(" (interrupted: incomplete)", style="bold yellow")
     return line
+
+
+def renderables(report: RunReport, verbosity: int = 0) -> list[RenderableType]:
+    """What the terminal shows: -2 the summary line; -1 also what went wrong; 0 also the
+    table; 1 also each passing identity's claims against their tolerance."""
+    out: list[RenderableType] = []
+    if verbosity >= 0:
+        out.append(table(report))
+    if verbosity >= -1:
+        out.extend(details(report, verbose=verbosity > 0))
+    out.append(summary_line(report))
+    return out
+
+
+def render(report: RunReport, width: int = 120) -> str:
+    """The terminal view as plain text (no colours), e.g. for ``--report table:FILE``."""
+    console = Console(
+        file=io.StringIO(), width=width, color_system=None, highlight=False, soft_wrap=True
+    )
+    for block in renderables(report):
+        console.print(block)
+    return console.file.getvalue()  # type: ignore[attr-defined]

@@ -1,0 +1,85 @@
+"""CSV: one row per claim (one row for an identity without claims), carrying the identity's
+fields and the claim's, named as in the JSON report with nesting flattened by dots
+(``claim.worst.autograd``).
+
+Floats keep full precision (``repr``); an empty cell is a missing value; lists are JSON. User
+text is quoted by the csv module, control characters are written out, and a text cell that a
+spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) gets a leading
+``'``, as OWASP advises for CSV injection.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import math
+from typing import Any
+
+from matgrad.report.text import visible
+from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _names(cls: type, prefix: str = "") -> list[str]:
+    out = []
+    for f in dataclasses.fields(cls):
+        if f.name == "claims":
+            continue
+        if f.name == "worst":
+            out.extend(_names(Worst, f"{prefix}worst."))
+        else:
+            out.append(prefix + f.name)
+    return out
+
+
+IDENTITY_COLUMNS = _names(IdentityResult)
+CLAIM_COLUMNS = _names(ClaimResult, "claim.")
+COLUMNS = IDENTITY_COLUMNS + CLAIM_COLUMNS
+
+
+def cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(value)
+    if isinstance(value, (int,)):
+        return str(value)
+    if isinstance(value, (list, tuple)):
+        return json.dumps(list(value))
+    text = visible(str(value))
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[prefix + k] = v
+    return out
+
+
+def rows(report: RunReport) -> list[dict[str, Any]]:
+    out = []
+    for r in report.results:
+        ident = r.to_dict()
+        ident.pop("claims")
+        claims = [_flat(c.to_dict(), "claim.") for c in r.claims] or [{}]
+        for c in claims:
+            out.append({**ident, **c})
+    return out
+
+
+def render(report: RunReport) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows(report):
+        writer.writerow([cell(row.get(name)) for name in COLUMNS])
+    return buf.getvalue()

@@ -1,0 +1,89 @@
+"""GitHub Actions output: one ``::error`` workflow command per problem, pointing at the YAML
+line of the claim (GitHub shows it on the pull request's diff), the full list folded into a
+log group, and a Markdown step summary.
+
+Workflow commands are parsed from any stdout line that starts with ``::``, so user text never
+reaches the log raw: message data is %-escaped as GitHub's toolkit does (``%``, CR, LF), and
+properties also escape ``:`` and ``,``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from matgrad.report import markdown
+from matgrad.report.text import claim_lines, identity_lines, summary, verdict, visible, where
+from matgrad.results import IdentityResult, RunReport
+
+# GitHub refuses a step summary over 1 MiB (all writes of the step together).
+STEP_SUMMARY_LIMIT = 1024 * 1024
+
+
+def enabled(environ: Mapping[str, str] = os.environ) -> bool:
+    """Running inside GitHub Actions (which sets ``GITHUB_ACTIONS=true``)?"""
+    return environ.get("GITHUB_ACTIONS") == "true"
+
+
+def escape_data(text: str) -> str:
+    return visible(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def command(name: str, message: str, **props: str | int | None) -> str:
+    given = ",".join(f"{k}={escape_property(str(v))}" for k, v in props.items() if v is not None)
+    return f"::{name}{' ' + given if given else ''}::{escape_data(message)}"
+
+
+def annotations(r: IdentityResult, seed: int) -> list[str]:
+    """One ``::error`` per failing claim (or one for the identity), none if it met its expect."""
+    if r.ok:
+        return []
+    title = f"matgrad {verdict(r.status)}: {r.id}"
+    bad = [c for c in r.claims if c.status != "passed"]
+    if r.status == "xpassed" or not bad:
+        text = "\n".join(identity_lines(r, seed))
+        return [command("error", text, file=r.file, line=r.line, title=title)]
+    out = []
+    tail = [x for x in identity_lines(r, seed) if x.startswith("reproduce: ")]
+    for c in bad:
+        text = "\n".join(claim_lines(c) + tail)
+        line = c.line if c.line is not None else r.line
+        out.append(command("error", text, file=r.file, line=line, title=f"{title} ({c.label})"))
+    return out
+
+
+def render(report: RunReport) -> str:
+    lines = [f"::group::matgrad: {len(report.results)} identities"]
+    for r in report.results:
+        ident = visible(r.id, newlines=False)
+        lines.append(f"{verdict(r.status):<5} {ident} ({visible(where(r), newlines=False)})")
+    lines.append("::endgroup::")
+    for r in report.results:
+        lines.extend(annotations(r, report.seed))
+    lines.append(visible(summary(report), newlines=False))
+    return "\n".join(lines) + "\n"
+
+
+def step_summary(report: RunReport, budget: int = STEP_SUMMARY_LIMIT) -> str:
+    """The Markdown summary, shrunk to fit ``budget`` bytes (UTF-8)."""
+    return markdown.render(report, max_bytes=budget)
+
+
+def append_step_summary(path: str | os.PathLike[str], report: RunReport) -> int:
+    """Append the summary to ``$GITHUB_STEP_SUMMARY``, within what the step has left of its
+    1 MiB; returns the bytes written."""
+    try:
+        used = os.path.getsize(path)
+    except OSError:
+        used = 0
+    text = step_summary(report, STEP_SUMMARY_LIMIT - used - 1)
+    data = text.encode("utf-8")
+    if len(data) > STEP_SUMMARY_LIMIT - used:
+        return 0
+    with open(path, "ab") as fh:
+        fh.write(data)
+    return len(data)

@@ -1,0 +1,115 @@
+"""JUnit XML, valid against the common ``junit-10.xsd``: one ``<testsuite>`` per identity
+file, one ``<testcase>`` per identity.
+
+A failed identity (or one that passed against ``expect: fail``) is a ``<failure>``, one that
+could not be checked an ``<error>``; an expected failure passes, with its status in
+``<system-out>``. The XML is built with ElementTree, so markup in user text is escaped; control
+characters, which XML 1.0 cannot hold at all, are written out by :func:`visible`.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Iterable
+
+from matgrad.report.text import failure_message, identity_lines, visible
+from matgrad.results import IdentityResult, RunReport
+
+
+def _t(text: str) -> str:
+    return visible(text)
+
+
+def seconds(x: float) -> str:
+    """A time with at most 3 decimals, as the schema's SUREFIRE_TIME wants."""
+    return f"{max(x, 0.0):.3f}"
+
+
+def classname(file: str) -> str:
+    """``identities/cookbook/norms.yaml`` -> ``identities.cookbook.norms``."""
+    name = file.replace("\\", "/")
+    for suffix in (".yaml", ".yml"):
+        if name.endswith(suffix):
+            name = name[: -len(suffix)]
+    return ".".join(p for p in name.split("/") if p not in ("", "."))
+
+
+def _by_file(results: Iterable[IdentityResult]) -> dict[str, list[IdentityResult]]:
+    files: dict[str, list[IdentityResult]] = {}
+    for r in results:
+        files.setdefault(r.file, []).append(r)
+    return files
+
+
+def _properties(report: RunReport) -> ET.Element:
+    props = ET.Element("properties")
+    pairs = [
+        ("matgrad", report.matgrad),
+        ("torch", report.torch or ""),
+        ("device", report.device),
+        ("dtype", report.dtype),
+        ("seed", str(report.seed)),
+    ]
+    if report.shard:
+        pairs.append(("shard", report.shard))
+    if report.stopped:
+        pairs.append(("stopped", report.stopped))
+    if not report.complete:
+        pairs.append(("complete", "false"))
+    for name, value in pairs:
+        ET.SubElement(props, "property", name=name, value=_t(value))
+    return props
+
+
+def _testcase(r: IdentityResult, seed: int) -> ET.Element:
+    case = ET.Element(
+        "testcase", name=_t(r.id), classname=_t(classname(r.file)), time=seconds(r.seconds)
+    )
+    body = "\n".join(identity_lines(r, seed))
+    if r.status in ("failed", "xpassed"):
+        kind = "mismatch" if r.status == "failed" else "unexpected-pass"
+        el = ET.SubElement(case, "failure", message=_t(failure_message(r)), type=kind)
+        el.text = _t(body)
+    elif r.status == "error":
+        kind = "internal-error" if r.internal else "invalid"
+        el = ET.SubElement(case, "error", message=_t(failure_message(r)), type=kind)
+        el.text = _t(body)
+    else:
+        out = ET.SubElement(case, "system-out")
+        out.text = _t(f"{r.status}\n{body}" if body else r.status)
+    return case
+
+
+def render(report: RunReport) -> str:
+    root = ET.Element("testsuites", name="matgrad")
+    total = failures = errors = 0
+    total_time = 0.0
+    for file, results in _by_file(report.results).items():
+        n_fail = sum(r.status in ("failed", "xpassed") for r in results)
+        n_err = sum(r.status == "error" for r in results)
+        time = sum(r.seconds for r in results)
+        suite = ET.SubElement(
+            root,
+            "testsuite",
+            name=_t(file),
+            tests=str(len(results)),
+            failures=str(n_fail),
+            errors=str(n_err),
+            skipped="0",
+            time=seconds(time),
+            file=_t(file),
+        )
+        suite.append(_properties(report))
+        for r in results:
+            suite.append(_testcase(r, report.seed))
+        total += len(results)
+        failures += n_fail
+        errors += n_err
+        total_time += time
+    root.set("tests", str(total))
+    root.set("failures", str(failures))
+    root.set("errors", str(errors))
+    root.set("time", seconds(report.seconds or total_time))
+    ET.indent(root, space="  ")
+    xml = ET.tostring(root, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n"

@@ -1,0 +1,152 @@
+"""Plain-text pieces shared by the renderers: verdict words, numbers, the lines that describe
+an identity's claims, and :func:`visible`, which makes control characters in user text
+harmless before any format-specific escaping."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from matgrad.results import ClaimResult, IdentityResult, RunReport
+
+VERDICT = {
+    "passed": "PASS",
+    "xfailed": "XFAIL",
+    "failed": "FAIL",
+    "xpassed": "XPASS",
+    "error": "ERROR",
+}
+STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
+XPASS_TEXT = (
+    "expected to fail (expect: fail), but every claim passed: the identity is right after "
+    "all, or its wrong variant is too close to the truth"
+)
+
+# C0 controls (but tab and newline), DEL, C1 controls, lone surrogates, the two non-characters
+# XML forbids, and the bidirectional overrides that can make a line read differently from
+# what it holds.
+_HIDDEN = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _show(m: re.Match[str]) -> str:
+    code = ord(m.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str, *, newlines: bool = True) -> str:
+    """``text`` with each control character written out as ``\\xNN`` (``\\uNNNN``), so that
+    no report carries a raw escape sequence; with ``newlines=False`` newlines go too."""
+    out = _HIDDEN.sub(_show, text)
+    if not newlines:
+        out = out.replace("\n", "\\n")
+    return out
+
+
+def verdict(status: str) -> str:
+    return VERDICT.get(status, status.upper())
+
+
+def num(x: float | None, spec: str = ".2e") -> str:
+    return "—" if x is None else format(x, spec)
+
+
+def where(r: IdentityResult) -> str:
+    return r.file if r.line is None else f"{r.file}:{r.line}"
+
+
+def reproduce(r: IdentityResult, seed: int) -> str:
+    return f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+
+
+def counts(report: RunReport) -> str:
+    s = report.summary
+    return (
+        f"{s['passed']} passed, {s['failed']} failed, {s['xfailed']} xfailed, "
+        f"{s['xpassed']} xpassed, {s['error']} errors"
+    )
+
+
+def summary(report: RunReport) -> str:
+    """The one-line outcome of a run, as the terminal shows it."""
+    line = f"{counts(report)} in {report.seconds:.2f}s"
+    if report.shard:
+        line += f" (shard {report.shard})"
+    if report.stopped:
+        line += f"; {report.stopped}"
+    if not report.complete:
+        line += " (interrupted: incomplete)"
+    return line
+
+
+def headline(report: RunReport) -> str:
+    """One sentence: did every identity meet its expect?"""
+    n = len(report.results)
+    bad = sum(not r.ok for r in report.results)
+    if not report.complete:
+        return f"interrupted after {n} identities; {bad} did not meet their expect"
+    if bad:
+        return f"{bad} of {n} identities did not meet their expect"
+    return f"all {n} identities met their expect"
+
+
+def tolerance(c: ClaimResult) -> str:
+    if c.rtol is None or c.atol is None:
+        return ""
+    return f"rtol={c.rtol:g} atol={c.atol:g}"
+
+
+def worst_line(c: ClaimResult) -> str | None:
+    if c.worst is None or c.status != "failed":
+        return None
+    w = c.worst
+    return (
+        f"worst entry: trial {w.trial}, index {w.index}: "
+        f"autograd {w.autograd:.6g}, claimed {w.claimed:.6g}"
+    )
+
+
+def claim_lines(c: ClaimResult) -> list[str]:
+    """What one claim came to, as plain lines (no escaping)."""
+    if c.status == "passed":
+        line = f"{c.label}: passed"
+        if c.max_abs_err is not None:
+            line += f", max abs err {c.max_abs_err:.2e}"
+        if c.max_ratio is not None:
+            line += f" ({c.max_ratio:.2g} of the tolerance, {tolerance(c)})"
+        return [line]
+    lines = [c.message or f"{c.label}: {c.status}"]
+    if (w := worst_line(c)) is not None:
+        lines.append(f"  {w}")
+    if c.hint:
+        lines.append(f"  hint: {c.hint}")
+    return lines
+
+
+def failure_message(r: IdentityResult) -> str:
+    """The single most telling line about an identity that did not meet its expect."""
+    if r.status == "xpassed":
+        return XPASS_TEXT
+    for c in r.claims:
+        if c.status != "passed":
+            first = c.message or f"{c.label}: {c.status}"
+            w = worst_line(c)
+            return first if w is None or "claimed" in first else f"{first}; {w}"
+    return r.message or verdict(r.status)
+
+
+def identity_lines(r: IdentityResult, seed: int) -> list[str]:
+    """Every claim of an identity and, when it did not meet its expect, how to reproduce."""
+    lines: list[str] = []
+    if r.status == "xpassed":
+        lines.append(XPASS_TEXT)
+    if r.status == "xfailed":
+        lines.append("expected to fail (expect: fail), and it did")
+    for c in r.claims:
+        lines.extend(claim_lines(c))
+    if not r.claims and r.message:
+        lines.append(r.message)
+    if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
+        lines.append(f"reproduce: {reproduce(r, seed)}")
+    return lines
