@@ -136,6 +136,7 @@ def complete_ids(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
 PathsArg = Annotated[
     Optional[list[Path]],
     typer.Argument(
+        metavar="PATHS",
         help="Identity files, or folders searched recursively for *.yaml / *.yml "
         "[default: paths under [tool.matgrad] in pyproject.toml].",
         show_default=False,
@@ -418,7 +419,7 @@ def list_(
         out.print(catalogue.summary(good))
     bad = [item for item in items if not isinstance(item, Identity)]
     for item in bad:
-        _stderr().print(f"invalid {escape(str(item.error))}")
+        _stderr().print(f"invalid {escape(str(item.error))}", soft_wrap=True)
     if bad:
         raise typer.Exit(int(ExitCode.INVALID))
 
@@ -426,7 +427,9 @@ def list_(
 @app.command()
 @_guard
 def new(
-    id: Annotated[str, typer.Argument(help="The new identity's id (lowercase, digits, . _ -).")],
+    id: Annotated[
+        str, typer.Argument(metavar="ID", help="The new identity's id (lowercase, digits, . _ -).")
+    ],
     grad: Annotated[
         Optional[str], typer.Option("--grad", metavar="VAR", help="A gradient claim (default: X).")
     ] = None,
@@ -470,7 +473,10 @@ def new(
     from matgrad.report import write_atomic
 
     write_atomic(output, text)
-    _stderr().print(f"wrote {escape(str(output))}; check it with: matgrad check {escape(str(output))}")
+    _stderr().print(
+        f"wrote {escape(str(output))}; check it with: matgrad check {escape(str(output))}",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:
