@@ -155,7 +155,8 @@ def check(
         raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if trials is not None and (isinstance(trials, bool) or not isinstance(trials, int) or trials < 1):
+    bad_trials = isinstance(trials, bool) or not isinstance(trials, int) or trials < 1
+    if trials is not None and bad_trials:
         raise ValueError(f"trials must be a positive integer, got {trials!r}")
     lim = limits or DEFAULT_LIMITS
     patterns = [select] if isinstance(select, str) else list(select)
@@ -215,10 +216,10 @@ def check_identity(
     ... )
     >>> r.status, r.claims[0].message.startswith("grad X mismatched")
     ('failed', True)
-    >>> matgrad.check_identity(f="logdet(X)", grad={"X": "inv(X).T"}, vars={"X": [2, 3]})
+    >>> matgrad.check_identity(f="tr(X", grad={"X": "eye(2)"}, vars={"X": [2, 2]})
     Traceback (most recent call last):
     ...
-    matgrad.errors.SpecError: identity 'inline', key f: in 'logdet(X)': logdet needs a square matrix, got shape [2, 3] (X: [2, 3])
+    matgrad.errors.SpecError: identity 'inline', key f: syntax error at column 3: '(' was never closed
     """
     fields: dict[str, Any] = {
         "id": id,
@@ -328,7 +329,9 @@ def _checkables(
         elif isinstance(x, (str, os.PathLike)):
             pending.append(os.fspath(x))
         else:
-            raise TypeError(f"expected an Identity or a file or folder name, got {type(x).__name__}")
+            raise TypeError(
+                f"expected an Identity or a file or folder name, got {type(x).__name__}"
+            )
     out.extend(spec.load_all(pending, limits))
     return out
 

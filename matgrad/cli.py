@@ -393,7 +393,9 @@ class ListFormat(str, enum.Enum):
 def list_(
     paths: PathsArg = None,
     filter: FilterOpt = None,
-    format: Annotated[ListFormat, typer.Option("--format", help="table or json.")] = ListFormat.table,
+    format: Annotated[
+        ListFormat, typer.Option("--format", help="table or json.")
+    ] = ListFormat.table,
     limit: LimitOpt = None,
 ) -> None:
     """List identities: id, title, source and claims (no torch needed).

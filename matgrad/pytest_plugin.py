@@ -121,7 +121,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     for root in roots:
         if not root.exists():
-            raise pytest.UsageError(f"matgrad: {root} does not exist (from --matgrad or matgrad_paths)")
+            raise pytest.UsageError(
+                f"matgrad: {root} does not exist (from --matgrad or matgrad_paths)"
+            )
     from matgrad.config import load_config
     from matgrad.errors import MatgradError
 
@@ -225,9 +227,8 @@ class ClaimItem(pytest.Item):
         if result.status == "xfailed":
             # This claim holds, but the identity as a whole is wrong, as its expect says.
             wrong = ", ".join(c.label for c in result.claims if c.status == "failed")
-            raise MatgradFailure(
-                _with_context(f"{claim.label} holds, but the identity fails on {wrong}", result, state)
-            )
+            message = f"{claim.label} holds, but the identity fails on {wrong}"
+            raise MatgradFailure(_with_context(message, result, state))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (MatgradFailure, MatgradCheckError)):

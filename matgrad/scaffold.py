@@ -56,14 +56,25 @@ _TAIL = """\
 # trials: 10  # random draws of the variables
 """
 
-_TITLE = {
-    "grad": ("Gradient of tr($other $var) with respect to $var", r"\frac{\partial}{\partial $var}\operatorname{tr}($other$var) = $other^T"),
-    "differential": ("Differential of the inverse of $var", r"d($var^{-1}) = -$var^{-1}(d$var)$var^{-1}"),
-    "hessian": ("Hessian of the quadratic form $var^T $other $var", r"\frac{\partial^2 $var^T$other$var}{\partial $var\,\partial $var^T} = $other + $other^T"),
+_TITLE = {  # kind -> (title, latex)
+    "grad": (
+        "Gradient of tr($other $var) with respect to $var",
+        r"\frac{\partial}{\partial $var}\operatorname{tr}($other$var) = $other^T",
+    ),
+    "differential": (
+        "Differential of the inverse of $var",
+        r"d($var^{-1}) = -$var^{-1}(d$var)$var^{-1}",
+    ),
+    "hessian": (
+        "Hessian of the quadratic form $var^T $other $var",
+        r"\frac{\partial^2 $var^T$other$var}{\partial $var\,\partial $var^T} = $other + $other^T",
+    ),
 }
 
 
-def template(ident_id: str, kind: str = "grad", var: str | None = None, file: str | None = None) -> str:
+def template(
+    ident_id: str, kind: str = "grad", var: str | None = None, file: str | None = None
+) -> str:
     """The text of a new identity file for ``kind`` of claim on variable ``var``.
 
     Raises :class:`MatgradError` when the id or the variable name cannot be used; the text

@@ -94,6 +94,7 @@ def test_check_paths_identities_and_mixes(write) -> None:
     assert report.results[0].trials == 2
     one = matgrad.check(matgrad.load(right)[0])
     assert one.ok and one.results[0].trials == 10
+    assert matgrad.check([]).ok is False  # nothing checked is not a success
 
 
 def test_check_reports_broken_files_as_errors(write) -> None:
