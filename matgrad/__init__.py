@@ -1,5 +1,60 @@
-"""matgrad: verify hand-derived matrix-calculus identities against PyTorch autograd."""
+"""matgrad: verify hand-derived matrix-calculus identities against PyTorch autograd.
+
+The Python API (see docs/python-api.md) is loaded on first use, so ``import matgrad`` stays
+light and torch-free; checking imports torch when it runs.
+
+>>> import matgrad
+>>> report = matgrad.check("identities/seed.yaml", trials=2)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from matgrad._version import __version__
 
-__all__ = ["__version__"]
+if TYPE_CHECKING:
+    from matgrad.api import LoadError, check, check_identity, collect, load
+    from matgrad.errors import EvalError, ExprError, LimitError, MatgradError, SpecError
+    from matgrad.limits import Limits
+    from matgrad.results import ClaimResult, IdentityResult, RunReport
+    from matgrad.spec import Identity, Invalid
+
+# name -> the module that defines it, imported on first access.
+_LAZY = {
+    "load": "matgrad.api",
+    "collect": "matgrad.api",
+    "check_identity": "matgrad.api",
+    "LoadError": "matgrad.api",
+    "Identity": "matgrad.spec",
+    "Invalid": "matgrad.spec",
+    "ClaimResult": "matgrad.results",
+    "IdentityResult": "matgrad.results",
+    "RunReport": "matgrad.results",
+    "MatgradError": "matgrad.errors",
+    "SpecError": "matgrad.errors",
+    "ExprError": "matgrad.errors",
+    "EvalError": "matgrad.errors",
+    "LimitError": "matgrad.errors",
+    "Limits": "matgrad.limits",
+}
+
+__all__ = ["__version__", "check", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "check":
+        # `matgrad.check` is the engine module, which is callable as matgrad.api.check (a
+        # submodule and a package attribute cannot share a name any other way).
+        return importlib.import_module("matgrad.check")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'matgrad' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

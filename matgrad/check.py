@@ -13,7 +13,9 @@ import dataclasses
 import hashlib
 import math
 import os
+import sys
 import time
+import types
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -59,6 +61,8 @@ class Settings:
     dtype: str = "float64"
     device: str = "auto"
     limits: Limits = DEFAULT_LIMITS
+    rtol: float | None = None  # default tolerances of identities without `tol` (None: per dtype)
+    atol: float | None = None
 
 
 def resolve_device(device: str) -> str:
@@ -324,6 +328,10 @@ def check_compiled(compiled: Compiled, settings: Settings, device: str) -> list[
             f"log/sqrt, spd or invertible for logdet/inv)"
         )
     default_rtol, default_atol = DEFAULT_TOL[settings.dtype]
+    if settings.rtol is not None:
+        default_rtol = settings.rtol
+    if settings.atol is not None:
+        default_atol = settings.atol
     rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
     sym = symmetric_vars(ident)
@@ -448,6 +456,7 @@ def run(
     settings: Settings,
     on_result: Callable[[IdentityResult], None] | None = None,
     maxfail: int | None = None,
+    on_start: Callable[[Identity | Invalid], None] | None = None,
 ) -> RunReport:
     """Check every item. Ctrl-C stops early: the report is returned with ``complete=False``.
 
@@ -467,6 +476,8 @@ def run(
     failures = 0
     try:
         for i, item in enumerate(items):
+            if on_start is not None:
+                on_start(item)
             res = check_identity(item, settings, device)
             report.results.append(res)
             if on_result is not None:
@@ -484,6 +495,19 @@ def run(
         report.complete = False
     report.seconds = time.perf_counter() - start
     return report
+
+
+class _CallableModule(types.ModuleType):
+    """``matgrad.check`` is this module once it is imported (Python sets the package attribute),
+    and also the API function: calling the module calls :func:`matgrad.api.check`."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> RunReport:
+        from matgrad.api import check
+
+        return check(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from matgrad._version import __version__
+from matgrad.config import Config, choose, load_config
 from matgrad.errors import ExitCode, LimitError, MatgradError
 from matgrad.limits import DEFAULT_LIMITS, Limits
 
@@ -141,9 +142,23 @@ class OutFormat(str, enum.Enum):
     csv = "csv"
 
 
+def complete_ids(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of identity ids, from the paths typed so far or the configured ones."""
+    from matgrad import completion
+
+    # While completing, Click leaves the PATHS typed so far in ctx.args.
+    typed = [str(p) for p in [*(ctx.params.get("paths") or ()), *ctx.args]]
+    return completion.ids(completion.search_paths(typed), incomplete)
+
+
 PathsArg = Annotated[
-    list[Path],
-    typer.Argument(help="Identity files, or folders searched recursively for *.yaml / *.yml."),
+    Optional[list[Path]],
+    typer.Argument(
+        metavar="PATHS",
+        help="Identity files, or folders searched recursively for *.yaml / *.yml "
+        "[default: paths under [tool.matgrad] in pyproject.toml].",
+        show_default=False,
+    ),
 ]
 FilterOpt = Annotated[
     Optional[list[str]],
@@ -151,6 +166,7 @@ FilterOpt = Annotated[
         "-k",
         "--filter",
         help="Only identities whose id contains this text or matches this glob (repeatable).",
+        autocompletion=complete_ids,
     ),
 ]
 LimitOpt = Annotated[
@@ -185,6 +201,35 @@ def _check_paths(paths: list[Path]) -> None:
     for p in paths:
         if not p.exists():
             raise typer.BadParameter(f"{str(p)!r} does not exist", param_hint="PATHS")
+
+
+def _config() -> Config:
+    """``[tool.matgrad]`` of the nearest pyproject.toml (flags take precedence over it)."""
+    return load_config()
+
+
+def _paths(given: list[Path] | None, config: Config) -> list[str]:
+    """The PATHS typed, else the configured ones; each must exist."""
+    if given:
+        _check_paths(given)
+        return [str(p) for p in given]
+    if not config.paths:
+        raise typer.BadParameter(
+            "give identity files or folders, or set paths = [...] under [tool.matgrad] in "
+            "pyproject.toml",
+            param_hint="PATHS",
+        )
+    for p in config.paths:
+        if not Path(p).exists():
+            raise typer.BadParameter(
+                f"{p!r} (from {config.file}) does not exist", param_hint="PATHS"
+            )
+    return list(config.paths)
+
+
+def _nothing_found() -> typer.Exit:
+    _stderr().print("no identity found (no *.yaml files, or -k matched nothing)")
+    return typer.Exit(int(ExitCode.NO_IDENTITIES))
 
 
 def _check_report_targets(reports: list[str]) -> list[tuple[str, Path]]:
@@ -260,14 +305,29 @@ def _collect_only(items: list[Any], quiet: int, as_json: bool) -> None:
 @app.command()
 @_guard
 def check(
-    paths: PathsArg,
+    paths: PathsArg = None,
     filter: FilterOpt = None,
-    seed: Annotated[int, typer.Option(help="Run seed; each identity derives its own.")] = 0,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(help="Run seed; each identity derives its own. [default: 0]"),
+    ] = None,
     trials: Annotated[
         Optional[int], typer.Option(min=1, help="Random draws per identity (overrides files).")
     ] = None,
-    dtype: Annotated[DType, typer.Option(help="Floating-point type of the check.")] = DType.float64,
-    device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    dtype: Annotated[
+        Optional[DType], typer.Option(help="Floating-point type of the check. [default: float64]")
+    ] = None,
+    device: Annotated[
+        Optional[Device], typer.Option(help="auto: CUDA when available. [default: auto]")
+    ] = None,
+    rtol: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Default rtol of identities without tol. [default: per dtype]"),
+    ] = None,
+    atol: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Default atol of identities without tol. [default: per dtype]"),
+    ] = None,
     report: Annotated[
         Optional[list[str]],
         typer.Option(
@@ -326,21 +386,24 @@ def check(
 ) -> None:
     """Check identities against autograd over random draws.
 
+    Flags take precedence over [tool.matgrad] in pyproject.toml.
+
     Example: matgrad check identities/ -k trace --report junit:matgrad.xml
     """
-    _check_paths(paths)
-    limits = parse_limits(limit)
+    config = _config()
+    where = _paths(paths, config)
+    limits = parse_limits(limit, config.limits)
     targets = _check_report_targets(report or [])
     chosen_shard = _parse_shard(shard)
+    from matgrad import api
+    from matgrad.progress import run_progress
     from matgrad.report import github, renderer, write_atomic
     from matgrad.report import table as table_report
-    from matgrad.runner import exit_code, select, take_shard
-    from matgrad.spec import load_all
+    from matgrad.runner import exit_code, take_shard
 
-    selected = select(load_all([str(p) for p in paths], limits), filter or [])
+    selected = api.collect(where, select=filter or [], limits=limits)
     if not selected:
-        _stderr().print("no identity found (no *.yaml files, or -k matched nothing)")
-        raise typer.Exit(int(ExitCode.NO_IDENTITIES))
+        raise _nothing_found()
     items = take_shard(selected, chosen_shard)
     if chosen_shard is not None and not items:
         _stderr().print(f"shard {chosen_shard} holds none of the {len(selected)} identities")
@@ -348,16 +411,26 @@ def check(
         with _reader_may_leave():
             _collect_only(items, quiet, format is OutFormat.json)
         return
-    from matgrad import check as engine
-
-    if dtype is DType.float32:
+    dtype_name = choose(dtype.value if dtype else None, config.dtype, DType.float64.value)
+    if dtype_name == DType.float32.value:
         _stderr().print(
             "warning: float32 checks use looser tolerances (rtol 2e-3); prefer float64 for verdicts"
         )
-    settings = engine.Settings(
-        seed=seed, trials=trials, dtype=dtype.value, device=device.value, limits=limits
-    )
-    result = engine.run(items, settings, maxfail=1 if fail_fast else maxfail)
+    out = _stdout()
+    with run_progress(out, len(items)) as bar:
+        result = api.check(
+            items,
+            seed=choose(seed, config.seed, 0),
+            trials=choose(trials, config.trials, None),
+            dtype=dtype_name,
+            device=choose(device.value if device else None, config.device, Device.auto.value),
+            rtol=choose(rtol, config.rtol, None),
+            atol=choose(atol, config.atol, None),
+            limits=limits,
+            maxfail=1 if fail_fast else maxfail,
+            on_start=bar.on_start if bar else None,
+            on_result=bar.on_result if bar else None,
+        )
     result.shard = None if chosen_shard is None else str(chosen_shard)
     for fmt, path in targets:
         write_atomic(path, renderer(fmt)(result))
@@ -371,7 +444,6 @@ def check(
         format = OutFormat.github if github.enabled() else OutFormat.table
     with _reader_may_leave():
         if format is OutFormat.table:
-            out = _stdout()
             for block in table_report.renderables(result, verbose - quiet):
                 out.print(block)
         else:
@@ -385,21 +457,20 @@ def check(
 
 @app.command()
 @_guard
-def validate(paths: PathsArg, filter: FilterOpt = None, limit: LimitOpt = None) -> None:
+def validate(paths: PathsArg = None, filter: FilterOpt = None, limit: LimitOpt = None) -> None:
     """Check files, expressions and shapes without any tensor maths (no torch needed).
 
     Example: matgrad validate identities/
     """
-    _check_paths(paths)
-    limits = parse_limits(limit)
-    from matgrad.runner import select
-    from matgrad.spec import load_all
+    config = _config()
+    where = _paths(paths, config)
+    limits = parse_limits(limit, config.limits)
+    from matgrad.api import collect
     from matgrad.spec import validate as validate_items
 
-    items = select(load_all([str(p) for p in paths], limits), filter or [])
+    items = collect(where, select=filter or [], limits=limits)
     if not items:
-        _stderr().print("no identity found (no *.yaml files, or -k matched nothing)")
-        raise typer.Exit(int(ExitCode.NO_IDENTITIES))
+        raise _nothing_found()
     problems = [(item, err) for item, err in validate_items(items, limits) if err is not None]
     out = _stdout()
     for _, err in problems:
@@ -443,6 +514,104 @@ def functions(
     for sig, summary, result in functions_rows():
         t.add_row(sig, summary, result)
     _stdout().print(t)
+
+
+class ListFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command("list")
+@_guard
+def list_(
+    paths: PathsArg = None,
+    filter: FilterOpt = None,
+    format: Annotated[
+        ListFormat, typer.Option("--format", help="table or json.")
+    ] = ListFormat.table,
+    limit: LimitOpt = None,
+) -> None:
+    """List identities: id, title, source and claims (no torch needed).
+
+    Example: matgrad list identities/ -k trace --format json
+    """
+    config = _config()
+    where = _paths(paths, config)
+    limits = parse_limits(limit, config.limits)
+    from matgrad import catalogue
+    from matgrad.api import collect
+    from matgrad.spec import Identity
+
+    items = collect(where, select=filter or [], limits=limits)
+    if not items:
+        raise _nothing_found()
+    good = [item for item in items if isinstance(item, Identity)]
+    if format is ListFormat.json:
+        sys.stdout.write(catalogue.render_json(good))
+    else:
+        out = _stdout()
+        out.print(catalogue.render_table(good))
+        out.print(catalogue.summary(good))
+    bad = [item for item in items if not isinstance(item, Identity)]
+    for item in bad:
+        _stderr().print(f"invalid {escape(str(item.error))}", soft_wrap=True)
+    if bad:
+        raise typer.Exit(int(ExitCode.INVALID))
+
+
+@app.command()
+@_guard
+def new(
+    id: Annotated[
+        str, typer.Argument(metavar="ID", help="The new identity's id (lowercase, digits, . _ -).")
+    ],
+    grad: Annotated[
+        Optional[str], typer.Option("--grad", metavar="VAR", help="A gradient claim (default: X).")
+    ] = None,
+    differential: Annotated[
+        Optional[str], typer.Option("--differential", metavar="VAR", help="A differential claim.")
+    ] = None,
+    hessian: Annotated[
+        Optional[str], typer.Option("--hessian", metavar="VAR", help="A Hessian claim (a vector).")
+    ] = None,
+    output: Annotated[
+        Optional[Path],
+        typer.Option("-o", "--output", metavar="FILE", help="Write FILE instead of stdout."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite FILE if it exists.")] = False,
+) -> None:
+    """Write a commented identity file to start from; it validates and passes as written.
+
+    Example: matgrad new trace-of-product --grad X -o identities/trace-of-product.yaml
+    """
+    chosen = [(k, v) for k, v in (("grad", grad), ("differential", differential),
+                                  ("hessian", hessian)) if v is not None]
+    if len(chosen) > 1:
+        raise typer.BadParameter(
+            "use only one of --grad, --differential, --hessian", param_hint="--grad"
+        )
+    kind, var = chosen[0] if chosen else ("grad", None)
+    if output is not None:
+        if output.exists() and not force:
+            raise typer.BadParameter(
+                f"{str(output)!r} already exists (use --force to overwrite it)", param_hint="-o"
+            )
+        parent = output.parent if str(output.parent) else Path(".")
+        if output.is_dir() or not parent.is_dir():
+            raise typer.BadParameter(f"cannot write {str(output)!r}", param_hint="-o")
+    from matgrad.scaffold import template
+
+    text = template(id, kind, var, str(output) if output is not None else None)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    from matgrad.report import write_atomic
+
+    write_atomic(output, text)
+    _stderr().print(
+        f"wrote {escape(str(output))}; check it with: matgrad check {escape(str(output))}",
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

@@ -109,6 +109,11 @@ class RunReport:
     def summary(self) -> dict[str, int]:
         return summarize(self.results)
 
+    @property
+    def ok(self) -> bool:
+        """Did the run complete, check something, and every identity meet its ``expect``?"""
+        return self.complete and bool(self.results) and all(r.ok for r in self.results)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "schema": SCHEMA_VERSION,

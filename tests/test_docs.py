@@ -65,3 +65,14 @@ def test_exit_codes_are_documented() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for code in (0, 1, 2, 3, 4, 5, 130):
         assert re.search(rf"^\| `{code}` \|", readme, re.M), code
+
+
+def test_readme_python_examples_run(monkeypatch) -> None:
+    import doctest
+
+    monkeypatch.chdir(ROOT)
+    result = doctest.testfile(
+        str(ROOT / "README.md"), module_relative=False, optionflags=doctest.ELLIPSIS
+    )
+    assert result.attempted > 0
+    assert result.failed == 0
