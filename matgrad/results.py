@@ -29,6 +29,26 @@ class Worst:
 
 
 @dataclasses.dataclass
+class WitnessResult:
+    """What one witness (autograd, fd, taylor) says about a claim.
+
+    ``verdict`` is ``agrees``, ``disagrees`` or ``undefined`` (the witness could not give an
+    answer at the point, e.g. NaN). ``max_abs_err`` is claim minus the witness's value (autograd,
+    fd); ``slope`` is the Taylor test's fitted log-log slope (None: the remainder was at rounding
+    level, f is affine or quadratic along the direction)."""
+
+    name: str
+    verdict: str
+    max_abs_err: float | None = None
+    slope: float | None = None
+    expected_slope: float | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
 class ClaimResult:
     kind: str
     var: str
@@ -42,6 +62,10 @@ class ClaimResult:
     rtol: float | None = None
     atol: float | None = None
     convention: str | None = None
+    # Set when more than one witness judged the claim: each one's answer, and which pair
+    # disagrees ("claim vs autograd", "autograd vs fd", ...) or "all agree".
+    witnesses: list[WitnessResult] = dataclasses.field(default_factory=list)
+    agreement: str | None = None
 
     @property
     def label(self) -> str:
@@ -50,6 +74,7 @@ class ClaimResult:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["worst"] = self.worst.to_dict() if self.worst else None
+        d["witnesses"] = [w.to_dict() for w in self.witnesses]
         return d
 
 
@@ -99,6 +124,7 @@ class RunReport:
     results: list[IdentityResult] = dataclasses.field(default_factory=list)
     complete: bool = True
     seconds: float = 0.0
+    witnesses: list[str] = dataclasses.field(default_factory=list)  # run flags: fd, taylor
 
     @property
     def summary(self) -> dict[str, int]:
@@ -116,4 +142,5 @@ class RunReport:
             "seconds": round(self.seconds, 6),
             "results": [r.to_dict() for r in self.results],
             "summary": self.summary,
+            "witnesses": list(self.witnesses),
         }
