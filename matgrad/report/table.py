@@ -8,7 +8,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from matgrad.results import IdentityResult, RunReport
+from matgrad.results import ClaimResult, IdentityResult, RunReport
 
 STYLE = {
     "passed": "green",
@@ -30,7 +30,20 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.1e}"
 
 
+def _short_hint(hint: str | None) -> str:
+    return "" if not hint else hint.split(":", 1)[0]
+
+
+def _slope(c: ClaimResult) -> float | None:
+    return next((w.slope for w in c.witnesses if w.name == "taylor"), None)
+
+
 def table(report: RunReport) -> Table:
+    """One row per claim. A ``slope`` column (the Taylor test) and a ``hint`` column (the
+    diagnosis of a failed claim) appear when some claim has one."""
+    claims = [c for r in report.results for c in r.claims]
+    hints = any(c.hint for c in claims)
+    slopes = any(_slope(c) is not None for c in claims)
     t = Table(title=None, show_lines=False, header_style="bold")
     t.add_column("id", overflow="fold")
     t.add_column("claim", no_wrap=True)
@@ -39,6 +52,11 @@ def table(report: RunReport) -> Table:
     t.add_column("max rel err", justify="right", no_wrap=True)
     t.add_column("trials", justify="right", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
+    if slopes:
+        t.add_column("slope", justify="right", no_wrap=True)
+    if hints:
+        t.add_column("hint", no_wrap=True)
+    extra = int(slopes) + int(hints)
     for r in report.results:
         style = STYLE[r.status]
         verdict = Text(VERDICT[r.status], style=style)
@@ -46,7 +64,7 @@ def table(report: RunReport) -> Table:
         timing = f"{r.seconds * 1000:.0f} ms"
         trials = "—" if r.trials is None else str(r.trials)
         if not r.claims:
-            t.add_row(ident, "—", verdict, "—", "—", trials, timing)
+            t.add_row(ident, "—", verdict, "—", "—", trials, timing, *[""] * extra)
             continue
         for i, c in enumerate(r.claims):
             claim_style = STYLE["passed" if c.status == "passed" else "failed"]
@@ -61,12 +79,34 @@ def table(report: RunReport) -> Table:
                 _num(c.max_rel_err),
                 trials if i == 0 else "",
                 timing if i == 0 else "",
+                *([_fmt_slope(_slope(c))] if slopes else []),
+                *([Text(_short_hint(c.hint), style="yellow")] if hints else []),
             )
     return t
 
 
+def _fmt_slope(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
 def reproduce(r: IdentityResult, seed: int) -> str:
     return f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+
+
+def show_command(r: IdentityResult, report: RunReport) -> str:
+    """The ``matgrad show`` command that displays the trial where the first bad claim is worst."""
+    trial = next(
+        (c.worst.trial for c in r.claims if c.status != "passed" and c.worst is not None), 0
+    )
+    cmd = f"matgrad show {shlex.quote(r.id)} {shlex.quote(r.file)} --seed {report.seed}"
+    cmd += f" --trial {trial}"
+    if r.trials is not None:
+        cmd += f" --trials {r.trials}"
+    if report.dtype != "float64":
+        cmd += f" --dtype {report.dtype}"
+    for w in report.witnesses:
+        cmd += f" --{w}"
+    return cmd
 
 
 def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]:
@@ -104,10 +144,21 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
                 )
             if c.hint:
                 lines.append(Text(f"    hint: {c.hint}", style="yellow"))
+            if c.agreement:
+                lines.append(Text(f"    witnesses: {c.agreement}"))
+            for w in c.witnesses:
+                said = w.message or (
+                    f"max abs err {w.max_abs_err:.3g}" if w.max_abs_err is not None else ""
+                )
+                lines.append(
+                    Text(f"    {w.name}: {w.verdict}" + (f" ({said})" if said else ""), style="dim")
+                )
         if not r.claims and r.message:
             lines.append(Text(f"  {r.message}"))
         if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
             lines.append(Text(f"  reproduce: {reproduce(r, report.seed)}", style="dim"))
+            if r.claims:
+                lines.append(Text(f"  show: {show_command(r, report)}", style="dim"))
         out.append(Group(*lines))
     return out
 
@@ -127,6 +178,8 @@ def summary_line(report: RunReport) -> Text:
             line.append(", ")
         line.append(text, style=style)
     line.append(f" in {report.seconds:.2f}s")
+    if report.witnesses:
+        line.append(f" (also judged by {' and '.join(report.witnesses)})")
     if not report.complete:
         line.append(" (interrupted: incomplete)", style="bold yellow")
     return line
