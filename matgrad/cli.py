@@ -322,7 +322,8 @@ def show(
 ) -> None:
     """Show one draw of one identity: its variables, and autograd, the claim and their
     difference side by side for every claim. A failed check prints the show command that
-    reproduces it.
+    reproduces it. Exit codes: 0 shown (whatever the verdict); 2 usage error; 3 the identity
+    is invalid or cannot be evaluated; 5 no identity with that id.
 
     Example: matgrad show seed-trace-inverse-untransposed identities/seed.yaml --trial 3
     """
@@ -355,8 +356,11 @@ def show(
         witnesses=_witness_flags(fd, taylor),
     )
     out = _stdout()
-    for block in show_report.render(view(item, settings, trial), width=out.width):
+    shown = view(item, settings, trial)
+    for block in show_report.render(shown, width=out.width):
         out.print(block)
+    if shown.status == "error" and not shown.claims:
+        raise typer.Exit(int(ExitCode.INVALID))
 
 
 class FunctionsFormat(str, enum.Enum):

@@ -56,7 +56,7 @@ class ClaimView:
     difference: Matrix | None = None  # claimed - autograd
     fd: Matrix | None = None
     direction: Matrix | None = None  # dVAR of a differential claim
-    worst: list[int] | None = None  # largest |claimed - autograd| of this trial
+    worst: list[int] | None = None  # largest error relative to its tolerance, as in check
     max_abs_err: float | None = None  # of this trial
 
 
@@ -140,7 +140,7 @@ def view(ident: Identity, settings: Settings, trial: int, device: str | None = N
         k = kept.get(id(claim))
         if k is not None:
             _, _, truth, value = k
-            _fill(cv, truth[trial], value[trial])
+            _fill(cv, truth[trial], value[trial], res.rtol, res.atol)
             if claim.kind == "differential":
                 cv.direction = _matrix(run.d[claim.var][trial])
             chosen = witness.witnesses_for(ident.witness, settings.witnesses)
@@ -177,7 +177,7 @@ def _claim_view(res: ClaimResult) -> ClaimView:
     )
 
 
-def _fill(cv: ClaimView, truth: Any, value: Any) -> None:
+def _fill(cv: ClaimView, truth: Any, value: Any, rtol: float | None, atol: float | None) -> None:
     import torch
 
     truth = truth.detach().to(device="cpu").double()
@@ -188,8 +188,12 @@ def _fill(cv: ClaimView, truth: Any, value: Any) -> None:
     diff = value - truth
     cv.autograd, cv.claimed, cv.difference = _matrix(truth), _matrix(value), _matrix(diff)
     if diff.numel():
+        # The worst entry by the check's own measure: error over the entry's tolerance.
         err = diff.abs().reshape(-1)
-        err = torch.where(torch.isnan(err), torch.full_like(err, float("inf")), err)
-        k = int(torch.argmax(err))
+        mag = truth.abs().reshape(-1)
+        bound = (atol or 0.0) * max(1.0, float(mag.max())) + (rtol or 0.0) * mag
+        ratio = err / bound if bool((bound > 0).all()) else err
+        ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, float("inf")), ratio)
+        k = int(torch.argmax(ratio))
         cv.worst = cv.difference.index(k)
         cv.max_abs_err = float(diff.abs().reshape(-1)[k])

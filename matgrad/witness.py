@@ -276,9 +276,14 @@ def taylor(
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
-    v = ev.d[var]
-    if claim.kind == "grad" and convention not in (None, "entrywise"):
-        v = 0.5 * (v + v.transpose(-1, -2))  # the convention pairs with symmetric directions
+    gen = torch.Generator().manual_seed(ev.seed)
+    v = ev.d[var]  # a differential is taken along the identity's own direction
+    if claim.kind == "grad":
+        # An entrywise gradient is about every entry: a free direction, whatever the
+        # identity's `directions`. The other conventions pair with symmetric directions.
+        v = torch.randn(tuple(x.shape), generator=gen, dtype=torch.float64).to(x.device)
+        if convention not in (None, "entrywise"):
+            v = 0.5 * (v + v.transpose(-1, -2))
     norm = v.reshape(t, -1).norm(dim=1).clamp(min=1e-300)
     v = v / _rows(norm, v)
     xscale = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
@@ -289,7 +294,6 @@ def taylor(
     hs = steps.unsqueeze(1) * xscale.unsqueeze(0)  # [K, T]
     k = steps.shape[0]
     if second:
-        gen = torch.Generator().manual_seed(ev.seed)
         u = torch.randn(tuple(x.shape), generator=gen, dtype=torch.float64).to(x.device)
         u = u / _rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
         moves = [u + v, u - v, -u + v, -u - v]
@@ -439,6 +443,17 @@ def judge(
     if "taylor" in witnesses:
         slopes, defined = taylor(ev, claim, bound, convention)
         results["taylor"] = taylor_result(claim, slopes, defined)
+        if convention in ("frobenius", "free") and results["taylor"].verdict == "agrees":
+            # Symmetric directions only see the symmetric part (free: the upper triangle) of
+            # the claim; a gradient in these conventions is symmetric, so check that too.
+            c = _full(value64, ev.x[claim.var])
+            ct = c.transpose(-1, -2)
+            if not bool(((c - ct).abs() <= rtol * c.abs() + atol * c.abs().amax().clamp(min=1.0)).all()):
+                results["taylor"].verdict = "disagrees"
+                results["taylor"].message = (
+                    f"the claim is not symmetric, but a {convention} gradient is (the Taylor "
+                    f"test pairs it with symmetric directions, which see only part of it)"
+                )
         if primary is None:
             primary = _taylor_only(claim, results["taylor"], rtol, atol, convention)
     assert primary is not None
