@@ -58,6 +58,10 @@ TAYLOR_STEPS = {
     "second": [10 ** (-1.0 - k / 2) for k in range(6)],  # 1e-1 .. 3e-4
 }
 TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is rounding
+# Steps so small that any remainder there is rounding noise of f itself (which can be far
+# above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
+TAYLOR_TINY = [1e-13, 2e-13, 4e-13]
+TAYLOR_NOISE_MARGIN = 30.0
 TAYLOR_EXPECTED = {"grad": 2.0, "differential": 2.0, "hessian": 4.0}
 TAYLOR_PASS = {"grad": 1.5, "differential": 1.5, "hessian": 3.0}
 
@@ -288,9 +292,8 @@ def taylor(
     v = v / _rows(norm, v)
     xscale = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
     second = claim.kind == "hessian"
-    steps = torch.tensor(
-        TAYLOR_STEPS["second" if second else "first"], dtype=torch.float64, device=x.device
-    )
+    main = TAYLOR_STEPS["second" if second else "first"]
+    steps = torch.tensor(main + TAYLOR_TINY, dtype=torch.float64, device=x.device)
     hs = steps.unsqueeze(1) * xscale.unsqueeze(0)  # [K, T]
     k = steps.shape[0]
     if second:
@@ -319,16 +322,20 @@ def taylor(
         hess = ev.claim(claim, bound)
         vf, uf = v.reshape(t, -1), u.reshape(t, -1)
         n = vf.shape[1]
-        mixed = torch.einsum("ti,tij,tj->t", uf, _full(hess, torch.zeros(t, n, n)).reshape(t, n, n), vf)
+        hess = _full(hess, torch.empty(t, n, n)).reshape(t, n, n)
+        mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
         q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
         rem = vals[0] - vals[1] - vals[2] + vals[3] - q
         terms = vals.abs().sum(dim=0) + q.abs()
-    r = rem.norm(dim=-1)  # [K, T]
-    floor = TAYLOR_FLOOR * terms.norm(dim=-1)
+    r_all = rem.norm(dim=-1)  # [K, T]
+    km = len(main)
+    r = r_all[:km]
+    noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)  # [T]
+    floor = torch.maximum(TAYLOR_FLOOR * terms[:km].norm(dim=-1), TAYLOR_NOISE_MARGIN * noise)
     finite = torch.isfinite(r)
     usable = finite & (r > floor)
     slopes: list[float | None] = []
-    log_h = torch.log(steps)
+    log_h = torch.log(steps[:km])
     for trial in range(t):
         idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
         if idx.numel() < 2:

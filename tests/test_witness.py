@@ -269,3 +269,16 @@ def test_entrywise_grad_of_a_symmetric_variable_is_probed_in_every_direction() -
     r = result(text, witnesses=())
     assert r.status == "failed"
     assert taylor_slope(r.claims[0]) == pytest.approx(1.0, abs=0.05)
+
+
+def test_taylor_noise_floor_follows_the_rounding_of_f() -> None:
+    # f is affine, but computed through terms a million times larger than f: its rounding
+    # noise is far above eps * |f|. A flat noisy remainder is not a slope-0 failure.
+    right = ident("1.0e6 * sum(X) - sum(1.0e6 * X.T) + tr(A @ X)", "grad: {X: 'A.T'}",
+                  "{X: [n, n], A: [n, n]}", "witness: [taylor]")
+    for seed in range(3):
+        r = result(right, witnesses=(), seed=seed)
+        assert r.status == "passed", r.message
+    wrong = result(right.replace("'A.T'", "'A'"), witnesses=())
+    assert wrong.status == "failed"
+    assert taylor_slope(wrong.claims[0]) == pytest.approx(1.0, abs=0.1)
