@@ -141,6 +141,10 @@ def view(ident: Identity, settings: Settings, trial: int, device: str | None = N
         if k is not None:
             _, _, truth, value = k
             _fill(cv, truth[trial], value[trial], res.rtol, res.atol)
+            if res.worst is not None and res.worst.trial == trial and cv.claimed is not None:
+                cv.worst = list(res.worst.index)  # the check's own pick for this trial
+                k = cv.claimed.flat(cv.worst)
+                cv.max_abs_err = abs(cv.difference.values[k]) if cv.difference else None
             if claim.kind == "differential":
                 cv.direction = _matrix(run.d[claim.var][trial])
             chosen = witness.witnesses_for(ident.witness, settings.witnesses)

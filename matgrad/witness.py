@@ -35,11 +35,12 @@ from typing import Any
 
 import torch
 
+from matgrad import domains
 from matgrad.errors import LimitError
 from matgrad.expr import Bound
 from matgrad.functions import Shape, numel
 from matgrad.limits import Limits
-from matgrad.results import ClaimResult, WitnessResult
+from matgrad.results import ClaimResult, WitnessResult, Worst
 from matgrad.spec import Claim, Compiled
 
 ORDER = ("autograd", "fd", "taylor")
@@ -60,8 +61,9 @@ TAYLOR_STEPS = {
 TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is rounding
 # Steps so small that any remainder there is rounding noise of f itself (which can be far
 # above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
-TAYLOR_TINY = [1e-13, 2e-13, 4e-13]
+TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
 TAYLOR_NOISE_MARGIN = 30.0
+TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
 TAYLOR_EXPECTED = {"grad": 2.0, "differential": 2.0, "hessian": 4.0}
 TAYLOR_PASS = {"grad": 1.5, "differential": 1.5, "hessian": 3.0}
 
@@ -89,6 +91,7 @@ class Evaluator:
         xs, ds = draw
         self.seed = seed
         self.c = compiled
+        self.x_cpu = xs  # as drawn (float64, CPU): domain directions are drawn from these
         self.x = {k: v.to(device=device, dtype=torch.float64) for k, v in xs.items()}
         self.d = {k: v.to(device=device, dtype=torch.float64) for k, v in ds.items()}
         self.trials = next(iter(xs.values())).shape[0]
@@ -276,28 +279,74 @@ def taylor(
     ev: Evaluator, claim: Claim, bound: Bound, convention: str | None
 ) -> tuple[list[float | None], bool]:
     """Per trial: the fitted slope (None where the remainder stays at rounding level); and
-    whether every trial had a finite f at some step (False: the test is undefined)."""
+    whether every trial had a finite f at some step (False: the test is undefined).
+
+    Each trial is probed along :data:`TAYLOR_DIRECTIONS` directions and keeps the steepest
+    slope: along one direction the second-order term can be tiny, so that the remainder
+    changes sign inside the range of steps and the fit is meaningless; a wrong claim is wrong
+    along every direction, so the steepest slope still shows it.
+    """
+    var = claim.var
+    x = ev.x[var]
+    gen = torch.Generator().manual_seed(ev.seed)
+    domain = ev.c.identity.vars[var].domain
+    tangent = ev.c.identity.directions == "tangent"
+
+    def draw() -> Any:
+        if claim.kind == "differential":  # along the identity's own kind of direction
+            d = domains.direction(torch, domain, ev.x_cpu[var], gen, tangent)
+            return d.to(x.device)
+        # An entrywise gradient is about every entry: a free direction, whatever the
+        # identity's `directions`. The other conventions pair with symmetric directions.
+        d = torch.randn(tuple(x.shape), generator=gen, dtype=torch.float64).to(x.device)
+        if claim.kind == "grad" and convention not in (None, "entrywise"):
+            d = 0.5 * (d + d.transpose(-1, -2))
+        return d
+
+    runs = []
+    for k in range(TAYLOR_DIRECTIONS):
+        v = ev.d[var] if (k == 0 and claim.kind == "differential") else draw()
+        u = draw() if claim.kind == "hessian" else None
+        runs.append(_remainders(ev, claim, bound, convention, v, u))
+    # The rounding noise of f near x does not depend on the direction: pool it.
+    noise = torch.stack([n for _, _, n in runs]).amax(dim=0)
+    main = TAYLOR_STEPS["second" if claim.kind == "hessian" else "first"]
+    log_h = torch.log(torch.tensor(main, dtype=torch.float64))
+    best: list[float | None] = [None] * x.shape[0]
+    defined = True
+    for r, floor, _ in runs:
+        r, floor = r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu()
+        finite = torch.isfinite(r)
+        defined = defined and bool(finite.any(dim=0).all())
+        usable = finite & (r > floor)
+        for trial in range(x.shape[0]):
+            idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
+            if idx.numel() < 2:
+                continue
+            lx, ly = log_h[idx], torch.log(r[idx, trial])
+            lx, ly = lx - lx.mean(), ly - ly.mean()
+            slope = float((lx * ly).sum() / (lx * lx).sum())
+            old = best[trial]
+            best[trial] = slope if old is None else max(old, slope)
+    return best, defined
+
+
+def _remainders(
+    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None, v: Any, u: Any | None
+) -> tuple[Any, Any, Any]:
+    """Along one direction: the remainders [K, T] at the main steps, their rounding floor
+    from the size of the terms [K, T], and the largest remainder at the tiny steps [T]."""
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
-    gen = torch.Generator().manual_seed(ev.seed)
-    v = ev.d[var]  # a differential is taken along the identity's own direction
-    if claim.kind == "grad":
-        # An entrywise gradient is about every entry: a free direction, whatever the
-        # identity's `directions`. The other conventions pair with symmetric directions.
-        v = torch.randn(tuple(x.shape), generator=gen, dtype=torch.float64).to(x.device)
-        if convention not in (None, "entrywise"):
-            v = 0.5 * (v + v.transpose(-1, -2))
-    norm = v.reshape(t, -1).norm(dim=1).clamp(min=1e-300)
-    v = v / _rows(norm, v)
+    v = v / _rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
     xscale = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
     second = claim.kind == "hessian"
     main = TAYLOR_STEPS["second" if second else "first"]
     steps = torch.tensor(main + TAYLOR_TINY, dtype=torch.float64, device=x.device)
     hs = steps.unsqueeze(1) * xscale.unsqueeze(0)  # [K, T]
     k = steps.shape[0]
-    if second:
-        u = torch.randn(tuple(x.shape), generator=gen, dtype=torch.float64).to(x.device)
+    if u is not None:
         u = u / _rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
         moves = [u + v, u - v, -u + v, -u - v]
     else:
@@ -319,6 +368,7 @@ def taylor(
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
         terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
     else:
+        assert u is not None
         hess = ev.claim(claim, bound)
         vf, uf = v.reshape(t, -1), u.reshape(t, -1)
         n = vf.shape[1]
@@ -329,23 +379,8 @@ def taylor(
         terms = vals.abs().sum(dim=0) + q.abs()
     r_all = rem.norm(dim=-1)  # [K, T]
     km = len(main)
-    r = r_all[:km]
-    noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)  # [T]
-    floor = torch.maximum(TAYLOR_FLOOR * terms[:km].norm(dim=-1), TAYLOR_NOISE_MARGIN * noise)
-    finite = torch.isfinite(r)
-    usable = finite & (r > floor)
-    slopes: list[float | None] = []
-    log_h = torch.log(steps[:km])
-    for trial in range(t):
-        idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
-        if idx.numel() < 2:
-            slopes.append(None)
-            continue
-        lx, ly = log_h[idx], torch.log(r[idx, trial])
-        lx, ly = lx - lx.mean(), ly - ly.mean()
-        slopes.append(float((lx * ly).sum() / (lx * lx).sum()))
-    defined = bool(finite.any(dim=0).all())
-    return slopes, defined
+    noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
+    return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise
 
 
 def _full(c: Any, like: Any) -> Any:
@@ -476,12 +511,31 @@ def judge(
     res = primary
     res.witnesses = [results[w] for w in witnesses]
     status, agreement = _combine(results, autograd_vs_fd)
+    if agreement == "autograd vs fd" and autograd_vs_fd is not None and autograd_vs_fd.worst:
+        # The entry worth looking at is where autograd and finite differences part.
+        w = autograd_vs_fd.worst
+        flat = _flat_index(w.index, expected)
+        claimed = float(_full_like(value64, fd_value).reshape(value64.shape[0], -1)[w.trial, flat])
+        res.worst = Worst(w.trial, w.index, w.claimed, claimed)
     res.agreement = agreement
     res.message = _message(claim, res, status, agreement, results, autograd_vs_fd)
     res.status = status
     if status != "failed" or reference is None:
         return res, None, None
     return res, reference, value if "autograd" in witnesses else value64
+
+
+def _flat_index(index: list[int], shape: Shape) -> int:
+    k = 0
+    for i, d in zip(index, shape):
+        k = k * d + i
+    return k
+
+
+def _full_like(value: Any, like: Any) -> Any:
+    if value.numel() == like.numel():
+        return value.reshape(like.shape)
+    return value.reshape(value.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
 
 
 def _as_fd(res: ClaimResult) -> ClaimResult:

@@ -172,6 +172,7 @@ def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
             Text(
                 f"  worst entry {c.worst}: autograd {_num(c.autograd.values[k])}, claimed "
                 f"{_num(c.claimed.values[k])}, difference {_num(c.difference.values[k])}"
+                + (f", finite differences {_num(c.fd.values[k])}" if c.fd is not None else "")
             )
         )
     return out
@@ -189,4 +190,7 @@ def render(v: View, width: int | None = None) -> list[RenderableType]:
     if v.message and not v.claims:
         tail.append(f"  {v.message}")
     blocks.append(tail)
-    return blocks
+    spaced: list[RenderableType] = []
+    for i, block in enumerate(blocks):
+        spaced += [block] if i == 0 else [Text(""), block]
+    return spaced
