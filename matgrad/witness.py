@@ -10,8 +10,10 @@ Finite differences (``fd``) give a value to compare the claim with:
 * hessian: the central second difference of f (the finite difference of the finite-difference
   gradient): (f(x+h e_i+h e_j) - f(x+h e_i-h e_j) - f(x-h e_i+h e_j) + f(x-h e_i-h e_j)) / 4h^2.
 
-Steps are eps^(1/3) (first order) and eps^(1/4) (second order) times max(1, |x_i|); the claim
-must match within rtol 1e-5 (1e-4 for a Hessian) plus an estimate of the rounding error.
+Steps are eps^(1/3) (first order) and eps^(1/4) (second order) times max(1, |x_i|), each
+difference taken with two steps (h and h/4, h/2 for a Hessian) and combined by Richardson
+extrapolation; the claim must match within rtol 1e-5 (1e-4 for a Hessian) plus the difference
+of the two estimates and the rounding error.
 
 The Taylor test (``taylor``) needs no reference value at all. Along a unit direction v it
 measures the remainder over a range of steps h:
@@ -51,6 +53,7 @@ EPS = torch.finfo(torch.float64).eps
 FIRST_STEP = EPS ** (1 / 3)  # ~6e-6: balances truncation h^2 and rounding eps/h
 SECOND_STEP = EPS ** (1 / 4)  # ~1e-4: the same balance for a second difference
 FD_TOL = {"grad": 1e-5, "differential": 1e-5, "hessian": 1e-4}  # rtol and atol (scaled)
+FD_RATIO = {"grad": 4.0, "differential": 4.0, "hessian": 2.0}  # second step = first / ratio
 ROUNDING = 16.0  # rounding error of one difference: ROUNDING * eps * |f| / step
 
 # Taylor steps (times max(1, max |x|)), largest first; the fit uses the smallest usable ones.
@@ -148,9 +151,9 @@ class Evaluator:
 
 
 def fd_evals(kind: str, shape: Shape) -> int:
-    """Evaluations of f per trial that the finite-difference witness needs."""
+    """Evaluations of f per trial that the finite-difference witness needs (two step sizes)."""
     n = numel(shape)
-    return {"grad": 2 * n, "differential": 2, "hessian": 2 * n * n + 1}[kind]
+    return 2 * {"grad": 2 * n, "differential": 2, "hessian": 2 * n * n + 1}[kind]
 
 
 def finite_differences(
@@ -166,22 +169,30 @@ def finite_differences(
             f"the limit max_fd_evals={limits.max_fd_evals} (raise it with --limit "
             f"max_fd_evals=N, or use the Taylor test, which needs a handful)"
         )
-    if claim.kind == "differential":
-        return _fd_directional(ev, claim.var)
-    if claim.kind == "hessian":
-        return _fd_hessian(ev, claim.var)
-    g, slack = _fd_gradient(ev, claim.var)
-    if convert is not None:
-        g, slack = convert(g), convert(slack).abs()
-    return g, slack
+    one = {"grad": _fd_gradient, "differential": _fd_directional, "hessian": _fd_hessian}[
+        claim.kind
+    ]
+    # Two step sizes h and h/q: their Richardson combination cancels the h^2 error term, and
+    # their difference estimates what is left (large where f bends on the scale of h, e.g.
+    # near a singular matrix: there finite differences cannot judge, and say so by a wide
+    # tolerance rather than by a false disagreement).
+    q = FD_RATIO[claim.kind]
+    coarse, slack_c = one(ev, claim.var, 1.0)
+    fine, slack_f = one(ev, claim.var, 1.0 / q)
+    w = q * q
+    value = (w * fine - coarse) / (w - 1)
+    slack = (w * slack_f + slack_c) / (w - 1) + (fine - coarse).abs()
+    if convert is not None and claim.kind == "grad":
+        value, slack = convert(value), convert(slack).abs()
+    return value, slack
 
 
-def _fd_gradient(ev: Evaluator, var: str) -> tuple[Any, Any]:
+def _fd_gradient(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
     x = ev.x[var]
     t, shape = x.shape[0], x.shape[1:]
     n = numel(tuple(shape))
     flat = x.reshape(t, n)
-    h = FIRST_STEP * flat.abs().clamp(min=1.0)
+    h = scale * FIRST_STEP * flat.abs().clamp(min=1.0)
     # Steps that are exact in floating point: (x + h) - x.
     hp = (flat + h) - flat
     hm = flat - (flat - h)
@@ -201,12 +212,12 @@ def _fd_gradient(ev: Evaluator, var: str) -> tuple[Any, Any]:
     return g.reshape(t, *shape), slack.reshape(t, *shape)
 
 
-def _fd_directional(ev: Evaluator, var: str) -> tuple[Any, Any]:
+def _fd_directional(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
     x, d = ev.x[var], ev.d[var]
     t = x.shape[0]
     xmax = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
     dmax = d.reshape(t, -1).abs().amax(dim=1).clamp(min=1e-300)
-    h = _rows(FIRST_STEP * xmax / dmax, x)
+    h = _rows(scale * FIRST_STEP * xmax / dmax, x)
 
     def points(start: int, stop: int) -> Any:
         both = torch.stack([x + h * d, x - h * d])
@@ -219,12 +230,12 @@ def _fd_directional(ev: Evaluator, var: str) -> tuple[Any, Any]:
     return out, slack
 
 
-def _fd_hessian(ev: Evaluator, var: str) -> tuple[Any, Any]:
+def _fd_hessian(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
     x = ev.x[var]
     t, shape = x.shape[0], x.shape[1:]
     n = numel(tuple(shape))
     flat = x.reshape(t, n)
-    h = SECOND_STEP * flat.abs().clamp(min=1.0)  # [T, n]
+    h = scale * SECOND_STEP * flat.abs().clamp(min=1.0)  # [T, n]
     # Coefficients of the evaluation points, in units of h: 2 e_i and -2 e_i for the
     # diagonal, (+-e_i, +-e_j) for i < j.
     coefs = []

@@ -149,7 +149,10 @@ def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
         out.append(t)
     if c.claimed is None or c.autograd is None or c.difference is None:
         return out
-    cols = [("autograd", c.autograd), ("claimed", c.claimed), ("claimed - autograd", c.difference)]
+    reference = "autograd"
+    if c.convention and c.convention != "entrywise":
+        reference = f"autograd, {c.convention}"  # autograd's gradient in the identity's convention
+    cols = [(reference, c.autograd), ("claimed", c.claimed), ("claimed - autograd", c.difference)]
     if c.fd is not None:
         cols.append(("finite differences", c.fd))
     texts = [(name, matrix_text(m, c.worst)) for name, m in cols]

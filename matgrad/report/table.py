@@ -55,7 +55,7 @@ def table(report: RunReport) -> Table:
     if slopes:
         t.add_column("slope", justify="right", no_wrap=True)
     if hints:
-        t.add_column("hint", no_wrap=True)
+        t.add_column("hint", min_width=10)
     extra = int(slopes) + int(hints)
     for r in report.results:
         style = STYLE[r.status]
