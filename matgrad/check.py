@@ -273,7 +273,7 @@ def compare(
     slack: Any = None,
 ) -> ClaimResult:
     """Compare a claimed value with the autograd truth, both batched [T, ...]. ``slack``
-    ([T, ...]) widens the bound entrywise (the rounding error of a finite difference)."""
+    ([T, ...]) widens the bound entrywise (the error estimate of a finite difference)."""
     res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
     t = truth.shape[0]
     bad = _first_bad_trial(truth)
@@ -353,6 +353,7 @@ def check_compiled(
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
     sym = symmetric_vars(ident)
 
+    chosen = witness.witnesses_for(ident.witness, settings.witnesses)
     grad_vars = [c.var for c, _ in compiled.claims if c.kind == "grad"]
     grads = run.gradients(list(dict.fromkeys(grad_vars))) if grad_vars else {}
     results: list[ClaimResult] = []
@@ -395,7 +396,6 @@ def check_compiled(
         res = compare(claim, truth.detach(), value, expected, rtol, atol)
         res.convention = convention
         reference, claimed = (truth, value) if res.status == "failed" else (None, None)
-        chosen = witness.witnesses_for(ident.witness, settings.witnesses)
         if chosen != ("autograd",):
             res, reference, claimed = witness.judge(
                 witnesses=chosen, compiled=compiled, draw=run.draw, device=device, claim=claim,
