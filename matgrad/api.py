@@ -114,6 +114,7 @@ def check(
     select: Sequence[str] | str = (),
     limits: Limits | None = None,
     maxfail: int | None = None,
+    witnesses: Sequence[str] = (),
     on_start: Callable[[Identity | Invalid], None] | None = None,
     on_result: Callable[[IdentityResult], None] | None = None,
 ) -> RunReport:
@@ -134,6 +135,8 @@ def check(
         select: id patterns, as for :func:`collect`.
         limits: size and work limits.
         maxfail: stop once this many identities did not meet their ``expect``.
+        witnesses: extra judges for every claim besides each identity's own: ``"fd"``
+            (finite differences) and/or ``"taylor"`` (the Taylor remainder's slope).
         on_start, on_result: called before and after each identity (e.g. a progress bar).
 
     Returns:
@@ -167,7 +170,14 @@ def check(
     from matgrad import check as engine
 
     settings = engine.Settings(
-        seed=seed, trials=trials, dtype=dtype, device=device, limits=lim, rtol=rtol, atol=atol
+        seed=seed,
+        trials=trials,
+        dtype=dtype,
+        device=device,
+        limits=lim,
+        rtol=rtol,
+        atol=atol,
+        witnesses=tuple(witnesses),
     )
     return engine.run(
         items, settings, on_result=on_result, on_start=on_start, maxfail=maxfail

@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import types
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import warnings
@@ -27,7 +27,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 import torch.autograd.forward_ad as fwAD  # noqa: E402
 
-from matgrad import domains
+from matgrad import degeneracy, diagnose, domains, witness
 from matgrad._version import __version__
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.expr import Bound
@@ -63,6 +63,7 @@ class Settings:
     limits: Limits = DEFAULT_LIMITS
     rtol: float | None = None  # default tolerances of identities without `tol` (None: per dtype)
     atol: float | None = None
+    witnesses: tuple[str, ...] = ()  # added to every identity's own (--fd, --taylor)
 
 
 def resolve_device(device: str) -> str:
@@ -92,21 +93,27 @@ def _trials_for(ident: Identity, settings: Settings) -> int:
 class _Run:
     """The tensors of one identity's batch."""
 
-    def __init__(self, compiled: Compiled, trials: int, seed: int, dtype: Any, device: str):
+    def __init__(
+        self,
+        compiled: Compiled,
+        trials: int,
+        seed: int,
+        dtype: Any,
+        device: str,
+        draw: degeneracy.Draw | None = None,
+    ):
         self.c = compiled
         ident = compiled.identity
-        gen = torch.Generator().manual_seed(seed)
-        # Draw every variable, then every direction, in declaration order: the draws do not
-        # depend on which claims an identity makes.
-        xs = {
-            v.name: domains.sample(torch, v.domain, v.shape, trials, gen)
-            for v in ident.vars.values()
-        }
-        tangent = ident.directions == "tangent"
-        ds = {
-            v.name: domains.direction(torch, v.domain, xs[v.name], gen, tangent)
-            for v in ident.vars.values()
-        }
+        if draw is None:
+            draw = _draw(ident, trials, seed)
+            draw = degeneracy.guard(
+                compiled,
+                draw,
+                lambda k: _draw(ident, trials, identity_seed(seed, f"redraw {k}")),
+                str(dtype).removeprefix("torch."),
+            )
+        xs, ds = draw
+        self.draw = draw  # float64 CPU, as drawn (witnesses and `show` start from it)
         self.x = {k: t.to(device=device, dtype=dtype) for k, t in xs.items()}
         self.d = {k: t.to(device=device, dtype=dtype) for k, t in ds.items()}
         self.trials = trials
@@ -206,6 +213,22 @@ class _Run:
             return self.eval(bound, env)
 
 
+def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
+    gen = torch.Generator().manual_seed(seed)
+    # Draw every variable, then every direction, in declaration order: the draws do not
+    # depend on which claims an identity makes.
+    xs = {
+        v.name: domains.sample(torch, v.domain, v.shape, trials, gen)
+        for v in ident.vars.values()
+    }
+    tangent = ident.directions == "tangent"
+    ds = {
+        v.name: domains.direction(torch, v.domain, xs[v.name], gen, tangent)
+        for v in ident.vars.values()
+    }
+    return xs, ds
+
+
 def _expected_shape(claim: Claim, compiled: Compiled) -> Shape:
     var = compiled.identity.vars[claim.var]
     if claim.kind == "grad":
@@ -254,8 +277,10 @@ def compare(
     expected: Shape,
     rtol: float,
     atol: float,
+    slack: Any = None,
 ) -> ClaimResult:
-    """Compare a claimed value with the autograd truth, both batched [T, ...]."""
+    """Compare a claimed value with the autograd truth, both batched [T, ...]. ``slack``
+    ([T, ...]) widens the bound entrywise (the error estimate of a finite difference)."""
     res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
     t = truth.shape[0]
     bad = _first_bad_trial(truth)
@@ -282,6 +307,8 @@ def compare(
     mag = tr.abs()
     scale = mag.amax(dim=1, keepdim=True).clamp(min=1.0)
     bound = atol * scale + rtol * mag
+    if slack is not None:
+        bound = bound + slack.reshape(t, -1).expand_as(bound)
     ratio = err / bound
     flat = int(torch.argmax(ratio))
     trial, k = divmod(flat, tr.shape[1])
@@ -313,8 +340,12 @@ def _identity_status(expect: str, claims: list[ClaimResult]) -> str:
     return "failed" if failed else "passed"
 
 
-def check_compiled(compiled: Compiled, settings: Settings, device: str) -> list[ClaimResult]:
-    """Check every claim of one compiled identity; raise :class:`EvalError` if f is broken."""
+def check_compiled(
+    compiled: Compiled, settings: Settings, device: str, keep: list[Any] | None = None
+) -> list[ClaimResult]:
+    """Check every claim of one compiled identity; raise :class:`EvalError` if f is broken.
+
+    ``keep``, if given, receives ``(run, claim, truth, value)`` per claim (for ``show``)."""
     ident = compiled.identity
     dtype = getattr(torch, settings.dtype)
     trials = _trials_for(ident, settings)
@@ -336,6 +367,7 @@ def check_compiled(compiled: Compiled, settings: Settings, device: str) -> list[
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
     sym = symmetric_vars(ident)
 
+    chosen = witness.witnesses_for(ident.witness, settings.witnesses)
     grad_vars = [c.var for c, _ in compiled.claims if c.kind == "grad"]
     grads = run.gradients(list(dict.fromkeys(grad_vars))) if grad_vars else {}
     results: list[ClaimResult] = []
@@ -377,8 +409,107 @@ def check_compiled(compiled: Compiled, settings: Settings, device: str) -> list[
         value = run.claim_value(claim, bound)
         res = compare(claim, truth.detach(), value, expected, rtol, atol)
         res.convention = convention
+        reference, claimed = (truth, value) if res.status == "failed" else (None, None)
+        if chosen != ("autograd",):
+            res, reference, claimed = witness.judge(
+                witnesses=chosen, compiled=compiled, draw=run.draw, device=device, claim=claim,
+                bound=bound, expected=expected, truth=truth.detach(), value=value, autograd=res,
+                convention=convention, convert=_converter(claim, sym, ident.convention),
+                rtol=rtol, atol=atol, limits=settings.limits, compare=compare,
+                seed=identity_seed(settings.seed, ident.id + "\0witness"),
+            )
+        if res.status == "failed" and reference is not None:
+            res.hint = diagnose.diagnose(
+                _probe(run, claim, bound, res, reference, claimed, expected, "autograd" in chosen)
+            )
+        if keep is not None:
+            keep.append((run, claim, truth.detach(), value))
         results.append(res)
     return results
+
+
+def _converter(claim: Claim, sym: frozenset[str], convention: str) -> Any:
+    if claim.kind == "grad" and claim.var in sym:
+        return lambda g: _apply_convention(g, convention) if g.dim() == 3 else g
+    return None
+
+
+def _truth_of(run: _Run, kind: str, var: str) -> Any:
+    """The autograd value of a claim of ``kind`` about ``var`` (grad in its convention)."""
+    if kind == "grad":
+        g = run.gradients([var])[var]
+        if var in symmetric_vars(run.c.identity) and g.dim() == 3:
+            g = _apply_convention(g, run.c.identity.convention)
+        return g.detach()
+    if kind == "hessian":
+        return run.hessian(var).detach()
+    return run.differential(var).detach()
+
+
+def _probe(
+    run: _Run,
+    claim: Claim,
+    bound: Bound,
+    res: ClaimResult,
+    truth: Any,
+    value: Any,
+    expected: Shape,
+    autograd: bool,
+) -> diagnose.Probe:
+    """What the diagnosis may try for a failed claim. Probes that need autograd at other
+    points (symmetric inputs, swapped variables) are offered only when autograd is a witness."""
+    ident = run.c.identity
+    rtol = res.rtol if res.rtol is not None else 0.0
+    atol = res.atol if res.atol is not None else 0.0
+    probe = diagnose.Probe(
+        claim.kind, claim.var, truth, value, expected, rtol, atol,
+        reference="autograd" if autograd else "finite differences",
+    )
+    if not autograd:
+        return probe
+    if claim.kind == "grad" and claim.var in symmetric_vars(ident) and truth.dim() == 3:
+        raw = run.gradients([claim.var])[claim.var].detach()
+        probe.conventions = {
+            c: _apply_convention(raw, c) for c in ("entrywise", "frobenius", "free")
+            if c != ident.convention
+        }
+
+    def symmetric() -> Iterator[tuple[list[str], Any, Any]]:
+        # Each square input made symmetric on its own (to name the one that matters), then
+        # all of them together.
+        xs, ds = run.draw
+        changed: dict[str, Any] = {}
+        for v in ident.vars.values():
+            x = xs[v.name]
+            if len(v.shape) != 2 or v.shape[0] != v.shape[1] or v.shape[0] < 2:
+                continue
+            if v.domain in ("real", "positive"):
+                changed[v.name] = 0.5 * (x + x.transpose(-1, -2))
+            elif v.domain in ("invertible", "fullrank"):
+                changed[v.name] = x @ x.transpose(-1, -2)
+        tries = [[name] for name in changed] if len(changed) > 1 else []
+        for names in tries + ([list(changed)] if changed else []):
+            draw = ({**xs, **{k: changed[k] for k in names}}, ds)
+            other = _Run(run.c, run.trials, 0, run.like.dtype, str(run.like.device), draw=draw)
+            yield names, _truth_of(other, claim.kind, claim.var), other.claim_value(claim, bound)
+
+    def swapped() -> list[tuple[str, Any, Any]]:
+        out = []
+        shape = ident.vars[claim.var].shape
+        for v in ident.vars.values():
+            if v.name == claim.var or v.shape != shape:
+                continue
+            env = dict(run.env)
+            if claim.kind == "differential":
+                env["d" + claim.var] = run.d[v.name]
+            with torch.no_grad():
+                value_o = run.eval(bound, env)
+            out.append((v.name, _truth_of(run, claim.kind, v.name), value_o))
+        return out
+
+    probe.symmetric = symmetric
+    probe.swapped = swapped
+    return probe
 
 
 def check_identity(
@@ -471,6 +602,7 @@ def run(
         seed=settings.seed,
         device=device,
         dtype=settings.dtype,
+        witnesses=list(settings.witnesses),
     )
     start = time.perf_counter()
     failures = 0

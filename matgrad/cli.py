@@ -57,7 +57,7 @@ def _stdout() -> Console:
 
 
 def _stderr() -> Console:
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _fail(message: str, code: ExitCode) -> typer.Exit:
@@ -177,6 +177,25 @@ LimitOpt = Annotated[
         help="Raise or lower a safety limit, e.g. --limit max_dim=2048 (see README).",
     ),
 ]
+
+
+FdOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fd", help="Also judge every claim by central finite differences (float64)."
+    ),
+]
+TaylorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--taylor",
+        help="Also judge every claim by the Taylor test (remainder slope; no autograd).",
+    ),
+]
+
+
+def _witness_flags(fd: bool, taylor: bool) -> tuple[str, ...]:
+    return tuple(name for name, on in (("fd", fd), ("taylor", taylor)) if on)
 
 
 def parse_limits(pairs: list[str] | None, base: Limits = DEFAULT_LIMITS) -> Limits:
@@ -383,6 +402,8 @@ def check(
     collect_only: Annotated[
         bool, typer.Option("--collect-only", help="List what would run; check nothing.")
     ] = False,
+    fd: FdOpt = False,
+    taylor: TaylorOpt = False,
 ) -> None:
     """Check identities against autograd over random draws.
 
@@ -428,6 +449,7 @@ def check(
             atol=choose(atol, config.atol, None),
             limits=limits,
             maxfail=1 if fail_fast else maxfail,
+            witnesses=_witness_flags(fd, taylor),
             on_start=bar.on_start if bar else None,
             on_result=bar.on_result if bar else None,
         )
@@ -481,6 +503,73 @@ def validate(paths: PathsArg = None, filter: FilterOpt = None, limit: LimitOpt =
         out.print(f"{len(problems)} of {n} identities in {files} files are invalid")
         raise typer.Exit(int(ExitCode.INVALID))
     out.print(f"[green]{n} identities in {files} files are valid[/]")
+
+
+@app.command()
+@_guard
+def show(
+    ident: Annotated[str, typer.Argument(metavar="ID", help="The identity's id (exact).")],
+    paths: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="Files or folders to search (default: the current folder)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Run seed, as given to check.")] = 0,
+    trial: Annotated[
+        Optional[int],
+        typer.Option(
+            min=0, help="Which draw to show (0-based). [default: the draw of the worst entry]"
+        ),
+    ] = None,
+    trials: Annotated[
+        Optional[int], typer.Option(min=1, help="Draws per identity, as given to check.")
+    ] = None,
+    dtype: Annotated[DType, typer.Option(help="Floating-point type of the check.")] = DType.float64,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    limit: LimitOpt = None,
+    fd: FdOpt = False,
+    taylor: TaylorOpt = False,
+) -> None:
+    """Show one draw of one identity: its variables, and autograd, the claim and their
+    difference side by side for every claim. A failed check prints the show command that
+    reproduces it. Exit codes: 0 shown (whatever the verdict); 2 usage error; 3 the identity
+    is invalid or cannot be evaluated; 5 no identity with that id.
+
+    Example: matgrad show seed-trace-inverse-untransposed identities/seed.yaml --trial 3
+    """
+    search = paths or [Path(".")]
+    _check_paths(search)
+    limits = parse_limits(limit)
+    import difflib
+
+    from matgrad.spec import Invalid, load_all
+
+    items = load_all([str(p) for p in search], limits)
+    found = [it for it in items if it.id == ident]
+    if not found:
+        ids = [it.id for it in items if it.id]
+        close = difflib.get_close_matches(ident, ids, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        where = ", ".join(str(p) for p in search)
+        _stderr().print(f"error: no identity with id {escape(ident)!r} in {escape(where)}{escape(hint)}")
+        raise typer.Exit(int(ExitCode.NO_IDENTITIES))
+    item = found[0]
+    if isinstance(item, Invalid):
+        _stderr().print(f"error: {escape(str(item.error))}")
+        raise typer.Exit(int(ExitCode.INVALID))
+    from matgrad import check as engine
+    from matgrad.report import show as show_report
+    from matgrad.show import view
+
+    settings = engine.Settings(
+        seed=seed, trials=trials, dtype=dtype.value, device=device.value, limits=limits,
+        witnesses=_witness_flags(fd, taylor),
+    )
+    out = _stdout()
+    shown = view(item, settings, trial)
+    for block in show_report.render(shown, width=out.width):
+        out.print(block)
+    if shown.status == "error" and not shown.claims:
+        raise typer.Exit(int(ExitCode.INVALID))
 
 
 class FunctionsFormat(str, enum.Enum):

@@ -24,6 +24,7 @@ class Limits:
     max_trials: int = 10_000
     max_power: int = 1_000
     max_elements: int = 50_000_000
+    max_fd_evals: int = 5_000  # evaluations of f per trial for one finite-difference witness
 
     def replace(self, **changes: int) -> Limits:
         names = {f.name for f in dataclasses.fields(self)}

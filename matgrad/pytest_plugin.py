@@ -260,7 +260,7 @@ class InvalidItem(pytest.Item):
 
 def _claim_failure(claim: ClaimResult, result: IdentityResult, state: _State) -> str:
     lines = [claim.message]
-    if claim.worst is not None:
+    if claim.worst is not None and "claimed" not in claim.message:
         w = claim.worst
         lines.append(
             f"  worst entry: trial {w.trial}, index {w.index}: "

@@ -29,6 +29,26 @@ class Worst:
 
 
 @dataclasses.dataclass
+class WitnessResult:
+    """What one witness (autograd, fd, taylor) says about a claim.
+
+    ``verdict`` is ``agrees``, ``disagrees`` or ``undefined`` (the witness could not give an
+    answer at the point, e.g. NaN). ``max_abs_err`` is claim minus the witness's value (autograd,
+    fd); ``slope`` is the Taylor test's fitted log-log slope (None: the remainder was at rounding
+    level, f is affine or quadratic along the direction)."""
+
+    name: str
+    verdict: str
+    max_abs_err: float | None = None
+    slope: float | None = None
+    expected_slope: float | None = None
+    message: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
 class ClaimResult:
     kind: str
     var: str
@@ -44,6 +64,10 @@ class ClaimResult:
     convention: str | None = None
     # the largest entrywise err / (atol*scale + rtol*|autograd|): at most 1 passes
     max_ratio: float | None = None
+    # Set when more than one witness judged the claim: each one's answer, and which pair
+    # disagrees ("claim vs autograd", "autograd vs fd", ...) or "all agree".
+    witnesses: list[WitnessResult] = dataclasses.field(default_factory=list)
+    agreement: str | None = None
 
     @property
     def label(self) -> str:
@@ -52,6 +76,7 @@ class ClaimResult:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["worst"] = self.worst.to_dict() if self.worst else None
+        d["witnesses"] = [w.to_dict() for w in self.witnesses]
         return d
 
 
@@ -104,6 +129,7 @@ class RunReport:
     shard: str | None = None  # "K/N" when this run is one shard of a split run
     stopped: str | None = None  # why the run stopped before the end (maxfail), if it did
     not_run: int = 0  # identities left unchecked because of that stop
+    witnesses: list[str] = dataclasses.field(default_factory=list)  # run flags: fd, taylor
 
     @property
     def summary(self) -> dict[str, int]:
@@ -129,4 +155,5 @@ class RunReport:
             "shard": self.shard,
             "stopped": self.stopped,
             "not_run": self.not_run,
+            "witnesses": list(self.witnesses),
         }

@@ -27,6 +27,7 @@ from matgrad.yamlsafe import YMap, YNode, YScalar, YSeq
 CLAIM_KINDS = ("grad", "differential", "hessian")
 CONVENTIONS = ("entrywise", "frobenius", "free")
 DIRECTIONS = ("free", "tangent")
+WITNESSES = ("autograd", "fd", "taylor")
 IDENTITY_KEYS = (
     "id",
     "title",
@@ -43,6 +44,7 @@ IDENTITY_KEYS = (
     "trials",
     "convention",
     "directions",
+    "witness",
 )
 VAR_KEYS = ("shape", "domain")
 TOL_KEYS = ("rtol", "atol")
@@ -98,6 +100,7 @@ class Identity:
     trials: int | None = None
     convention: str = "entrywise"
     directions: str = "free"
+    witness: tuple[str, ...] | None = None  # None: autograd only, unless a run flag adds more
 
 
 @dataclasses.dataclass(frozen=True)
@@ -422,7 +425,32 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         trials=_trials(fs, limits),
         convention=convention,
         directions=directions,
+        witness=_witness(fs),
     )
+
+
+def _witness(fs: _Fields) -> tuple[str, ...] | None:
+    node = fs.get("witness")
+    if node is None:
+        return None
+    items = node.items if isinstance(node, YSeq) else [node]
+    names: list[str] = []
+    for item in items:
+        name = item.raw if isinstance(item, YScalar) and item.tag == "str" else None
+        if name not in WITNESSES:
+            close = difflib.get_close_matches(str(name), WITNESSES, n=1) if name else []
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise fs.err(
+                "witness",
+                f"witness must be a list of {', '.join(WITNESSES)}, got {_show(item)}{hint}",
+                item,
+            )
+        if name in names:
+            raise fs.err("witness", f"witness {name!r} is listed twice", item)
+        names.append(name)
+    if not names:
+        raise fs.err("witness", f"witness must name at least one of {', '.join(WITNESSES)}", node)
+    return tuple(names)
 
 
 def _int_value(v: YNode | None) -> int | None:

@@ -48,3 +48,11 @@ def golden(request: pytest.FixtureRequest):
         )
 
     return _check
+
+
+@pytest.fixture(autouse=True)
+def _plain_terminal(monkeypatch):
+    """Output width and colour do not depend on the terminal the suite runs in (or on a
+    parallel worker's environment)."""
+    for name in ("COLUMNS", "LINES", "FORCE_COLOR", "GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY"):
+        monkeypatch.delenv(name, raising=False)

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from matgrad.report.text import claim_lines, visible
-from matgrad.results import IdentityResult, RunReport
+from matgrad.results import ClaimResult, IdentityResult, RunReport
 
 STYLE = {
     "passed": "green",
@@ -32,15 +32,35 @@ def _num(x: float | None) -> str:
     return "—" if x is None else f"{x:.1e}"
 
 
+def _short_hint(hint: str | None) -> str:
+    return "" if not hint else hint.split(":", 1)[0]
+
+
+def _slope(c: ClaimResult) -> float | None:
+    return next((w.slope for w in c.witnesses if w.name == "taylor"), None)
+
+
 def table(report: RunReport) -> Table:
+    """One row per claim. A ``slope`` column (the Taylor test) and a ``hint`` column (the
+    diagnosis of a failed claim) appear when some claim has one."""
+    claims = [c for r in report.results for c in r.claims]
+    hints = any(c.hint for c in claims)
+    slopes = any(_slope(c) is not None for c in claims)
     t = Table(title=None, show_lines=False, header_style="bold")
-    t.add_column("id", overflow="fold")
+    # Ids keep their width (up to 40 columns); the hint column wraps first.
+    widest = max((len(r.id) for r in report.results), default=2)
+    t.add_column("id", overflow="fold", min_width=min(40, widest))
     t.add_column("claim", no_wrap=True)
     t.add_column("verdict", no_wrap=True)
     t.add_column("max abs err", justify="right", no_wrap=True)
     t.add_column("max rel err", justify="right", no_wrap=True)
     t.add_column("trials", justify="right", no_wrap=True)
     t.add_column("time", justify="right", no_wrap=True)
+    if slopes:
+        t.add_column("slope", justify="right", no_wrap=True)
+    if hints:
+        t.add_column("hint", min_width=10)
+    extra = int(slopes) + int(hints)
     for r in report.results:
         style = STYLE[r.status]
         verdict = Text(VERDICT[r.status], style=style)
@@ -48,7 +68,7 @@ def table(report: RunReport) -> Table:
         timing = f"{r.seconds * 1000:.0f} ms"
         trials = "—" if r.trials is None else str(r.trials)
         if not r.claims:
-            t.add_row(ident, "—", verdict, "—", "—", trials, timing)
+            t.add_row(ident, "—", verdict, "—", "—", trials, timing, *[""] * extra)
             continue
         for i, c in enumerate(r.claims):
             claim_style = STYLE["passed" if c.status == "passed" else "failed"]
@@ -63,12 +83,34 @@ def table(report: RunReport) -> Table:
                 _num(c.max_rel_err),
                 trials if i == 0 else "",
                 timing if i == 0 else "",
+                *([_fmt_slope(_slope(c))] if slopes else []),
+                *([Text(_short_hint(c.hint), style="yellow")] if hints else []),
             )
     return t
 
 
+def _fmt_slope(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}"
+
+
 def reproduce(r: IdentityResult, seed: int) -> str:
     return f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+
+
+def show_command(r: IdentityResult, report: RunReport) -> str:
+    """The ``matgrad show`` command that displays the trial where the first bad claim is worst."""
+    trial = next(
+        (c.worst.trial for c in r.claims if c.status != "passed" and c.worst is not None), 0
+    )
+    cmd = f"matgrad show {shlex.quote(r.id)} {shlex.quote(r.file)} --seed {report.seed}"
+    cmd += f" --trial {trial}"
+    if r.trials is not None:
+        cmd += f" --trials {r.trials}"
+    if report.dtype != "float64":
+        cmd += f" --dtype {report.dtype}"
+    for w in report.witnesses:
+        cmd += f" --{w}"
+    return cmd
 
 
 def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]:
@@ -100,12 +142,23 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
             lines.append(Text(f"  {visible(c.message)}"))
             if c.hint:
                 lines.append(Text(f"    hint: {visible(c.hint)}", style="yellow"))
+            if c.agreement:
+                lines.append(Text(f"    witnesses: {c.agreement}"))
+            for w in c.witnesses:
+                said = w.message or (
+                    f"max abs err {w.max_abs_err:.3g}" if w.max_abs_err is not None else ""
+                )
+                lines.append(
+                    Text(f"    {w.name}: {w.verdict}" + (f" ({visible(said)})" if said else ""), style="dim")
+                )
         if not r.claims and r.message:
             lines.append(Text(f"  {visible(r.message)}"))
         if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
             lines.append(
                 Text(f"  reproduce: {visible(reproduce(r, report.seed))}", style="dim")
             )
+            if r.claims:
+                lines.append(Text(f"  show: {visible(show_command(r, report))}", style="dim"))
         out.append(Group(*lines))
     return out
 
@@ -129,6 +182,8 @@ def summary_line(report: RunReport) -> Text:
         line.append(f" (shard {report.shard})")
     if report.stopped:
         line.append(f"; {report.stopped}", style="bold yellow")
+    if report.witnesses:
+        line.append(f" (also judged by {' and '.join(report.witnesses)})")
     if not report.complete:
         line.append(" (interrupted: incomplete)", style="bold yellow")
     return line

@@ -117,7 +117,8 @@ def claim_lines(c: ClaimResult) -> list[str]:
             line += f" ({c.max_ratio:.2g} of the tolerance, {tolerance(c)})"
         return [line]
     lines = [c.message or f"{c.label}: {c.status}"]
-    if (w := worst_line(c)) is not None:
+    w = worst_line(c)
+    if w is not None and "claimed" not in lines[0]:  # the mismatch message names it already
         lines.append(f"  {w}")
     if c.hint:
         lines.append(f"  hint: {c.hint}")

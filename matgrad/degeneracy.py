@@ -1,0 +1,219 @@
+"""The degeneracy guard: draws near a point where the maths is not differentiable.
+
+A few functions are not differentiable (or have a derivative that blows up) at special
+arguments: the eigen-decomposition at repeated eigenvalues, the inverse and its relatives at
+singular matrices. Random draws land near such points rarely, but when they do a right claim can
+fail and a wrong one can pass by luck. So, before any derivative is taken, every argument of
+such a function (in ``let``, ``f`` and the claims) is measured on every trial:
+
+* ``eigvalsh``/``eigvecsh``: the smallest gap between two eigenvalues of the symmetric part,
+  relative to the largest eigenvalue in size;
+* ``inv``, ``solve`` (its matrix), ``det``, ``logdet``: the 2-norm condition number;
+* ``pinv``: the condition number over the singular values above rounding level (pinv is
+  smooth where the rank is constant, so exact zeros of the maths are fine; a tiny nonzero
+  singular value is not).
+
+A trial that is too close is drawn again (only that trial, from a generator derived from the
+identity's seed, so every other trial keeps its draw and an identity that is never near a
+degenerate point keeps all of its draws). A trial still degenerate after :data:`MAX_REDRAWS`
+redraws means the identity itself sits on the degenerate set (e.g. ``inv(X @ X.T)`` with a wide
+``X``): the check is refused with the measured gap or condition number, never a flaky verdict.
+
+Arguments that are a variable whose domain already guarantees the conditioning (invertible,
+spd, orthogonal, diagonal, fullrank) are not measured: that keeps the guard free for them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from matgrad.errors import EvalError
+from matgrad.expr import Bound, Call, Name
+from matgrad.spec import Compiled
+
+# What is measured for each function (the argument index is the matrix that matters).
+SENSITIVE: dict[str, str] = {
+    "eigvalsh": "gap",
+    "eigvecsh": "gap",
+    "inv": "cond",
+    "solve": "cond",
+    "det": "cond",
+    "logdet": "cond",
+    "pinv": "cond",
+}
+# Domains whose draws have singular values in [0.5, 2] (condition number <= 4) by construction.
+CONDITIONED = frozenset({"invertible", "spd", "orthogonal", "diagonal", "fullrank"})
+
+# (smallest relative eigenvalue gap, largest condition number) per dtype. A derivative through
+# eigenvectors carries rounding errors of about eps/gap^2 (relative), one through an inverse
+# about eps*cond to eps*cond^2, so these bounds keep both near or under the default rtol of the
+# dtype. They are far from ordinary draws: a 4 x 4 standard normal matrix has a condition
+# number over 1e6 about once in 10^5 draws, so draws that are not degenerate keep their values.
+THRESHOLDS: dict[str, tuple[float, float]] = {
+    "float64": (1e-5, 1e6),
+    "float32": (1e-2, 1e3),
+}
+MAX_REDRAWS = 5
+
+Draw = tuple[dict[str, Any], dict[str, Any]]  # (variables, directions), float64 CPU tensors
+
+
+@dataclasses.dataclass(frozen=True)
+class Site:
+    """One call of a sensitive function: ``fn`` applied to ``arg``, found in ``where``."""
+
+    fn: str
+    arg: Bound
+    text: str
+    where: str
+
+
+def sites(compiled: Compiled) -> list[Site]:
+    """Every sensitive call of an identity whose argument must be measured."""
+    ident = compiled.identity
+    guaranteed = {v.name for v in ident.vars.values() if v.domain in CONDITIONED}
+    found: list[Site] = []
+    seen: set[tuple[str, str]] = set()
+
+    def walk(b: Bound, where: str) -> None:
+        for a in b.args:
+            walk(a, where)
+        node = b.node
+        if not (isinstance(node, Call) and node.fn in SENSITIVE and b.args):
+            return
+        arg = b.args[0]
+        if SENSITIVE[node.fn] == "cond" and isinstance(arg.node, Name):
+            if arg.node.name in guaranteed:
+                return
+        if arg.static is not None or len(arg.shape) != 2:
+            return
+        key = (node.fn, arg.node.text)
+        if key not in seen:
+            seen.add(key)
+            found.append(Site(node.fn, arg, node.text, where))
+
+    for name, bound in compiled.lets:
+        walk(bound, f"let {name}")
+    walk(compiled.f, "f")
+    for claim, bound in compiled.claims:
+        walk(bound, claim.label)
+    return found
+
+
+def _value(bound: Bound, env: dict[str, Any], like: Any) -> Any:
+    out = bound.evaluate(env, torch, like)
+    if isinstance(out, float):
+        return torch.full((like.shape[0], *bound.shape), out, dtype=like.dtype)
+    return out
+
+
+def measure(site: Site, m: Any) -> Any:
+    """Per trial: the relative eigenvalue gap (``gap``) or the condition number (``cond``)."""
+    if not bool(torch.isfinite(m).all()):
+        m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
+    if SENSITIVE[site.fn] == "gap":
+        lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
+        if lam.shape[-1] < 2:
+            return torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
+        gap = (lam[:, 1:] - lam[:, :-1]).amin(dim=1)
+        scale = lam.abs().amax(dim=1)
+        return torch.where(scale > 0, gap / scale, torch.zeros_like(gap))
+    s = torch.linalg.svdvals(m)
+    big = s[:, 0]
+    if site.fn == "pinv":
+        # pinv is smooth where the rank is constant: singular values at rounding level are
+        # exact zeros of the maths (e.g. pinv(lam*I - A) at an eigenvalue lam), so the one
+        # that matters is the smallest singular value above them.
+        cutoff = big * (max(m.shape[-2:]) * 1e3 * torch.finfo(torch.float64).eps)
+        s = torch.where(s > cutoff.unsqueeze(-1), s, torch.full_like(s, float("inf")))
+        small = s.amin(dim=1)
+        small = torch.where(torch.isinf(small), torch.zeros_like(small), small)
+    else:
+        small = s[:, -1]
+    return torch.where(small > 0, big / small, torch.full_like(big, float("inf")))
+
+
+def _bad(site: Site, value: Any, dtype: str) -> Any:
+    min_gap, max_cond = THRESHOLDS[dtype]
+    if SENSITIVE[site.fn] == "gap":
+        return ~(value >= min_gap)
+    return ~(value <= max_cond)
+
+
+def _env(compiled: Compiled, draw: Draw) -> tuple[dict[str, Any], Any]:
+    xs, ds = draw
+    trials = next(iter(xs.values())).shape[0]
+    like = torch.zeros(trials, dtype=torch.float64)
+    env: dict[str, Any] = dict(xs)
+    env.update({"d" + k: v for k, v in ds.items()})
+    with torch.no_grad():
+        for name, bound in compiled.lets:
+            env[name] = _value(bound, env, like)
+    return env, like
+
+
+def _survey(compiled: Compiled, found: list[Site], draw: Draw, dtype: str) -> list[tuple[Site, Any, Any]]:
+    env, like = _env(compiled, draw)
+    out = []
+    with torch.no_grad():
+        for site in found:
+            value = measure(site, _value(site.arg, env, like))
+            out.append((site, value, _bad(site, value, dtype)))
+    return out
+
+
+def guard(
+    compiled: Compiled, draw: Draw, redraw: Callable[[int], Draw], dtype: str
+) -> Draw:
+    """Return ``draw`` with its degenerate trials drawn again; raise :class:`EvalError` when a
+    trial stays degenerate after :data:`MAX_REDRAWS` redraws. ``redraw(k)`` gives the k-th
+    fresh full batch (k = 1, 2, ...)."""
+    found = sites(compiled)
+    if not found:
+        return draw
+    xs, ds = draw
+    for attempt in range(1, MAX_REDRAWS + 2):
+        survey = _survey(compiled, found, (xs, ds), dtype)
+        bad = torch.zeros_like(survey[0][2])
+        for _, _, b in survey:
+            bad |= b
+        if not bool(bad.any()):
+            return xs, ds
+        if attempt > MAX_REDRAWS:
+            raise EvalError(_message(survey, dtype))
+        nx, nd = redraw(attempt)
+        xs = {k: torch.where(_rows(bad, v), nx[k], v) for k, v in xs.items()}
+        ds = {k: torch.where(_rows(bad, v), nd[k], v) for k, v in ds.items()}
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _rows(mask: Any, like: Any) -> Any:
+    return mask.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
+    min_gap, max_cond = THRESHOLDS[dtype]
+    for site, value, bad in survey:
+        idx = torch.nonzero(bad)
+        if not idx.numel():
+            continue
+        trial = int(idx[0, 0])
+        v = float(value[trial])
+        if SENSITIVE[site.fn] == "gap":
+            what = f"has repeated eigenvalues: relative gap {v:.2g} (needs >= {min_gap:g})"
+            advice = "eigenvalues and eigenvectors are not differentiable where two coincide"
+        else:
+            shown = "inf" if v == float("inf") else f"{v:.2g}"
+            what = f"is (nearly) singular: condition number {shown} (needs <= {max_cond:g})"
+            advice = f"{site.fn} is not differentiable (or badly conditioned) at singular matrices"
+        return (
+            f"degenerate draws: in {site.where}, the argument of {site.text} {what} on trial "
+            f"{trial}, still after {MAX_REDRAWS} redraws; {advice}: choose domains that keep it "
+            f"away (e.g. spd or invertible)"
+        )
+    raise AssertionError("no degenerate trial")  # pragma: no cover
+

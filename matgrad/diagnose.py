@@ -1,0 +1,219 @@
+"""Why did a claim fail? Cheap alternatives tried on the same draws, first fit wins.
+
+Runs only for a failed claim (a passing claim costs nothing). In order:
+
+1. transposed (claim = truth^T), wrong sign (claim = -truth), both, or a constant factor
+   (claim = c * truth, c fitted by least squares, possibly transposed);
+2. another gradient convention (grad claims of symmetric variables: entrywise, frobenius,
+   free);
+3. symmetry: the claim's symmetric part matches a symmetric truth (not symmetrised, e.g. a
+   Hessian 2ab^T for ab^T + ba^T); the claim is the symmetric part of a non-symmetric truth
+   (symmetric part only); or the claim matches on draws where the square inputs are made
+   symmetric, but not on general ones (symmetric inputs only, e.g. 2Ax for x^T A x);
+4. some trials only: the claim matches on some draws and not others (a domain or
+   conditioning problem rather than algebra);
+5. swapped variables: the claim is the derivative with respect to another variable of the
+   same shape.
+
+"Matches" means the check's own test, |claim - truth| <= atol * scale + rtol * |truth| on every
+entry of a trial. Each hint is one line, ``"SHORT: explanation"``; the table shows SHORT.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+
+from matgrad.functions import Shape
+
+CONVENTION_WORDS = {
+    "entrywise": "entrywise gradient (what autograd returns)",
+    "frobenius": "Frobenius gradient sym(G) = (G + G.T)/2",
+    "free": "free-parameter gradient G + G.T - G*I",
+}
+
+
+@dataclasses.dataclass
+class Probe:
+    """What the diagnosis may look at for one failed claim (tensors are batched [T, ...])."""
+
+    kind: str
+    var: str
+    truth: Any
+    value: Any
+    expected: Shape
+    rtol: float
+    atol: float
+    reference: str = "autograd"
+    # grad claims of a symmetric variable: the truth under each other convention
+    conventions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # truth and claim on the same draws with some square inputs made symmetric, with the
+    # names of the inputs that were changed (tried in order until one fits)
+    symmetric: Callable[[], Iterable[tuple[list[str], Any, Any]]] | None = None
+    # for each other variable of the same shape: its name, the truth for it, the claim value
+    swapped: Callable[[], list[tuple[str, Any, Any]]] | None = None
+
+
+def within(truth: Any, value: Any, rtol: float, atol: float) -> Any:
+    """Per trial: does ``value`` match ``truth`` by the check's test? ([T] booleans)"""
+    t = truth.shape[0]
+    tr = truth.reshape(t, -1)
+    cl = value.reshape(t, -1)
+    if cl.shape[1] == 1 and tr.shape[1] > 1:
+        cl = cl.expand_as(tr)
+    if cl.shape != tr.shape:
+        return torch.zeros(t, dtype=torch.bool, device=tr.device)
+    mag = tr.abs()
+    scale = mag.amax(dim=1, keepdim=True).clamp(min=1.0)
+    ok = (cl - tr).abs() <= atol * scale + rtol * mag
+    finite = torch.isfinite(tr).all(dim=1) & torch.isfinite(cl).all(dim=1)
+    return ok.all(dim=1) & finite
+
+
+def _all(truth: Any, value: Any, p: Probe) -> bool:
+    return bool(within(truth, value, p.rtol, p.atol).all())
+
+
+def _fit(base: Any, value: Any) -> float | None:
+    """The least-squares factor c of value ~ c * base, over every trial and entry."""
+    b = base.reshape(-1).to(torch.float64)
+    v = value.reshape(-1).to(torch.float64)
+    if v.numel() == 1 and b.numel() > 1:
+        return None
+    if v.shape != b.shape:
+        return None
+    den = float((b * b).sum())
+    if not den > 0:
+        return None
+    return float((b * v).sum()) / den
+
+
+def _linear(p: Probe) -> str | None:
+    """Transposed, wrong sign, both, or a constant factor."""
+    truth, value, ref = p.truth, p.value, p.reference
+    square = len(p.expected) == 2 and p.expected[0] == p.expected[1] and p.expected[0] > 1
+    bases: list[tuple[bool, Any]] = [(False, truth)]
+    if square:
+        tt = truth.transpose(-1, -2)
+        if not _all(truth, tt, p):  # a symmetric truth has no distinct transpose
+            bases.insert(0, (True, tt))
+    fits: dict[tuple[bool, str], float] = {}
+    for transposed, base in bases:
+        c = _fit(base, value)
+        if c is None or not abs(c) > 1e-12:
+            continue
+        if not _all(c * base, value, p):
+            continue
+        if abs(c - 1) <= 1e-6:
+            fits[(transposed, "one")] = c
+        elif abs(c + 1) <= 1e-6:
+            fits[(transposed, "minus")] = c
+        else:
+            fits[(transposed, "factor")] = c
+    if (True, "one") in fits:
+        return (
+            f"transposed: the claim equals the {ref} value transposed (a numerator/denominator "
+            f"layout mix-up; did you mean .T?)"
+        )
+    if (False, "minus") in fits:
+        return f"wrong sign: the claim equals minus the {ref} value"
+    if (True, "minus") in fits:
+        return f"transposed, wrong sign: the claim equals minus the {ref} value transposed"
+    for transposed in (False, True):
+        if (transposed, "factor") in fits:
+            c = fits[(transposed, "factor")]
+            t = " transposed" if transposed else ""
+            return (
+                f"{'transposed, ' if transposed else ''}off by a factor {c:.3f}: the claim "
+                f"equals {c:.3f} x the {ref} value{t}"
+            )
+    return None
+
+
+def _convention(p: Probe) -> str | None:
+    for name, truth in p.conventions.items():
+        if _all(truth, p.value, p):
+            return (
+                f"convention {name}: the claim is the {CONVENTION_WORDS[name]} of {p.var}; "
+                f"set convention: {name}, or claim the gradient in the identity's convention"
+            )
+    return None
+
+
+def _symmetric(p: Probe) -> str | None:
+    square = len(p.expected) == 2 and p.expected[0] == p.expected[1] and p.expected[0] > 1
+    if square and p.value.shape == p.truth.shape:
+        sym_truth = 0.5 * (p.truth + p.truth.transpose(-1, -2))
+        sym_value = 0.5 * (p.value + p.value.transpose(-1, -2))
+        truth_symmetric = _all(p.truth, sym_truth, p)
+        if truth_symmetric and _all(p.truth, sym_value, p):
+            return (
+                f"not symmetrised: the symmetric part (C + C.T)/2 of the claim C matches "
+                f"{p.reference}, which is symmetric; the claim is missing its transposed half"
+            )
+        if not truth_symmetric and _all(sym_truth, p.value, p):
+            return (
+                f"symmetric part only: the claim equals the symmetric part (G + G.T)/2 of the "
+                f"{p.reference} value G, which is not symmetric"
+            )
+    if p.symmetric is None:
+        return None
+    for names, truth, value in p.symmetric():
+        if _all(truth, value, p):
+            break
+    else:
+        return None
+    which = ", ".join(names)
+    verb = "is" if len(names) == 1 else "are"
+    return (
+        f"symmetric inputs only: the claim matches {p.reference} when {which} {verb} symmetric, "
+        f"but not in general (a formula valid only for symmetric matrices, or a missing "
+        f"symmetrisation such as 2 * A @ x for (A + A.T) @ x)"
+    )
+
+
+def _some_trials(p: Probe) -> str | None:
+    ok = within(p.truth, p.value, p.rtol, p.atol)
+    t = int(ok.numel())
+    good = int(ok.sum())
+    if not 0 < good < t:
+        return None
+    bad = [str(i) for i in torch.nonzero(~ok).flatten().tolist()]
+    shown = ", ".join(bad[:5]) + (", ..." if len(bad) > 5 else "")
+    return (
+        f"some trials only: the claim matches {p.reference} on {good} of {t} trials (not on "
+        f"trial{'s' if len(bad) > 1 else ''} {shown}): suspect the domain or conditioning "
+        f"(draws near a singular or non-differentiable point), not the algebra"
+    )
+
+
+def _swapped(p: Probe) -> str | None:
+    if p.swapped is None:
+        return None
+    for name, truth, value in p.swapped():
+        if _all(truth, value, p):
+            return (
+                f"swapped variables: the claim is the {p.kind} for {name}, not for {p.var} "
+                f"(same shape; check the order of the arguments)"
+            )
+    return None
+
+
+STEPS = (_linear, _convention, _symmetric, _some_trials, _swapped)
+
+
+def diagnose(p: Probe) -> str | None:
+    """The first hint that fits a failed claim, or None."""
+    for step in STEPS:
+        hint = step(p)
+        if hint is not None:
+            return hint
+    return None
+
+
+def short(hint: str) -> str:
+    """The short form of a hint, for a table cell."""
+    return hint.split(":", 1)[0]

@@ -1,0 +1,209 @@
+"""The values behind one verdict: one identity, one trial, every claim side by side.
+
+:func:`view` runs the same check as ``matgrad check`` (same seed, same draws, degeneracy guard
+and witnesses included) and keeps the values of one trial as plain records (:class:`View`), so
+that the renderer (``matgrad.report.show``) needs no torch. It never prints. Importing this
+module does not import torch; calling :func:`view` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
+from matgrad.results import ClaimResult
+from matgrad.spec import Identity, compile_identity, symmetric_vars
+
+if TYPE_CHECKING:
+    from matgrad.check import Settings
+
+
+@dataclasses.dataclass
+class Matrix:
+    """A scalar, vector or matrix of one trial: its shape and its entries, row-major."""
+
+    shape: list[int]
+    values: list[float]
+
+    def index(self, flat: int) -> list[int]:
+        out = []
+        for d in reversed(self.shape):
+            out.append(flat % d)
+            flat //= d
+        return list(reversed(out))
+
+    def flat(self, index: list[int]) -> int:
+        k = 0
+        for i, d in zip(index, self.shape):
+            k = k * d + i
+        return k
+
+
+@dataclasses.dataclass
+class ClaimView:
+    label: str
+    kind: str
+    var: str
+    status: str
+    message: str = ""
+    hint: str | None = None
+    convention: str | None = None
+    agreement: str | None = None
+    witnesses: list[str] = dataclasses.field(default_factory=list)  # one line each
+    autograd: Matrix | None = None
+    claimed: Matrix | None = None
+    difference: Matrix | None = None  # claimed - autograd
+    fd: Matrix | None = None
+    direction: Matrix | None = None  # dVAR of a differential claim
+    worst: list[int] | None = None  # largest error relative to its tolerance, as in check
+    max_abs_err: float | None = None  # of this trial
+
+
+@dataclasses.dataclass
+class View:
+    id: str
+    file: str
+    line: int
+    seed: int
+    trial: int
+    trials: int
+    dtype: str
+    status: str = "passed"
+    message: str = ""
+    title: str | None = None
+    source: str | None = None
+    latex: str | None = None
+    variables: list[tuple[str, str, Matrix]] = dataclasses.field(default_factory=list)
+    f: Matrix | None = None
+    claims: list[ClaimView] = dataclasses.field(default_factory=list)
+
+
+def _matrix(t: Any) -> Matrix:
+    t = t.detach().to(device="cpu").double()
+    return Matrix(list(t.shape), [float(v) for v in t.reshape(-1).tolist()])
+
+
+def view(
+    ident: Identity, settings: Settings, trial: int | None = None, device: str | None = None
+) -> View:
+    """Check ``ident`` as ``matgrad check`` does and keep the values of one trial (by
+    default the trial of the first failed claim's worst entry, else trial 0).
+
+    Raises :class:`MatgradError` if ``trial`` is out of range; problems with the identity
+    itself (a broken expression, degenerate draws) become ``status='error'`` with a message.
+    """
+    import torch
+
+    from matgrad import witness
+    from matgrad.check import _converter, _trials_for, check_compiled, resolve_device
+
+    trials = _trials_for(ident, settings)
+    if trial is not None and not 0 <= trial < trials:
+        raise MatgradError(
+            f"--trial {trial} is out of range: identity {ident.id!r} has {trials} trials "
+            f"(0 to {trials - 1})"
+        )
+    out = View(
+        id=ident.id,
+        file=ident.path,
+        line=ident.line,
+        seed=settings.seed,
+        trial=trial or 0,
+        trials=trials,
+        dtype=settings.dtype,
+        title=ident.title,
+        source=ident.source,
+        latex=ident.latex,
+    )
+    device = device or resolve_device(settings.device)
+    keep: list[Any] = []
+    try:
+        compiled = compile_identity(ident, trials, settings.limits)
+        results = check_compiled(compiled, settings, device, keep)
+    except SpecError as e:
+        out.status, out.message = "error", str(e.located(path=ident.path, identity=ident.id))
+        return out
+    except (EvalError, LimitError) as e:
+        out.status, out.message = "error", str(e)
+        return out
+    if trial is None:
+        trial = next((r.worst.trial for r in results if r.status == "failed" and r.worst), 0)
+    out.trial = trial
+    statuses = {r.status for r in results}
+    out.status = "error" if "error" in statuses else "failed" if "failed" in statuses else "passed"
+    kept = {id(k[1]): k for k in keep}
+    run = keep[0][0] if keep else None
+    if run is not None:
+        xs, _ = run.draw
+        for v in ident.vars.values():
+            out.variables.append((v.name, v.domain, _matrix(xs[v.name][trial])))
+        with torch.no_grad():
+            out.f = _matrix(run.f(run.env)[trial])
+    sym = symmetric_vars(ident)
+    for (claim, _), res in zip(compiled.claims, results):
+        cv = _claim_view(res)
+        k = kept.get(id(claim))
+        if k is not None:
+            _, _, truth, value = k
+            _fill(cv, truth[trial], value[trial], res.rtol, res.atol)
+            if res.worst is not None and res.worst.trial == trial and cv.claimed is not None:
+                cv.worst = list(res.worst.index)  # the check's own pick for this trial
+                k = cv.claimed.flat(cv.worst)
+                cv.max_abs_err = abs(cv.difference.values[k]) if cv.difference else None
+            if claim.kind == "differential":
+                cv.direction = _matrix(run.d[claim.var][trial])
+            chosen = witness.witnesses_for(ident.witness, settings.witnesses)
+            if "fd" in chosen:
+                ev = witness.Evaluator(compiled, run.draw, device)
+                try:
+                    fd, _ = witness.finite_differences(
+                        ev, claim, _converter(claim, sym, ident.convention), settings.limits
+                    )
+                    cv.fd = _matrix(fd[trial])
+                except LimitError:
+                    pass  # the claim's message already says why
+        out.claims.append(cv)
+    return out
+
+
+def _claim_view(res: ClaimResult) -> ClaimView:
+    lines = []
+    for w in res.witnesses:
+        detail = w.message or (
+            f"max abs err {w.max_abs_err:.3g}" if w.max_abs_err is not None else ""
+        )
+        lines.append(f"{w.name}: {w.verdict}" + (f" ({detail})" if detail else ""))
+    return ClaimView(
+        label=res.label,
+        kind=res.kind,
+        var=res.var,
+        status=res.status,
+        message=res.message,
+        hint=res.hint,
+        convention=res.convention,
+        agreement=res.agreement,
+        witnesses=lines,
+    )
+
+
+def _fill(cv: ClaimView, truth: Any, value: Any, rtol: float | None, atol: float | None) -> None:
+    import torch
+
+    truth = truth.detach().to(device="cpu").double()
+    value = value.detach().to(device="cpu").double()
+    if value.numel() == 1 and truth.numel() > 1:
+        value = value.reshape(-1).expand(truth.numel()).reshape(truth.shape)
+    value = value.reshape(truth.shape)
+    diff = value - truth
+    cv.autograd, cv.claimed, cv.difference = _matrix(truth), _matrix(value), _matrix(diff)
+    if diff.numel():
+        # The worst entry by the check's own measure: error over the entry's tolerance.
+        err = diff.abs().reshape(-1)
+        mag = truth.abs().reshape(-1)
+        bound = (atol or 0.0) * max(1.0, float(mag.max())) + (rtol or 0.0) * mag
+        ratio = err / bound if bool((bound > 0).all()) else err
+        ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, float("inf")), ratio)
+        k = int(torch.argmax(ratio))
+        cv.worst = cv.difference.index(k)
+        cv.max_abs_err = float(diff.abs().reshape(-1)[k])

@@ -1,0 +1,649 @@
+"""Second opinions that do not trust autograd: central finite differences (``fd``) and the
+Taylor test (``taylor``). Both evaluate f only (never a backward pass), in float64, on the same
+draws as the autograd check.
+
+Finite differences (``fd``) give a value to compare the claim with:
+
+* grad: the entrywise central difference (f(x + h e_i) - f(x - h e_i)) / 2h for every entry i,
+  then the identity's gradient convention, as for autograd;
+* differential: the central difference of f along the claim's direction dVAR;
+* hessian: the central second difference of f (the finite difference of the finite-difference
+  gradient): (f(x+h e_i+h e_j) - f(x+h e_i-h e_j) - f(x-h e_i+h e_j) + f(x-h e_i-h e_j)) / 4h^2.
+
+Steps are eps^(1/3) (first order) and eps^(1/4) (second order) times max(1, |x_i|), each
+difference taken with two steps (h and h/4, h/2 for a Hessian) and combined by Richardson
+extrapolation; the claim must match within rtol 1e-5 (1e-4 for a Hessian) plus the difference
+of the two estimates and the rounding error.
+
+The Taylor test (``taylor``) needs no reference value at all. Along a unit direction v it
+measures the remainder over a range of steps h:
+
+* grad / differential: r(h) = |f(x + hv) - f(x) - h <claim, v>|, which shrinks like h^2 for a
+  right claim and like h for a wrong one;
+* hessian: with a second unit direction u, the mixed second difference
+  r(h) = |f(x+hu+hv) - f(x+hu-hv) - f(x-hu+hv) + f(x-hu-hv) - 4h^2 u^T H v|, like h^4 when H
+  is right and h^2 when it is wrong (u^T H v, unlike v^T H v, also sees a non-symmetric H).
+
+The slope of log r against log h, fitted over the three smallest steps whose remainder is above
+rounding level, is reported; the claim passes if it is at least 1.5 (3 for a Hessian). Where the
+remainder is at rounding level for every h (f affine, or quadratic for a Hessian, along v) there
+is no slope and the claim passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from matgrad import domains
+from matgrad.errors import LimitError
+from matgrad.expr import Bound
+from matgrad.functions import Shape, numel
+from matgrad.limits import Limits
+from matgrad.results import ClaimResult, WitnessResult, Worst
+from matgrad.spec import Claim, Compiled
+
+ORDER = ("autograd", "fd", "taylor")
+NAMES = {"autograd": "autograd", "fd": "finite differences", "taylor": "the Taylor test"}
+PLURAL = {"fd"}  # "finite differences agree", "autograd agrees"
+
+EPS = torch.finfo(torch.float64).eps
+FIRST_STEP = EPS ** (1 / 3)  # ~6e-6: balances truncation h^2 and rounding eps/h
+SECOND_STEP = EPS ** (1 / 4)  # ~1e-4: the same balance for a second difference
+FD_TOL = {"grad": 1e-5, "differential": 1e-5, "hessian": 1e-4}  # rtol and atol (scaled)
+FD_RATIO = {"grad": 4.0, "differential": 4.0, "hessian": 2.0}  # second step = first / ratio
+ROUNDING = 16.0  # rounding error of one difference: ROUNDING * eps * |f| / step
+
+# Taylor steps (times max(1, max |x|)), largest first; the fit uses the smallest usable ones.
+TAYLOR_STEPS = {
+    "first": [10 ** (-1.5 - k / 2) for k in range(7)],  # 3e-2 .. 3e-5
+    "second": [10 ** (-1.0 - k / 2) for k in range(6)],  # 1e-1 .. 3e-4
+}
+TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is rounding
+# Steps so small that any remainder there is rounding noise of f itself (which can be far
+# above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
+TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
+TAYLOR_NOISE_MARGIN = 30.0
+TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
+TAYLOR_EXPECTED = {"grad": 2.0, "differential": 2.0, "hessian": 4.0}
+TAYLOR_PASS = {"grad": 1.5, "differential": 1.5, "hessian": 3.0}
+
+CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate) per f call
+
+Convert = Callable[[Any], Any]
+
+
+def witnesses_for(ident_witness: tuple[str, ...] | None, extra: tuple[str, ...]) -> tuple[str, ...]:
+    """The witnesses that judge an identity: its own list (default autograd) plus run flags."""
+    chosen = set(ident_witness or ("autograd",)) | set(extra)
+    return tuple(w for w in ORDER if w in chosen)
+
+
+class Evaluator:
+    """Evaluates f and claims at perturbed points, float64, batched over trials."""
+
+    def __init__(
+        self,
+        compiled: Compiled,
+        draw: tuple[dict[str, Any], dict[str, Any]],
+        device: str,
+        seed: int = 0,
+    ):
+        xs, ds = draw
+        self.seed = seed
+        self.c = compiled
+        self.x_cpu = xs  # as drawn (float64, CPU): domain directions are drawn from these
+        self.x = {k: v.to(device=device, dtype=torch.float64) for k, v in xs.items()}
+        self.d = {k: v.to(device=device, dtype=torch.float64) for k, v in ds.items()}
+        self.trials = next(iter(xs.values())).shape[0]
+        self.device = device
+        self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
+
+    def _value(self, bound: Bound, env: dict[str, Any], like: Any) -> Any:
+        out = bound.evaluate(env, torch, like)
+        if isinstance(out, float):
+            return torch.full((like.shape[0], *bound.shape), out, dtype=torch.float64, device=self.device)
+        return out
+
+    def _env(self, xs: dict[str, Any], batch: int) -> tuple[dict[str, Any], Any]:
+        like = torch.zeros(batch, dtype=torch.float64, device=self.device)
+        env: dict[str, Any] = dict(xs)
+        for name, bound in self.c.lets:
+            env[name] = self._value(bound, env, like)
+        return env, like
+
+    @torch.no_grad()
+    def f(self, xs: dict[str, Any] | None = None) -> Any:
+        xs = self.x if xs is None else xs
+        batch = next(iter(xs.values())).shape[0]
+        env, like = self._env(xs, batch)
+        return self._value(self.c.f, env, like)
+
+    @torch.no_grad()
+    def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:
+        """f with ``var`` replaced by ``points(start, stop)`` ([k, T, *shape]) for
+        start..stop covering range(count); returns [count, T, *f.shape]."""
+        t = self.trials
+        per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
+        outs = []
+        for start in range(0, count, per):
+            stop = min(count, start + per)
+            p = points(start, stop)
+            k = stop - start
+            xs = {
+                n: p.reshape(k * t, *v.shape[1:]) if n == var else v.repeat(k, *([1] * (v.dim() - 1)))
+                for n, v in self.x.items()
+            }
+            outs.append(self.f(xs).reshape(k, t, *self.c.f.shape))
+        return torch.cat(outs)
+
+    @torch.no_grad()
+    def claim(self, claim: Claim, bound: Bound, direction: Any | None = None) -> Any:
+        env, like = self._env(dict(self.x), self.trials)
+        if claim.kind == "differential":
+            env["d" + claim.var] = self.d[claim.var] if direction is None else direction
+        return self._value(bound, env, like)
+
+
+# ---- finite differences ---------------------------------------------------------------------
+
+
+def fd_evals(kind: str, shape: Shape) -> int:
+    """Evaluations of f per trial that the finite-difference witness needs (two step sizes)."""
+    n = numel(shape)
+    return 2 * {"grad": 2 * n, "differential": 2, "hessian": 2 * n * n + 1}[kind]
+
+
+def finite_differences(
+    ev: Evaluator, claim: Claim, convert: Convert | None, limits: Limits
+) -> tuple[Any, Any]:
+    """The finite-difference value of the claim's quantity and its rounding-error estimate,
+    both [T, *shape] float64."""
+    shape = tuple(ev.x[claim.var].shape[1:])
+    needed = fd_evals(claim.kind, shape)
+    if needed > limits.max_fd_evals:
+        raise LimitError(
+            f"{claim.label}: finite differences need {needed} evaluations of f per trial, over "
+            f"the limit max_fd_evals={limits.max_fd_evals} (raise it with --limit "
+            f"max_fd_evals=N, or use the Taylor test, which needs a handful)"
+        )
+    one = {"grad": _fd_gradient, "differential": _fd_directional, "hessian": _fd_hessian}[
+        claim.kind
+    ]
+    # Two step sizes h and h/q: their Richardson combination cancels the h^2 error term, and
+    # their difference estimates what is left (large where f bends on the scale of h, e.g.
+    # near a singular matrix: there finite differences cannot judge, and say so by a wide
+    # tolerance rather than by a false disagreement).
+    q = FD_RATIO[claim.kind]
+    coarse, slack_c = one(ev, claim.var, 1.0)
+    fine, slack_f = one(ev, claim.var, 1.0 / q)
+    w = q * q
+    value = (w * fine - coarse) / (w - 1)
+    slack = (w * slack_f + slack_c) / (w - 1) + (fine - coarse).abs()
+    if convert is not None and claim.kind == "grad":
+        value, slack = convert(value), convert(slack).abs()
+    return value, slack
+
+
+def _fd_gradient(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
+    x = ev.x[var]
+    t, shape = x.shape[0], x.shape[1:]
+    n = numel(tuple(shape))
+    flat = x.reshape(t, n)
+    h = scale * FIRST_STEP * flat.abs().clamp(min=1.0)
+    # Steps that are exact in floating point: (x + h) - x.
+    hp = (flat + h) - flat
+    hm = flat - (flat - h)
+
+    def points(start: int, stop: int) -> Any:
+        rows = torch.arange(start, stop, device=x.device)
+        onehot = torch.nn.functional.one_hot(rows // 2, n).to(torch.float64)  # [k, n]
+        plus = (rows % 2 == 0).reshape(-1, 1, 1)
+        step = torch.where(plus, hp.unsqueeze(0), -hm.unsqueeze(0))  # [k, T, n]
+        p = flat.unsqueeze(0) + onehot.unsqueeze(1) * step
+        return p.reshape(stop - start, t, *shape)
+
+    vals = ev.f_along(var, 2 * n, points).reshape(n, 2, t)  # [n, +/-, T]
+    fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
+    g = (fp - fm) / (hp + hm)
+    slack = ROUNDING * EPS * (fp.abs() + fm.abs()) / (hp + hm)
+    return g.reshape(t, *shape), slack.reshape(t, *shape)
+
+
+def _fd_directional(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
+    x, d = ev.x[var], ev.d[var]
+    t = x.shape[0]
+    xmax = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
+    dmax = d.reshape(t, -1).abs().amax(dim=1).clamp(min=1e-300)
+    h = _rows(scale * FIRST_STEP * xmax / dmax, x)
+
+    def points(start: int, stop: int) -> Any:
+        both = torch.stack([x + h * d, x - h * d])
+        return both[start:stop]
+
+    vals = ev.f_along(var, 2, points)
+    hf = _rows(h.reshape(t), vals[0])
+    out = (vals[0] - vals[1]) / (2 * hf)
+    slack = ROUNDING * EPS * (vals[0].abs() + vals[1].abs()) / (2 * hf)
+    return out, slack
+
+
+def _fd_hessian(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
+    x = ev.x[var]
+    t, shape = x.shape[0], x.shape[1:]
+    n = numel(tuple(shape))
+    flat = x.reshape(t, n)
+    h = scale * SECOND_STEP * flat.abs().clamp(min=1.0)  # [T, n]
+    # Coefficients of the evaluation points, in units of h: 2 e_i and -2 e_i for the
+    # diagonal, (+-e_i, +-e_j) for i < j.
+    coefs = []
+    for i in range(n):
+        for s in (2.0, -2.0):
+            c = [0.0] * n
+            c[i] = s
+            coefs.append(c)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    for i, j in pairs:
+        for a, b in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
+            c = [0.0] * n
+            c[i], c[j] = a, b
+            coefs.append(c)
+    coef = torch.tensor(coefs, dtype=torch.float64, device=x.device)  # [M, n]
+
+    def points(start: int, stop: int) -> Any:
+        p = flat.unsqueeze(0) + coef[start:stop].unsqueeze(1) * h.unsqueeze(0)
+        return p.reshape(stop - start, t, *shape)
+
+    vals = ev.f_along(var, coef.shape[0], points).reshape(coef.shape[0], t)  # [M, T]
+    f0 = ev.f().reshape(t)
+    hess = torch.zeros(t, n, n, dtype=torch.float64, device=x.device)
+    slack = torch.zeros_like(hess)
+    for i in range(n):
+        fp, fm = vals[2 * i], vals[2 * i + 1]
+        den = 4 * h[:, i] ** 2
+        hess[:, i, i] = (fp - 2 * f0 + fm) / den
+        slack[:, i, i] = ROUNDING * EPS * (fp.abs() + 2 * f0.abs() + fm.abs()) / den
+    base = 2 * n
+    for k, (i, j) in enumerate(pairs):
+        pp, pm, mp, mm = (vals[base + 4 * k + q] for q in range(4))
+        den = 4 * h[:, i] * h[:, j]
+        hess[:, i, j] = hess[:, j, i] = (pp - pm - mp + mm) / den
+        slack[:, i, j] = slack[:, j, i] = (
+            ROUNDING * EPS * (pp.abs() + pm.abs() + mp.abs() + mm.abs()) / den
+        )
+    if shape == ():
+        return hess.reshape(t), slack.reshape(t)
+    return hess, slack
+
+
+def _rows(v: Any, like: Any) -> Any:
+    """A per-trial vector [T] shaped to broadcast against ``like`` [T, ...]."""
+    return v.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+# ---- the Taylor test ------------------------------------------------------------------------
+
+
+def taylor(
+    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None
+) -> tuple[list[float | None], bool]:
+    """Per trial: the fitted slope (None where the remainder stays at rounding level); and
+    whether every trial had a finite f at some step (False: the test is undefined).
+
+    Each trial is probed along :data:`TAYLOR_DIRECTIONS` directions and keeps the steepest
+    slope: along one direction the second-order term can be tiny, so that the remainder
+    changes sign inside the range of steps and the fit is meaningless; a wrong claim is wrong
+    along every direction, so the steepest slope still shows it.
+    """
+    var = claim.var
+    x = ev.x[var]
+    gen = torch.Generator().manual_seed(ev.seed)
+    domain = ev.c.identity.vars[var].domain
+    tangent = ev.c.identity.directions == "tangent"
+
+    def draw() -> Any:
+        if claim.kind == "differential":  # along the identity's own kind of direction
+            d = domains.direction(torch, domain, ev.x_cpu[var], gen, tangent)
+            return d.to(x.device)
+        # An entrywise gradient is about every entry: a free direction, whatever the
+        # identity's `directions`. The other conventions pair with symmetric directions.
+        d = torch.randn(tuple(x.shape), generator=gen, dtype=torch.float64).to(x.device)
+        if claim.kind == "grad" and convention not in (None, "entrywise"):
+            d = 0.5 * (d + d.transpose(-1, -2))
+        return d
+
+    runs = []
+    for k in range(TAYLOR_DIRECTIONS):
+        v = ev.d[var] if (k == 0 and claim.kind == "differential") else draw()
+        u = draw() if claim.kind == "hessian" else None
+        runs.append(_remainders(ev, claim, bound, convention, v, u))
+    # The rounding noise of f near x does not depend on the direction: pool it.
+    noise = torch.stack([n for _, _, n in runs]).amax(dim=0)
+    main = TAYLOR_STEPS["second" if claim.kind == "hessian" else "first"]
+    log_h = torch.log(torch.tensor(main, dtype=torch.float64))
+    best: list[float | None] = [None] * x.shape[0]
+    defined = True
+    for r, floor, _ in runs:
+        r, floor = r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu()
+        finite = torch.isfinite(r)
+        defined = defined and bool(finite.any(dim=0).all())
+        usable = finite & (r > floor)
+        for trial in range(x.shape[0]):
+            idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
+            if idx.numel() < 2:
+                continue
+            lx, ly = log_h[idx], torch.log(r[idx, trial])
+            lx, ly = lx - lx.mean(), ly - ly.mean()
+            slope = float((lx * ly).sum() / (lx * lx).sum())
+            old = best[trial]
+            best[trial] = slope if old is None else max(old, slope)
+    return best, defined
+
+
+def _remainders(
+    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None, v: Any, u: Any | None
+) -> tuple[Any, Any, Any]:
+    """Along one direction: the remainders [K, T] at the main steps, their rounding floor
+    from the size of the terms [K, T], and the largest remainder at the tiny steps [T]."""
+    var = claim.var
+    x = ev.x[var]
+    t = x.shape[0]
+    v = v / _rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
+    xscale = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
+    second = claim.kind == "hessian"
+    main = TAYLOR_STEPS["second" if second else "first"]
+    steps = torch.tensor(main + TAYLOR_TINY, dtype=torch.float64, device=x.device)
+    hs = steps.unsqueeze(1) * xscale.unsqueeze(0)  # [K, T]
+    k = steps.shape[0]
+    if u is not None:
+        u = u / _rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
+        moves = [u + v, u - v, -u + v, -u - v]
+    else:
+        moves = [v]
+
+    disp = hs.reshape(k, t, *([1] * (x.dim() - 1)))  # [K, T, 1...]
+    allp = torch.cat([x.unsqueeze(0) + disp * m.unsqueeze(0) for m in moves])
+    vals = ev.f_along(var, k * len(moves), lambda a, b: allp[a:b]).reshape(len(moves), k, t, -1)
+    f0 = ev.f().reshape(1, t, -1)
+    if claim.kind == "differential":
+        lin = ev.claim(claim, bound, v).reshape(1, t, -1)
+        rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
+        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
+    elif claim.kind == "grad":
+        c = _full(ev.claim(claim, bound), x)
+        if convention == "free":
+            c = torch.triu(c)
+        lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
+        rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
+        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
+    else:
+        assert u is not None
+        hess = ev.claim(claim, bound)
+        vf, uf = v.reshape(t, -1), u.reshape(t, -1)
+        n = vf.shape[1]
+        hess = _full(hess, torch.empty(t, n, n)).reshape(t, n, n)
+        mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
+        q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
+        rem = vals[0] - vals[1] - vals[2] + vals[3] - q
+        terms = vals.abs().sum(dim=0) + q.abs()
+    r_all = rem.norm(dim=-1)  # [K, T]
+    km = len(main)
+    noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
+    return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise
+
+
+def _full(c: Any, like: Any) -> Any:
+    """A claim value as [T, *shape of like] (a constant scalar claim fills the shape)."""
+    if c.shape == like.shape:
+        return c
+    return c.reshape(c.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
+
+
+def taylor_result(claim: Claim, slopes: list[float | None], defined: bool) -> WitnessResult:
+    expected = TAYLOR_EXPECTED[claim.kind]
+    need = TAYLOR_PASS[claim.kind]
+    if not defined:
+        return WitnessResult(
+            "taylor", "undefined", expected_slope=expected,
+            message="f is NaN/Inf at every step of the Taylor test on some trial",
+        )
+    known = [(s, i) for i, s in enumerate(slopes) if s is not None]
+    if not known:
+        return WitnessResult(
+            "taylor", "agrees", expected_slope=expected,
+            message="the remainder is at rounding level for every step (f is "
+            + ("quadratic" if claim.kind == "hessian" else "affine")
+            + " along the directions)",
+        )
+    slope, trial = min(known)
+    verdict = "agrees" if slope >= need else "disagrees"
+    return WitnessResult(
+        "taylor",
+        verdict,
+        slope=slope,
+        expected_slope=expected,
+        message=f"slope {slope:.2f} on trial {trial}; a right claim gives {expected:g}, "
+        f"a wrong one {expected / 2:g}",
+    )
+
+
+# ---- putting the witnesses together ---------------------------------------------------------
+
+Compare = Callable[..., ClaimResult]
+
+
+def judge(
+    *,
+    witnesses: tuple[str, ...],
+    compiled: Compiled,
+    draw: tuple[dict[str, Any], dict[str, Any]],
+    device: str,
+    claim: Claim,
+    bound: Bound,
+    expected: Shape,
+    truth: Any,
+    value: Any,
+    autograd: ClaimResult,
+    convention: str | None,
+    convert: Convert | None,
+    rtol: float,
+    atol: float,
+    limits: Limits,
+    compare: Compare,
+    seed: int = 0,
+) -> tuple[ClaimResult, Any, Any]:
+    """Judge a claim by every witness. Returns the result, and the reference value and the
+    claim value that a diagnosis should use (both None unless the claim failed, or with the
+    Taylor test alone, which has no reference value).
+
+    The verdict: passed if every witness agrees with the claim; failed if every witness
+    disagrees (and autograd and finite differences agree with each other); otherwise error,
+    naming the pair that disagrees, since no verdict would be trustworthy.
+    """
+    ev = Evaluator(compiled, draw, device, seed)
+    value64 = ev.claim(claim, bound)
+    if not bool(torch.isfinite(value64).all()) and autograd.status == "error":
+        return autograd, None, None  # the claim itself is NaN/Inf: nothing to weigh
+    results: dict[str, WitnessResult] = {}
+    primary: ClaimResult | None = None
+    reference = None
+    fd_value = None
+    if "autograd" in witnesses:
+        undefined = autograd.status == "error"
+        results["autograd"] = WitnessResult(
+            "autograd",
+            "undefined" if undefined else ("agrees" if autograd.status == "passed" else "disagrees"),
+            max_abs_err=autograd.max_abs_err,
+            message="autograd gives NaN/Inf at the point" if undefined else "",
+        )
+        primary, reference = autograd, truth
+    if "fd" in witnesses:
+        fd_value, slack = finite_differences(ev, claim, convert, limits)
+        tol = max(rtol, FD_TOL[claim.kind])
+        fd_res = compare(claim, fd_value, value64, expected, tol, max(atol, tol), slack=slack)
+        fd_res.convention = convention
+        undefined = fd_res.status == "error"
+        results["fd"] = WitnessResult(
+            "fd",
+            "undefined" if undefined else ("agrees" if fd_res.status == "passed" else "disagrees"),
+            max_abs_err=fd_res.max_abs_err,
+            message="finite differences give NaN/Inf at the point" if undefined else "",
+        )
+        if primary is None:
+            primary, reference = _as_fd(fd_res), fd_value
+    if "taylor" in witnesses:
+        slopes, defined = taylor(ev, claim, bound, convention)
+        results["taylor"] = taylor_result(claim, slopes, defined)
+        if convention in ("frobenius", "free") and results["taylor"].verdict == "agrees":
+            # Symmetric directions only see the symmetric part (free: the upper triangle) of
+            # the claim; a gradient in these conventions is symmetric, so check that too.
+            c = _full(value64, ev.x[claim.var])
+            ct = c.transpose(-1, -2)
+            if not bool(((c - ct).abs() <= rtol * c.abs() + atol * c.abs().amax().clamp(min=1.0)).all()):
+                results["taylor"].verdict = "disagrees"
+                results["taylor"].message = (
+                    f"the claim is not symmetric, but a {convention} gradient is (the Taylor "
+                    f"test pairs it with symmetric directions, which see only part of it)"
+                )
+        if primary is None:
+            primary = _taylor_only(claim, results["taylor"], rtol, atol, convention)
+    assert primary is not None
+    autograd_vs_fd = None
+    if "autograd" in results and "fd" in results and "undefined" not in (
+        results["autograd"].verdict,
+        results["fd"].verdict,
+    ):
+        tol = max(rtol, FD_TOL[claim.kind])
+        autograd_vs_fd = compare(
+            claim, fd_value, truth.to(torch.float64), expected, tol, max(atol, tol), slack=slack
+        )
+    res = primary
+    res.witnesses = [results[w] for w in witnesses]
+    status, agreement = _combine(results, autograd_vs_fd)
+    if agreement == "autograd vs fd" and autograd_vs_fd is not None and autograd_vs_fd.worst:
+        # The entry worth looking at is where autograd and finite differences part.
+        w = autograd_vs_fd.worst
+        flat = _flat_index(w.index, expected)
+        claimed = float(_full_like(value64, fd_value).reshape(value64.shape[0], -1)[w.trial, flat])
+        res.worst = Worst(w.trial, w.index, w.claimed, claimed)
+    res.agreement = agreement
+    res.message = _message(claim, res, status, agreement, results, autograd_vs_fd)
+    res.status = status
+    if status != "failed" or reference is None:
+        return res, None, None
+    return res, reference, value if "autograd" in witnesses else value64
+
+
+def _flat_index(index: list[int], shape: Shape) -> int:
+    k = 0
+    for i, d in zip(index, shape):
+        k = k * d + i
+    return k
+
+
+def _full_like(value: Any, like: Any) -> Any:
+    if value.numel() == like.numel():
+        return value.reshape(like.shape)
+    return value.reshape(value.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
+
+
+def _as_fd(res: ClaimResult) -> ClaimResult:
+    if res.status == "failed" and res.worst is not None:
+        w = res.worst
+        res.message = (
+            f"{res.label} mismatched finite differences on trial {w.trial}: max abs err "
+            f"{res.max_abs_err:.3g} at {w.index} (claimed {w.claimed:.4g}, finite differences "
+            f"{w.autograd:.4g}); tol rtol={res.rtol:g} atol={res.atol:g}"
+        )
+    return res
+
+
+def _taylor_only(
+    claim: Claim, w: WitnessResult, rtol: float, atol: float, convention: str | None
+) -> ClaimResult:
+    res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
+    res.convention = convention
+    if w.verdict == "disagrees":
+        res.status = "failed"
+        res.message = f"{claim.label} fails the Taylor test: {w.message}"
+    return res
+
+
+def _combine(
+    results: dict[str, WitnessResult], autograd_vs_fd: ClaimResult | None
+) -> tuple[str, str | None]:
+    verdicts = {name: w.verdict for name, w in results.items()}
+    several = len(verdicts) > 1
+    af_split = autograd_vs_fd is not None and autograd_vs_fd.status != "passed"
+    if all(v == "agrees" for v in verdicts.values()):
+        return "passed", "all agree" if several else None
+    first = next(iter(verdicts))
+    if all(v == "disagrees" for v in verdicts.values()) and not af_split:
+        return "failed", f"claim vs {first}" if several else None
+    if not several:
+        return "error", None
+    if af_split or (
+        "autograd" in verdicts and "fd" in verdicts and verdicts["autograd"] != verdicts["fd"]
+    ):
+        return "error", "autograd vs fd"
+    names = list(verdicts)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            if verdicts[a] != verdicts[b]:
+                return "error", f"{a} vs {b}"
+    return "error", None  # pragma: no cover (all equal is handled above)
+
+
+def _message(
+    claim: Claim,
+    res: ClaimResult,
+    status: str,
+    agreement: str | None,
+    results: dict[str, WitnessResult],
+    autograd_vs_fd: ClaimResult | None,
+) -> str:
+    if status == "passed":
+        return ""
+    if status == "failed":
+        others = [n for n in results if n != next(iter(results))]
+        if not others:
+            return res.message
+        said = " and ".join(
+            NAMES[n] + (f" ({results[n].message})" if n == "taylor" else "") for n in others
+        )
+        verb = "confirms" if len(others) == 1 and others[0] not in PLURAL else "confirm"
+        return f"{res.message}; {said} {verb} that the claim is wrong"
+    if res.status == "error" and len(results) == 1:
+        return res.message
+    parts = []
+    for name, w in results.items():
+        if w.verdict == "undefined":
+            parts.append(w.message or f"{NAMES[name]} is undefined at the point")
+            continue
+        detail = ""
+        if w.slope is not None or name == "taylor":
+            detail = f" ({w.message})"
+        elif w.max_abs_err is not None:
+            detail = f" (max abs err {w.max_abs_err:.3g})"
+        verb = w.verdict.removesuffix("s") if name in PLURAL else w.verdict
+        parts.append(f"{NAMES[name]} {verb} with the claim{detail}")
+    text = f"{claim.label}: the witnesses disagree ({agreement}): " + "; ".join(parts)
+    if agreement == "autograd vs fd":
+        split = autograd_vs_fd
+        if split is not None and split.worst is not None and split.status == "failed":
+            w = split.worst
+            text += (
+                f"; autograd and finite differences differ by {split.max_abs_err:.3g} "
+                f"at {w.index} on trial {w.trial} (autograd {w.claimed:.4g}, finite "
+                f"differences {w.autograd:.4g})"
+            )
+        text += (
+            ": autograd itself is wrong here, or f is not differentiable at the sampled point"
+        )
+        if results.get("fd") and results["fd"].verdict == "agrees" and (
+            "taylor" not in results or results["taylor"].verdict == "agrees"
+        ):
+            text += "; to check without autograd, use witness: [fd, taylor]"
+    return text

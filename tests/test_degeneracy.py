@@ -1,0 +1,129 @@
+"""The degeneracy guard: near-singular and repeated-eigenvalue draws are redrawn, and an identity
+that sits on the degenerate set is an error with the measured number."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from matgrad import degeneracy
+from matgrad.check import Settings, _draw, check_identity, identity_seed
+from matgrad.spec import Identity, compile_identity, load_text
+
+
+def parsed(text: str) -> Identity:
+    (ident,) = load_text(text, "t.yaml")
+    assert isinstance(ident, Identity), ident
+    return ident
+
+
+def checked(text: str, **settings):
+    return check_identity(parsed(text), Settings(**settings), "cpu")
+
+
+ALWAYS_SINGULAR = [
+    pytest.param(
+        "id: t\nvars: {X: [3, 2], A: [3, 3]}\nf: tr(inv(X @ X.T) @ A)\n"
+        "grad: {X: '-2 * inv(X @ X.T) @ A @ inv(X @ X.T) @ X'}\n",
+        "t.yaml:1: identity 't': degenerate draws: in f, the argument of inv(X @ X.T) is (nearly) "
+        "singular: condition number ",
+        id="inv-rank-deficient",
+    ),
+    pytest.param(
+        "id: t\nvars: {X: [3, 1]}\nlet: {v: 'col(eigvecsh(X @ X.T), 0)'}\nf: sum(v * v)\n"
+        "grad: {X: 'zeros(3, 1)'}\n",
+        "t.yaml:1: identity 't': degenerate draws: in let v, the argument of eigvecsh(X @ X.T) has "
+        "repeated eigenvalues: relative gap ",
+        id="eigvecsh-repeated-zero",
+    ),
+    pytest.param(
+        "id: t\nvars: {X: [3, 3]}\nf: logdet(X - X.T)\ngrad: {X: 'zeros(3, 3)'}\n",
+        "t.yaml:1: identity 't': degenerate draws: in f, the argument of logdet(X - X.T) is "
+        "(nearly) singular: condition number ",
+        id="logdet-odd-skew",
+    ),
+    pytest.param(
+        "id: t\nvars: {X: [3, 3], b: [3, 1]}\nf: sum(X @ b)\ngrad: {b: 'solve(X - X, b)'}\n",
+        "t.yaml:1: identity 't': degenerate draws: in grad b, the argument of solve(X - X, b) is "
+        "(nearly) singular: condition number inf",
+        id="solve-in-a-claim",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "start"), ALWAYS_SINGULAR)
+def test_always_degenerate_is_an_error_with_the_measure(text: str, start: str) -> None:
+    r = checked(text)
+    assert r.status == "error", r.message
+    assert r.message.startswith(start), r.message
+    assert "still after 5 redraws" in r.message
+    assert r.message.endswith("choose domains that keep it away (e.g. spd or invertible)")
+
+
+def test_exact_rank_deficiency_of_pinv_is_fine() -> None:
+    # pinv(lam I - A) at an eigenvalue lam is singular by design; pinv is smooth there
+    # (constant rank), so the guard must not refuse it.
+    text = """
+id: t
+dims: {n: 4}
+vars: {A: {shape: [n, n], domain: symmetric}}
+let:
+  lam: "entry(eigvalsh(A), 1)"
+  v: "col(eigvecsh(A), 1)"
+f: v
+differential: {A: "pinv(lam * eye(n) - A) @ dA @ v"}
+directions: tangent
+"""
+    assert checked(text).status == "passed"
+
+
+def test_conditioned_domains_are_not_measured() -> None:
+    ident = parsed("id: t\nvars: {X: {shape: [3, 3], domain: invertible}}\nf: logdet(X)\n"
+                   "grad: {X: 'inv(X).T'}\n")
+    assert degeneracy.sites(compile_identity(ident, 4)) == []
+    real = parsed("id: t\nvars: {X: [3, 3]}\nf: logdet(X)\ngrad: {X: 'inv(X).T'}\n")
+    assert [s.text for s in degeneracy.sites(compile_identity(real, 4))] == ["logdet(X)", "inv(X)"]
+
+
+def test_identities_without_sensitive_functions_keep_their_draw_object() -> None:
+    ident = parsed("id: t\nvars: {X: [3, 3]}\nf: tr(X @ X)\ngrad: {X: '2 * X.T'}\n")
+    compiled = compile_identity(ident, 4)
+    draw = _draw(ident, 4, 7)
+    assert degeneracy.guard(compiled, draw, lambda k: pytest.fail("redrew"), "float64") is draw
+
+
+def test_only_degenerate_trials_are_redrawn(monkeypatch) -> None:
+    ident = parsed("id: t\nvars: {X: [3, 3]}\nf: logdet(X)\ngrad: {X: 'inv(X).T'}\n")
+    compiled = compile_identity(ident, 12)
+    draw = _draw(ident, 12, identity_seed(0, "t"))
+    (site, _) = degeneracy.sites(compiled)
+    cond = degeneracy.measure(site, draw[0]["X"])
+    # Pretend the better-conditioned half of the trials is fine and the rest is degenerate.
+    limit = float(cond.median())
+    monkeypatch.setitem(degeneracy.THRESHOLDS, "float64", (1e-5, limit))
+    redraws = []
+
+    def redraw(k):
+        redraws.append(k)
+        return _draw(ident, 12, identity_seed(0, f"redraw {k}"))
+
+    xs, ds = degeneracy.guard(compiled, draw, redraw, "float64")
+    kept = cond <= limit
+    assert bool(kept.any()) and bool((~kept).any())
+    assert torch.equal(xs["X"][kept], draw[0]["X"][kept])  # good trials keep their values
+    assert not torch.equal(xs["X"][~kept], draw[0]["X"][~kept])
+    assert bool((degeneracy.measure(site, xs["X"]) <= limit).all())
+    assert redraws and redraws == list(range(1, len(redraws) + 1))
+
+
+def test_guard_is_reproducible_through_the_engine() -> None:
+    text = "id: t\nvars: {X: [3, 3], A: [3, 3]}\nf: tr(inv(X) @ A)\ngrad: {X: '-(inv(X) @ A @ inv(X)).T'}\n"
+    a = checked(text, seed=4, trials=50)
+    b = checked(text, seed=4, trials=50)
+    assert a.status == b.status == "passed"
+    assert a.claims[0].max_abs_err == b.claims[0].max_abs_err
+
+
+def test_float32_has_its_own_thresholds() -> None:
+    assert degeneracy.THRESHOLDS["float32"][1] < degeneracy.THRESHOLDS["float64"][1]
+    assert degeneracy.THRESHOLDS["float32"][0] > degeneracy.THRESHOLDS["float64"][0]
