@@ -162,14 +162,16 @@ def _parse_cached(text: str, limits: Limits) -> Expr:
         hint = ""
         if "^" in stripped:
             hint = " (use ** for powers)"
-        raise ExprError(
-            f"syntax error at column {col}: {msg}{hint}", text=text, col=col
-        ) from None
+        at = f" at column {col}" if col is not None else ""
+        raise ExprError(f"syntax error{at}: {msg}{hint}", text=text, col=col) from None
     except (MemoryError, RecursionError, ValueError):
         raise ExprError("the expression is too complex to parse", text=text) from None
     counter = [0]
     names: set[str] = set()
-    root = _convert(tree.body, stripped, names, counter, 1, limits)
+    try:
+        root = _convert(tree.body, stripped, names, counter, 1, limits)
+    except RecursionError:  # only when max_expr_depth was raised beyond Python's stack
+        raise ExprError("the expression is too complex to parse", text=text) from None
     return Expr(text=stripped, root=root, names=frozenset(names))
 
 
@@ -296,7 +298,10 @@ class Bound:
 
 def bind(expr: Expr, scope: Scope, limits: Limits = DEFAULT_LIMITS) -> Bound:
     """Resolve names and shapes of ``expr`` in ``scope``; raise :class:`ExprError`."""
-    return _bind(expr.root, scope, limits)
+    try:
+        return _bind(expr.root, scope, limits)
+    except RecursionError:  # only when max_expr_depth was raised beyond Python's stack
+        raise ExprError(f"the expression {expr.text!r} is too deeply nested to bind") from None
 
 
 def _bind(node: Node, scope: Scope, limits: Limits) -> Bound:

@@ -16,6 +16,7 @@ from matgrad.errors import LimitError
 class Limits:
     max_file_bytes: int = 1_000_000
     max_identities_per_file: int = 1_000
+    max_yaml_depth: int = 32
     max_expr_chars: int = 2_000
     max_expr_depth: int = 64
     max_expr_nodes: int = 1_000
