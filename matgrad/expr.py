@@ -183,7 +183,7 @@ def _convert(
         raise limits.refuse("max_expr_nodes", f"more than {counter[0] - 1}", "the node count")
     if depth > limits.max_expr_depth:
         raise limits.refuse("max_expr_depth", f"more than {depth - 1}", "the nesting depth")
-    seg = ast.get_source_segment(src, node) or src
+    seg = _segment(src, node)
     col = getattr(node, "col_offset", 0) + 1
 
     def sub(child: ast.AST) -> Node:
@@ -245,6 +245,16 @@ def _convert(
         return Call(seg, col, fname, tuple(sub(a) for a in node.args))
     what = _NODE_NAMES.get(type(node), type(node).__name__)
     raise _err(f"{what} is not allowed in an expression", src, node)
+
+
+def _segment(src: str, node: ast.AST) -> str:
+    """The source text of ``node``; linear time for the usual one-line ASCII expression
+    (``ast.get_source_segment`` splits the whole text into lines on every call)."""
+    start = getattr(node, "col_offset", None)
+    end = getattr(node, "end_col_offset", None)
+    if start is not None and end is not None and src.isascii() and "\n" not in src:
+        return src[start:end] or src
+    return ast.get_source_segment(src, node) or src
 
 
 def _op_symbol(op: ast.AST) -> str:
@@ -346,11 +356,16 @@ _PY_OPS = {
 }
 
 
+def _g(x: float) -> str:
+    """A number for a message: 1000000000, not 1000000000.0."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _fold(op: str, a: float, b: float, node: Node, limits: Limits) -> float:
     try:
         if op == "**":
             if abs(b) > limits.max_power:
-                raise limits.refuse("max_power", abs(b), f"the exponent in {node.text!r}")
+                raise limits.refuse("max_power", _g(abs(b)), f"the exponent in {node.text!r}")
             v = float(a) ** float(b)
             if isinstance(v, complex):
                 raise ExprError(f"{node.text!r} is not a real number")
@@ -381,7 +396,7 @@ def _bind_binop(node: BinOp, scope: Scope, limits: Limits) -> Bound:
                 f"{fmt_shape(b.shape)} (** is elementwise; use matpow(M, k) for matrix powers)"
             )
         if b.static is not None and abs(b.static) > limits.max_power:
-            raise limits.refuse("max_power", abs(b.static), f"the exponent in {node.text!r}")
+            raise limits.refuse("max_power", _g(abs(b.static)), f"the exponent in {node.text!r}")
         return Bound(node, a.shape, None, (a, b), biggest)
     shape = _elementwise_shape(a, b, node)
     return Bound(node, shape, None, (a, b), max(biggest, numel(shape)))
