@@ -29,5 +29,9 @@ validate: install
 test: install
 	$(BIN)/python -m pytest -q
 
+# The property-based tests with many more random examples (a few minutes).
+fuzz: install
+	MATGRAD_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import math
 import operator
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -153,7 +154,11 @@ def _parse_cached(text: str, limits: Limits) -> Expr:
     if max_depth > limits.max_expr_depth:
         raise limits.refuse("max_expr_depth", max_depth, "the bracket nesting depth")
     try:
-        tree = ast.parse(stripped, mode="eval")
+        with warnings.catch_warnings():
+            # e.g. "invalid decimal literal" for `1if`: the text is refused below or parses
+            # fine; either way Python's own warning must not reach the user's terminal.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(stripped, mode="eval")
     except SyntaxError as e:
         col = e.offset
         msg = e.msg

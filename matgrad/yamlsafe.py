@@ -149,7 +149,8 @@ def _convert(node: Any, path: str, seen: set[int], depth: int, limits: Limits) -
     if isinstance(node, yaml.SequenceNode):
         if node.tag != _TAG + "seq":
             raise SpecError(f"YAML tag {node.tag!r} is not allowed", path=path, line=line, col=col)
-        return YSeq(tuple(_convert(n, path, seen, depth + 1, limits) for n in node.value), line, col)
+        items_ = tuple(_convert(n, path, seen, depth + 1, limits) for n in node.value)
+        return YSeq(items_, line, col)
     if isinstance(node, yaml.MappingNode):
         if node.tag != _TAG + "map":
             raise SpecError(f"YAML tag {node.tag!r} is not allowed", path=path, line=line, col=col)

@@ -233,7 +233,10 @@ def test_expression_escape(expr: str, problem: str, evaluations: list[str]) -> N
 def test_expression_escape_outside_f(where: str, evaluations: list[str]) -> None:
     evil = json.dumps("__import__('os').system('id')")
     if where == "let":
-        text = f"id: escape\nvars: {{X: [2, 2]}}\nlet: {{Y: {evil}}}\nf: tr(X)\ngrad: {{X: eye(2)}}\n"
+        text = (
+            f"id: escape\nvars: {{X: [2, 2]}}\nlet: {{Y: {evil}}}\nf: tr(X)\n"
+            f"grad: {{X: eye(2)}}\n"
+        )
         key, line = "let.Y", 3
     else:
         text = f"id: escape\nvars: {{X: [2, 2]}}\nf: tr(X)\ngrad: {{X: {evil}}}\n"
