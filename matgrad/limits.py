@@ -25,6 +25,7 @@ class Limits:
     max_trials: int = 10_000
     max_power: int = 1_000
     max_elements: int = 50_000_000
+    max_work: int = 100_000_000_000
 
     def replace(self, **changes: int) -> Limits:
         names = {f.name for f in dataclasses.fields(self)}

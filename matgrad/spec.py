@@ -21,7 +21,7 @@ from matgrad import budget, yamlsafe
 from matgrad.domains import DOMAINS, SYMMETRIC
 from matgrad.errors import ExprError, LimitError, SpecError
 from matgrad.expr import Bound, Scope, bind, check_size, parse
-from matgrad.functions import REGISTRY, Shape, fmt_shape, is_scalar, is_vector
+from matgrad.functions import REGISTRY, Shape, fmt_shape, is_scalar, is_vector, numel
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.yamlsafe import YMap, YNode, YScalar, YSeq
 
@@ -655,8 +655,16 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         + sum(budget.expr_elements(b) for b in [*(b for _, b in lets), f, *(b for _, b in claims)])
         + sum(budget.truth_elements(c.kind, ident.vars[c.var].shape, f.shape) for c, _ in claims)
     )
+    work = budget.identity_work(
+        ((v.shape, v.domain) for v in ident.vars.values()),
+        (b for _, b in lets),
+        f,
+        ((c.kind, numel(ident.vars[c.var].shape), b) for c, b in claims),
+        trials,
+    )
     try:
         budget.check_total(per_trial, trials, limits)
+        budget.check_work(work, limits)
     except LimitError as e:
         raise SpecError(str(e), path=ident.path, line=ident.line, identity=ident.id) from None
     return Compiled(ident, tuple(lets), f, tuple(claims))

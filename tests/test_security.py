@@ -488,6 +488,45 @@ def test_element_budget(text: str, message: str, evaluations: list[str]) -> None
     assert evaluations == [] and forbidden(events) == []
 
 
+def _work_refused(about: str) -> str:
+    return (
+        f"t.yaml:1: identity 'a': the estimated work of this identity is about {about} "
+        f"multiply-adds (fewer trials or smaller dims lower it), over the limit "
+        f"max_work=100000000000" + raise_it("max_work")
+    )
+
+
+def _products(depth: int) -> str:
+    return "x" if depth == 0 else f"({_products(depth - 1)}*{_products(depth - 1)})"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        pytest.param(
+            # Every tensor fits the element budget, but this runs for many minutes.
+            "id: a\nvars: {X: [1024, 1024]}\nf: \"tr("
+            + " @ ".join(["expm(X)"] * 20)
+            + ")\"\ngrad: {X: X}\ntrials: 1\n",
+            _work_refused("2.7e+12"),
+            id="chain-of-matrix-exponentials",
+        ),
+        pytest.param(
+            # Small tensors, but a hessian of a 1,024-vector takes 1,024 passes over 255 ops.
+            f"id: a\nvars: {{x: [1024]}}\nf: \"sum({_products(7)})\"\nhessian: {{x: \"0\"}}\n"
+            f"trials: 1\n",
+            _work_refused("1.2e+11"),
+            id="hessian-of-a-long-vector",
+        ),
+    ],
+)
+def test_work_budget(text: str, message: str, evaluations: list[str]) -> None:
+    result, events = check_text(text)
+    assert (result.status, result.internal) == ("error", False)
+    assert result.message == message
+    assert evaluations == [] and forbidden(events) == []
+
+
 def test_too_many_lets() -> None:
     text = "id: a\nvars: {x: [2]}\nf: sum(x)\ngrad: {x: ones(2)}\nlet: {" + ", ".join(
         f"l{i}: x" for i in range(65)
