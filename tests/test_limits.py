@@ -1,9 +1,12 @@
-"""Every limit has a default, a flag that moves it, an error that names it, and a doc entry."""
+"""Every limit has a default, a flag that moves it, an error that names it, and a doc entry;
+and SECURITY.md names only tests that exist."""
 
 from __future__ import annotations
 
 import dataclasses
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -72,3 +75,37 @@ def test_docs_list_every_limit_with_its_default_and_flag() -> None:
         f.name: (str(getattr(DEFAULT_LIMITS, f.name)), f.name) for f in dataclasses.fields(Limits)
     }
     assert table == expected
+
+
+def _collected(files: list[str]) -> set[str]:
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *files],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    return {line for line in r.stdout.splitlines() if "::" in line}
+
+
+def test_security_md_names_real_tests() -> None:
+    text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
+    refs: list[tuple[str, str | None]] = []  # (file::test, param id or None)
+    last = None
+    for full, name, param, bare in re.findall(
+        r"`((tests/\w+\.py::\w+)(?:\[([^\]`]+)\])?)`|`\[([^\]`]+)\]`", text
+    ):
+        if name:
+            refs.append((name, param or None))
+            last = name
+        else:
+            assert last is not None, bare
+            refs.append((last, bare))
+    assert len(refs) > 100
+    nodes = _collected(sorted({r.split("::")[0] for r, _ in refs}))
+    tests = {n.split("[")[0] for n in nodes}
+    missing = [
+        (name, param)
+        for name, param in refs
+        if (name not in tests if param is None else f"{name}[{param}]" not in nodes)
+    ]
+    assert missing == []

@@ -788,3 +788,13 @@ def test_hostile_files_are_errors_and_the_rest_still_runs(
     assert "1 passed, 0 failed, 0 xfailed, 0 xpassed, 4 errors" in r.stdout
     assert "Traceback" not in r.output
     assert evaluations == ["good"]
+
+
+@pytest.mark.parametrize("command", ["check", "validate"])
+def test_markup_in_a_file_is_printed_as_text(tmp_path: Path, command: str) -> None:
+    # Rich markup in a file must not restyle, hide or link anything in the output.
+    path = tmp_path / "markup.yaml"
+    path.write_text('id: a\n"[link=https://example.invalid]x[/link][bold red]boom[/]": 1\n' + GOOD)
+    r = CliRunner().invoke(app, [command, str(path)])
+    assert r.exit_code == 3
+    assert "unknown key '[link=https://example.invalid]x[/link][bold red]boom[/]'" in r.stdout
