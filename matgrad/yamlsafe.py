@@ -55,7 +55,7 @@ def load(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> YNode | None:
     """Parse one YAML document into a position-keeping tree (None for an empty file).
 
     Values nested deeper than ``limits.max_yaml_depth`` are refused (the identity format needs
-    five levels), so no hostile file can exhaust the stack.
+    at most seven levels), so no hostile file can exhaust the stack.
     """
     loader = _Loader(text)
     try:
