@@ -38,6 +38,10 @@ browser-test: install
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 	MATGRAD_REQUIRE_BROWSER=1 $(BIN)/python -m pytest -q tests/test_report_browser.py
 
+# The property-based tests with many more random examples (a few minutes).
+fuzz: install
+	MATGRAD_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
+
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis tests/artifacts
 

@@ -554,6 +554,12 @@ def check_identity(
         result.message = str(e)
     except KeyboardInterrupt:
         raise
+    except _OUT_OF_MEMORY as e:  # limits raised beyond this machine: not a bug
+        result.message = (
+            f"{ident.path}:{ident.line}: identity {ident.id!r}: out of memory "
+            f"({type(e).__name__}); use fewer trials or smaller dims, or lower "
+            f"--limit max_elements so such an identity is refused before it starts"
+        )
     except Exception as e:  # a bug: report it for this identity and go on with the others
         result.internal = True
         result.message = (
@@ -562,6 +568,12 @@ def check_identity(
         )
     result.seconds = time.perf_counter() - start
     return result
+
+
+_OUT_OF_MEMORY: tuple[type[BaseException], ...] = (
+    MemoryError,
+    getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError),
+)
 
 
 def _file_label(path: str) -> str:

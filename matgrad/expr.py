@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import math
 import operator
+import warnings
 from collections.abc import Mapping
 from typing import Any
 
@@ -153,7 +154,11 @@ def _parse_cached(text: str, limits: Limits) -> Expr:
     if max_depth > limits.max_expr_depth:
         raise limits.refuse("max_expr_depth", max_depth, "the bracket nesting depth")
     try:
-        tree = ast.parse(stripped, mode="eval")
+        with warnings.catch_warnings():
+            # e.g. "invalid decimal literal" for `1if`: the text is refused below or parses
+            # fine; either way Python's own warning must not reach the user's terminal.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            tree = ast.parse(stripped, mode="eval")
     except SyntaxError as e:
         col = e.offset
         msg = e.msg
@@ -162,14 +167,16 @@ def _parse_cached(text: str, limits: Limits) -> Expr:
         hint = ""
         if "^" in stripped:
             hint = " (use ** for powers)"
-        raise ExprError(
-            f"syntax error at column {col}: {msg}{hint}", text=text, col=col
-        ) from None
+        at = f" at column {col}" if col is not None else ""
+        raise ExprError(f"syntax error{at}: {msg}{hint}", text=text, col=col) from None
     except (MemoryError, RecursionError, ValueError):
         raise ExprError("the expression is too complex to parse", text=text) from None
     counter = [0]
     names: set[str] = set()
-    root = _convert(tree.body, stripped, names, counter, 1, limits)
+    try:
+        root = _convert(tree.body, stripped, names, counter, 1, limits)
+    except RecursionError:  # only when max_expr_depth was raised beyond Python's stack
+        raise ExprError("the expression is too complex to parse", text=text) from None
     return Expr(text=stripped, root=root, names=frozenset(names))
 
 
@@ -181,7 +188,7 @@ def _convert(
         raise limits.refuse("max_expr_nodes", f"more than {counter[0] - 1}", "the node count")
     if depth > limits.max_expr_depth:
         raise limits.refuse("max_expr_depth", f"more than {depth - 1}", "the nesting depth")
-    seg = ast.get_source_segment(src, node) or src
+    seg = _segment(src, node)
     col = getattr(node, "col_offset", 0) + 1
 
     def sub(child: ast.AST) -> Node:
@@ -245,6 +252,16 @@ def _convert(
     raise _err(f"{what} is not allowed in an expression", src, node)
 
 
+def _segment(src: str, node: ast.AST) -> str:
+    """The source text of ``node``; linear time for the usual one-line ASCII expression
+    (``ast.get_source_segment`` splits the whole text into lines on every call)."""
+    start = getattr(node, "col_offset", None)
+    end = getattr(node, "end_col_offset", None)
+    if start is not None and end is not None and src.isascii() and "\n" not in src:
+        return src[start:end] or src
+    return ast.get_source_segment(src, node) or src
+
+
 def _op_symbol(op: ast.AST) -> str:
     return {
         ast.Mod: "%",
@@ -296,7 +313,10 @@ class Bound:
 
 def bind(expr: Expr, scope: Scope, limits: Limits = DEFAULT_LIMITS) -> Bound:
     """Resolve names and shapes of ``expr`` in ``scope``; raise :class:`ExprError`."""
-    return _bind(expr.root, scope, limits)
+    try:
+        return _bind(expr.root, scope, limits)
+    except RecursionError:  # only when max_expr_depth was raised beyond Python's stack
+        raise ExprError(f"the expression {expr.text!r} is too deeply nested to bind") from None
 
 
 def _bind(node: Node, scope: Scope, limits: Limits) -> Bound:
@@ -341,11 +361,16 @@ _PY_OPS = {
 }
 
 
+def _g(x: float) -> str:
+    """A number for a message: 1000000000, not 1000000000.0."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
 def _fold(op: str, a: float, b: float, node: Node, limits: Limits) -> float:
     try:
         if op == "**":
             if abs(b) > limits.max_power:
-                raise limits.refuse("max_power", abs(b), f"the exponent in {node.text!r}")
+                raise limits.refuse("max_power", _g(abs(b)), f"the exponent in {node.text!r}")
             v = float(a) ** float(b)
             if isinstance(v, complex):
                 raise ExprError(f"{node.text!r} is not a real number")
@@ -376,7 +401,7 @@ def _bind_binop(node: BinOp, scope: Scope, limits: Limits) -> Bound:
                 f"{fmt_shape(b.shape)} (** is elementwise; use matpow(M, k) for matrix powers)"
             )
         if b.static is not None and abs(b.static) > limits.max_power:
-            raise limits.refuse("max_power", abs(b.static), f"the exponent in {node.text!r}")
+            raise limits.refuse("max_power", _g(abs(b.static)), f"the exponent in {node.text!r}")
         return Bound(node, a.shape, None, (a, b), biggest)
     shape = _elementwise_shape(a, b, node)
     return Bound(node, shape, None, (a, b), max(biggest, numel(shape)))

@@ -308,6 +308,10 @@ def _diag(torch: Any, x: Any) -> Any:
 
 def _kron_infer(args: Sequence[Arg]) -> Shape:
     a, b = args
+    if not a.shape or not b.shape:
+        raise ShapeError(
+            f"needs matrices or vectors, got {fmt_shape(a.shape)} and {fmt_shape(b.shape)}"
+        )
     if len(a.shape) == 1 and len(b.shape) == 1:
         return (a.shape[0] * b.shape[0],)
     sa = a.shape if len(a.shape) == 2 else (a.shape[0], 1)

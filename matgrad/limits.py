@@ -16,6 +16,7 @@ from matgrad.errors import LimitError
 class Limits:
     max_file_bytes: int = 1_000_000
     max_identities_per_file: int = 1_000
+    max_yaml_depth: int = 32
     max_expr_chars: int = 2_000
     max_expr_depth: int = 64
     max_expr_nodes: int = 1_000
@@ -25,6 +26,7 @@ class Limits:
     max_power: int = 1_000
     max_elements: int = 50_000_000
     max_fd_evals: int = 5_000  # evaluations of f per trial for one finite-difference witness
+    max_work: int = 100_000_000_000
 
     def replace(self, **changes: int) -> Limits:
         names = {f.name for f in dataclasses.fields(self)}

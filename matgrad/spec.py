@@ -13,14 +13,15 @@ import difflib
 import keyword
 import math
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from matgrad import yamlsafe
+from matgrad import budget, yamlsafe
 from matgrad.domains import DOMAINS, SYMMETRIC
 from matgrad.errors import ExprError, LimitError, SpecError
 from matgrad.expr import Bound, Scope, bind, check_size, parse
-from matgrad.functions import REGISTRY, Shape, fmt_shape, is_scalar, is_vector
+from matgrad.functions import REGISTRY, Shape, fmt_shape, is_scalar, is_vector, numel
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.yamlsafe import YMap, YNode, YScalar, YSeq
 
@@ -132,6 +133,12 @@ class Compiled:
 
 def discover(paths: list[str]) -> Iterator[str]:
     """Files to read: each given file, and every *.yaml/*.yml below each given folder."""
+    for _, path in _discover(paths):
+        yield path
+
+
+def _discover(paths: list[str]) -> Iterator[tuple[Path | None, str]]:
+    """Like :func:`discover`, with the folder each file was found in (None: named itself)."""
     for p in paths:
         path = Path(p)
         if path.is_dir():
@@ -140,9 +147,17 @@ def discover(paths: list[str]) -> Iterator[str]:
             )
             for q in found:
                 if not any(part.startswith(".") for part in q.relative_to(path).parts):
-                    yield str(q)
+                    yield path, str(q)
         else:
-            yield str(path)
+            yield None, str(path)
+
+
+def _outside(path: str, folder: Path) -> bool:
+    """Does ``path``, found in ``folder``, lead out of it (through a symbolic link)?"""
+    try:
+        return not Path(path).resolve().is_relative_to(folder.resolve())
+    except (OSError, RuntimeError):  # a broken or looping link
+        return True
 
 
 # ---- reading one file -------------------------------------------------------------------
@@ -151,11 +166,17 @@ def discover(paths: list[str]) -> Iterator[str]:
 def load_file(path: str, limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
     """Read one identity file. Errors become :class:`Invalid` entries, never exceptions."""
     try:
-        size = Path(path).stat().st_size
+        st = Path(path).stat()
+        if not stat.S_ISREG(st.st_mode):
+            # A pipe or a device (/dev/zero, a FIFO) could block or never end.
+            return [Invalid(path, None, None, SpecError("not a regular file", path=path))]
+        size = st.st_size
         if size > limits.max_file_bytes:
             raise limits.refuse("max_file_bytes", size, "the file size")
         with open(path, "rb") as fh:
             data = fh.read(limits.max_file_bytes + 1)
+        if len(data) > limits.max_file_bytes:  # it grew after stat()
+            raise limits.refuse("max_file_bytes", f"more than {len(data) - 1}", "the file size")
         text = data.decode("utf-8")
     except LimitError as e:
         return [Invalid(path, None, None, SpecError(str(e), path=path))]
@@ -170,7 +191,7 @@ def load_file(path: str, limits: Limits = DEFAULT_LIMITS) -> list[Identity | Inv
 def load_text(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
     """Read identities from YAML text (``path`` is used in messages)."""
     try:
-        root = yamlsafe.load(text, path)
+        root = yamlsafe.load(text, path, limits)
     except SpecError as e:
         return [Invalid(path, e.line, None, e)]
     if root is None:
@@ -512,7 +533,7 @@ def _vars(
             keypath = name + ".shape"
         else:
             raise vf.err(name, f"variable {name} must be a mapping like {{shape: [n, n]}}", v)
-        shape = _shape(vf, keypath, shape_node, dims)
+        shape = _shape(vf, keypath, shape_node, dims, limits)
         dom = DOMAINS[domain]
         if not dom.fits(shape):
             raise vf.err(
@@ -525,7 +546,9 @@ def _vars(
     return out
 
 
-def _shape(vf: _Fields, key: str, node: YNode, dims: dict[str, int]) -> Shape:
+def _shape(
+    vf: _Fields, key: str, node: YNode, dims: dict[str, int], limits: Limits = DEFAULT_LIMITS
+) -> Shape:
     if not isinstance(node, YSeq):
         raise vf.err(key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}")
     if len(node.items) > 2:
@@ -543,6 +566,8 @@ def _shape(vf: _Fields, key: str, node: YNode, dims: dict[str, int]) -> Shape:
         n = _int_value(item)
         if n is None or n < 1:
             raise vf.err(key, f"shape entries must be dim names or positive integers, got {_show(item)}", item)
+        if n > limits.max_dim:
+            raise vf.err(key, str(limits.refuse("max_dim", n, "a size")), item)
         out.append(n)
     return tuple(out)
 
@@ -602,6 +627,12 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
 
     def located(err: Exception, key: str, line: int) -> SpecError:
         return SpecError(str(err), path=ident.path, line=line, identity=ident.id, key=key)
+
+    try:
+        budget.check_variables(shapes.values(), trials, limits)
+    except LimitError as e:
+        first = next(iter(ident.vars.values()))
+        raise located(e, "vars", first.line) from None
 
     def compile_one(text: str, scope: Scope, key: str, line: int) -> Bound:
         try:
@@ -681,6 +712,27 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         else:
             cscope = scope
         claims.append((claim, compile_one(claim.text, cscope, key, claim.line)))
+    all_lets = [*lets, *(x for ls in direction_lets.values() for x in ls)]
+    per_trial = (
+        budget.variables_elements(v.shape for v in ident.vars.values())
+        + sum(
+            budget.expr_elements(b)
+            for b in [*(b for _, b in all_lets), f, *(b for _, b in claims)]
+        )
+        + sum(budget.truth_elements(c.kind, ident.vars[c.var].shape, f.shape) for c, _ in claims)
+    )
+    work = budget.identity_work(
+        ((v.shape, v.domain) for v in ident.vars.values()),
+        (b for _, b in all_lets),
+        f,
+        ((c.kind, numel(ident.vars[c.var].shape), b) for c, b in claims),
+        trials,
+    )
+    try:
+        budget.check_total(per_trial, trials, limits)
+        budget.check_work(work, limits)
+    except LimitError as e:
+        raise SpecError(str(e), path=ident.path, line=ident.line, identity=ident.id) from None
     return Compiled(
         ident,
         tuple(lets),
@@ -698,7 +750,16 @@ def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity
     """Read every file under ``paths``; a repeated id is an :class:`Invalid` for the repeat."""
     out: list[Identity | Invalid] = []
     seen: dict[str, Identity] = {}
-    for path in discover(paths):
+    for folder, path in _discover(paths):
+        if folder is not None and _outside(path, folder):
+            # A file of a pull request must not make matgrad read what lies outside the tree.
+            err = SpecError(
+                f"a symbolic link that leads outside {str(folder)!r}: not read (name the file "
+                f"itself to check it)",
+                path=path,
+            )
+            out.append(Invalid(path, None, None, err))
+            continue
         for item in load_file(path, limits):
             if isinstance(item, Identity):
                 first = seen.get(item.id)

@@ -14,6 +14,7 @@ from typing import Any, Union
 import yaml
 
 from matgrad.errors import SpecError
+from matgrad.limits import DEFAULT_LIMITS, Limits
 
 _Loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -50,8 +51,12 @@ YNode = Union[YScalar, YSeq, YMap]
 KIND = {YScalar: "a single value", YSeq: "a list", YMap: "a mapping"}
 
 
-def load(text: str, path: str) -> YNode | None:
-    """Parse one YAML document into a position-keeping tree (None for an empty file)."""
+def load(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> YNode | None:
+    """Parse one YAML document into a position-keeping tree (None for an empty file).
+
+    Values nested deeper than ``limits.max_yaml_depth`` are refused (the identity format needs
+    at most seven levels), so no hostile file can exhaust the stack.
+    """
     loader = _Loader(text)
     try:
         try:
@@ -67,11 +72,25 @@ def load(text: str, path: str) -> YNode | None:
                 line=mark.line + 1 if mark else None,
                 col=mark.column + 1 if mark else None,
             ) from None
+        except yaml.reader.ReaderError as e:  # a character YAML does not allow
+            line = text.count("\n", 0, e.position) + 1
+            col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+            raise SpecError(
+                f"YAML error: character #x{e.character:04x} is not allowed ({e.reason})",
+                path=path,
+                line=line,
+                col=col,
+            ) from None
         except yaml.YAMLError as e:
             raise SpecError(f"YAML error: {e}", path=path) from None
+        except RecursionError:  # the pure-Python composer recurses once per level
+            raise SpecError(_too_deep(limits), path=path) from None
         if node is None:
             return None
-        return _convert(node, path, set())
+        try:
+            return _convert(node, path, set(), 1, limits)
+        except RecursionError:  # a backstop for a max_yaml_depth raised beyond the stack
+            raise SpecError(_too_deep(limits), path=path) from None
     finally:
         loader.dispose()
 
@@ -86,8 +105,15 @@ def _yaml_hint(problem: str) -> str:
     return ""
 
 
-def _convert(node: Any, path: str, seen: set[int]) -> YNode:
+def _too_deep(limits: Limits) -> str:
+    limit = limits.max_yaml_depth
+    return str(limits.refuse("max_yaml_depth", f"more than {limit}", "the YAML nesting depth"))
+
+
+def _convert(node: Any, path: str, seen: set[int], depth: int, limits: Limits) -> YNode:
     line, col = node.start_mark.line + 1, node.start_mark.column + 1
+    if depth > limits.max_yaml_depth:
+        raise SpecError(_too_deep(limits), path=path, line=line, col=col)
     if id(node) in seen:
         # The composer resolves an alias to the very node its anchor names: seeing a node
         # twice means an alias, and walking on could expand an alias bomb.
@@ -110,12 +136,21 @@ def _convert(node: Any, path: str, seen: set[int]) -> YNode:
         if node.tag == _TAG + "str":
             value: Any = node.value
         else:
-            value = _SCALARS.construct_object(node)
+            try:
+                value = _SCALARS.construct_object(node)
+            except (ValueError, OverflowError):  # e.g. an integer of more than 4300 digits
+                raise SpecError(
+                    f"the number {_clip(node.value)} is too large to read",
+                    path=path,
+                    line=line,
+                    col=col,
+                ) from None
         return YScalar(value, node.value, node.tag[len(_TAG) :], line, col)
     if isinstance(node, yaml.SequenceNode):
         if node.tag != _TAG + "seq":
             raise SpecError(f"YAML tag {node.tag!r} is not allowed", path=path, line=line, col=col)
-        return YSeq(tuple(_convert(n, path, seen) for n in node.value), line, col)
+        items_ = tuple(_convert(n, path, seen, depth + 1, limits) for n in node.value)
+        return YSeq(items_, line, col)
     if isinstance(node, yaml.MappingNode):
         if node.tag != _TAG + "map":
             raise SpecError(f"YAML tag {node.tag!r} is not allowed", path=path, line=line, col=col)
@@ -151,9 +186,13 @@ def _convert(node: Any, path: str, seen: set[int]) -> YNode:
                     col=kcol,
                 )
             keys[key] = (kline, kcol)
-            items[key] = _convert(vnode, path, seen)
+            items[key] = _convert(vnode, path, seen, depth + 1, limits)
         return YMap(items, keys, line, col)
     raise SpecError("unsupported YAML node", path=path, line=line, col=col)  # pragma: no cover
+
+
+def _clip(raw: str, keep: int = 20) -> str:
+    return raw if len(raw) <= keep else f"{raw[:keep]}... ({len(raw)} characters)"
 
 
 _SCALARS = yaml.constructor.SafeConstructor()

@@ -1,0 +1,206 @@
+"""How much memory and time an identity asks for, computed from shapes before anything runs.
+
+The element budget ``max_elements`` bounds the memory of one identity's check. It counts, over
+all trials: every variable and its direction, every tensor each expression creates (lets, f and
+the claims), and what autograd returns for each claim (a gradient, a directional derivative, or
+an ``n x n`` hessian). Autograd keeps about as much again for its backward pass, so memory is a
+small multiple of ``8 * max_elements`` bytes in float64.
+
+The work budget ``max_work`` bounds the time. Work is counted in multiply-adds of a matrix
+product (the cheapest operation per unit on a CPU); other operations are weighted by what they
+cost relative to it, as measured with torch in float64 on a CPU: an exponential or an addition
+about 30 multiply-adds per entry, an inverse about 6 n^3, a matrix exponential about 20 n^3,
+the QR decomposition behind a random orthogonal matrix about 60 n^3. The estimate then counts
+how often autograd goes over f: once to check it, five times more for the gradients, nine for
+each directional derivative (reverse over reverse), and five plus four per entry for each
+hessian. Each launch of a tensor operation adds a fixed 200,000 (tens of microseconds),
+whatever its size. It is an estimate, within a few times of the truth, meant to refuse the
+identities that would run for many minutes, not to time the others. No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from matgrad.errors import LimitError
+from matgrad.expr import BinOp, Bound, Call, Name, Transpose
+from matgrad.functions import Shape, numel
+from matgrad.limits import Limits
+
+
+def expr_elements(bound: Bound) -> int:
+    """Elements per trial of every tensor evaluating ``bound`` creates (names and constants
+    create none: they are looked up or folded)."""
+    total = 0
+    stack = [bound]
+    while stack:
+        b = stack.pop()
+        if b.static is None and not isinstance(b.node, Name):
+            total += numel(b.shape)
+        stack.extend(b.args)
+    return total
+
+
+def variables_elements(shapes: Iterable[Shape]) -> int:
+    """Elements per trial of the variables and their directions (one of each per variable)."""
+    return 2 * sum(numel(s) for s in shapes)
+
+
+def truth_elements(kind: str, var_shape: Shape, f_shape: Shape) -> int:
+    """Elements per trial of what autograd returns for one claim."""
+    if kind == "grad":
+        return numel(var_shape)
+    if kind == "differential":
+        return numel(f_shape)
+    return numel(var_shape) ** 2  # hessian
+
+
+def _refuse(what: str, per_trial: int, trials: int, limits: Limits) -> LimitError:
+    return LimitError(
+        f"{what} take {per_trial} elements per trial, {per_trial * trials} over {trials} "
+        f"trials, over the limit max_elements={limits.max_elements} (raise it with "
+        f"--limit max_elements=N, or use fewer trials)"
+    )
+
+
+def check_variables(shapes: Iterable[Shape], trials: int, limits: Limits) -> None:
+    """Refuse variables whose samples alone would exceed the element budget."""
+    per_trial = variables_elements(shapes)
+    if per_trial * trials > limits.max_elements:
+        raise _refuse("the variables and their directions", per_trial, trials, limits)
+
+
+def check_total(per_trial: int, trials: int, limits: Limits) -> None:
+    """Refuse an identity whose tensors, all counted, would exceed the element budget."""
+    if per_trial * trials > limits.max_elements:
+        raise _refuse(
+            "the variables, directions, expressions and autograd results of this identity",
+            per_trial,
+            trials,
+            limits,
+        )
+
+
+# ---- work -----------------------------------------------------------------------------------
+
+ENTRY = 30  # one elementwise operation on one entry, in multiply-adds
+CUBIC = {  # cost / n^3 of a function of one n x n matrix
+    "inv": 6,
+    "det": 1,
+    "logdet": 1,
+    "solve": 6,
+    "expm": 20,
+    "sinm": 80,  # the exponential of a 2n x 2n block matrix
+    "cosm": 80,
+    "eigvalsh": 10,
+    "eigvecsh": 30,
+}
+GRAD_PASSES = 5
+DIFFERENTIAL_PASSES = 9
+HESSIAN_PASSES = 5
+HESSIAN_PASSES_PER_ENTRY = 4
+OVERHEAD = 200_000  # the fixed cost of launching one tensor operation (about 40 us)
+QR = 60  # cost / n^3 of the QR decomposition behind a random orthogonal n x n matrix
+
+
+def _node_work(b: Bound) -> int:
+    node = b.node
+    out = numel(b.shape)
+    if isinstance(node, Transpose):
+        return 0  # a view
+    biggest = max([out] + [numel(a.shape) for a in b.args])
+    if isinstance(node, BinOp) and node.op == "@":
+        return out * b.args[0].shape[-1]
+    if isinstance(node, Call):
+        shape = b.args[0].shape if b.args else ()
+        n = shape[-1] if shape else 1
+        if node.fn in CUBIC:
+            return CUBIC[node.fn] * n**3 + ENTRY * biggest
+        if node.fn == "pinv" and len(shape) == 2:
+            return 5 * shape[0] * shape[1] * min(shape) + ENTRY * biggest
+        if node.fn == "matpow":
+            k = int(b.args[1].static or 0)
+            return 2 * max(1, k.bit_length()) * n**3
+    return ENTRY * biggest
+
+
+def expr_work(bound: Bound) -> int:
+    """Estimated work per trial of evaluating ``bound`` once (see the module docstring)."""
+    total = 0
+    stack = [bound]
+    while stack:
+        b = stack.pop()
+        if b.static is None and not isinstance(b.node, Name):
+            total += _node_work(b)
+        stack.extend(b.args)
+    return total
+
+
+def sample_work(shape: Shape, domain: str) -> int:
+    """Estimated work per trial of drawing one variable and its direction."""
+    cheap = 2 * ENTRY * numel(shape)
+    if len(shape) != 2:
+        return cheap
+    m, n = shape
+    qrs = {"orthogonal": n**3, "spd": n**3, "invertible": 2 * n**3, "fullrank": m**3 + n**3}
+    return cheap + QR * qrs.get(domain, 0)
+
+
+def passes_over_f(kinds_and_sizes: Iterable[tuple[str, int]]) -> int:
+    """How many times autograd goes over f, for claims given as (kind, entries of the var)."""
+    passes = 1  # the check that f is finite
+    has_grad = False
+    for kind, entries in kinds_and_sizes:
+        if kind == "grad":
+            has_grad = True  # all gradients come from one backward pass
+        elif kind == "differential":
+            passes += DIFFERENTIAL_PASSES
+        else:
+            passes += HESSIAN_PASSES + HESSIAN_PASSES_PER_ENTRY * entries
+    return passes + (GRAD_PASSES if has_grad else 0)
+
+
+def _calls(bound: Bound) -> int:
+    """Tensor operations evaluating ``bound`` once launches, whatever the batch size."""
+    count = 0
+    stack = [bound]
+    while stack:
+        b = stack.pop()
+        if b.static is None and not isinstance(b.node, Name):
+            count += 1
+        stack.extend(b.args)
+    return count
+
+
+def identity_work(
+    variables: Iterable[tuple[Shape, str]],
+    lets: Iterable[Bound],
+    f: Bound,
+    claims: Iterable[tuple[str, int, Bound]],
+    trials: int,
+) -> int:
+    """Estimated work of checking one identity over ``trials`` trials.
+
+    ``variables`` are (shape, domain); ``claims`` are (kind, entries of the var, bound).
+    """
+    lets, claims = list(lets), list(claims)
+    passes = passes_over_f((kind, entries) for kind, entries, _ in claims)
+    per_trial = (
+        sum(sample_work(shape, domain) for shape, domain in variables)
+        + (sum(expr_work(b) for b in lets) + expr_work(f)) * passes
+        + sum(expr_work(b) for _, _, b in claims)
+    )
+    calls = (sum(_calls(b) for b in lets) + _calls(f)) * passes + sum(
+        _calls(b) for _, _, b in claims
+    )
+    return per_trial * trials + OVERHEAD * calls
+
+
+def check_work(work: int, limits: Limits) -> None:
+    """Refuse an identity whose estimated work exceeds the work budget."""
+    if work > limits.max_work:
+        raise limits.refuse(
+            "max_work",
+            f"about {work:.2g} multiply-adds (fewer trials or smaller dims lower it)",
+            "the estimated work of this identity",
+        )

@@ -1,0 +1,247 @@
+"""Property-based tests: whatever the text, matgrad answers with a result or a clean error.
+
+Random expression texts (token soup, arbitrary Unicode, and well-formed trees over the whole
+function table) and random YAML documents (valid, then mutated) go through the same path as
+`matgrad check`. The property: every answer is a value (an ``Identity``, an ``Invalid``, a
+result), or a :class:`MatgradError`; never another exception, never an internal error.
+
+Quick by default; `make fuzz` runs the long profile (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
+from matgrad.check import Settings, check_identity
+from matgrad.errors import MatgradError
+from matgrad.expr import Scope, bind, check_size, parse
+from matgrad.functions import REGISTRY
+from matgrad.limits import DEFAULT_LIMITS
+from matgrad.results import IDENTITY_STATUSES
+from matgrad.spec import IDENTITY_KEYS, Identity, Invalid, load_text, validate
+
+# The recursive strategies have long reprs; hypothesis warns when it prints one.
+pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")
+
+SHAPES = {"X": (3, 3), "A": (3, 3), "B": (3, 2), "x": (3, 1), "v": (3,), "c": ()}
+VARS_YAML = (
+    "{X: [n, n], A: {shape: [n, n], domain: invertible}, B: [n, 2], x: [n, 1], v: [n], c: []}"
+)
+SCOPE = Scope(SHAPES, {"n": 3})
+
+# ---- expression texts -----------------------------------------------------------------------
+
+NUMBERS = ["0", "1", "2", "3", "-1", "0.5", "1e-3", "1.0e300", "1e999", "10**9", "9**9**9",
+           "1000", "2**10", "0.0", "-0.0"]
+TOKENS = [
+    *SHAPES, "n", "dX", "foo", "torch", "__import__", "__class__", "os", *REGISTRY,
+    *NUMBERS, "+", "-", "*", "/", "@", "**", "//", "%", "^", "~", "<", "==", "and", "not",
+    "(", ")", "[", "]", "{", "}", ",", ".", ".T", ".__class__", ":", ":=", "=", ";", "lambda",
+    "if", "else", "for", "in", "'s'", "f'{X}'", "*", " ", "\n", "\\", "#", "\x00", "é",
+]
+token_soup = st.lists(st.sampled_from(TOKENS), max_size=25).map("".join)
+any_text = st.text(max_size=60)
+
+
+def _call(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    def args_for(name: str) -> st.SearchStrategy[str]:
+        fn = REGISTRY[name]
+        return st.lists(children, min_size=fn.min_args, max_size=fn.max_args).map(
+            lambda args: f"{name}({', '.join(args)})"
+        )
+
+    return st.sampled_from(sorted(REGISTRY)).flatmap(args_for)
+
+
+def _extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    binop = st.tuples(children, st.sampled_from(["+", "-", "*", "/", "@", "**"]), children)
+    return st.one_of(
+        binop.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        children.map(lambda c: f"-{c}"),
+        children.map(lambda c: f"({c}).T"),
+        _call(children),
+    )
+
+
+def trees(leaves: list[str], max_leaves: int = 10) -> st.SearchStrategy[str]:
+    """Well-formed expressions over ``leaves`` and the whole function table."""
+    return st.recursive(st.sampled_from(leaves), _extend, max_leaves=max_leaves)
+
+
+well_formed = trees([*SHAPES, "n", *NUMBERS])
+expression_text = st.one_of(well_formed, token_soup, any_text)
+
+
+@given(expression_text)
+def test_any_expression_text_parses_and_binds_or_is_a_clean_error(text: str) -> None:
+    try:
+        bound = bind(parse(text), SCOPE)
+        check_size(bound, 10, DEFAULT_LIMITS, "fuzz")
+    except MatgradError:
+        pass
+
+
+def _identity(f: str, claim: str, kind: str) -> str:
+    return (
+        f"id: fuzz\ndims: {{n: 3}}\nvars: {VARS_YAML}\nf: {json.dumps(f)}\n"
+        f"{kind}: {{X: {json.dumps(claim)}}}\ntrials: 2\n"
+    )
+
+
+def _check(text: str) -> None:
+    (item,) = load_text(text, "fuzz.yaml")
+    result = check_identity(item, Settings(), "cpu")
+    assert result.status in IDENTITY_STATUSES
+    assert not result.internal, result.message
+
+
+@given(well_formed, well_formed)
+def test_any_well_formed_identity_checks_to_a_result(f: str, claim: str) -> None:
+    # A scalar f lets grad claims through to autograd; otherwise differential claims.
+    _check(_identity(f"sum({f})", claim, "grad"))
+    _check(_identity(f, claim, "differential"))
+
+
+@given(expression_text, expression_text)
+def test_any_expression_in_an_identity_checks_to_a_result(f: str, claim: str) -> None:
+    _check(_identity(f, claim, "differential"))
+
+
+# ---- YAML documents -------------------------------------------------------------------------
+
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(10**12), 10**12), st.floats(allow_nan=True),
+    st.text(max_size=12), well_formed,
+)
+any_value = st.recursive(
+    scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.dictionaries(st.text(max_size=8), children, max_size=4),
+    ),
+    max_leaves=12,
+)
+dims = st.dictionaries(st.sampled_from(["n", "m", "k"]), st.integers(-1, 5), max_size=3)
+shape = st.lists(st.one_of(st.sampled_from(["n", "m", "k"]), st.integers(-1, 4)), max_size=3)
+domain = st.sampled_from(["real", "positive", "symmetric", "spd", "invertible", "orthogonal",
+                          "diagonal", "fullrank", "posdef"])
+var = st.one_of(shape, st.fixed_dictionaries({"shape": shape}, optional={"domain": domain}))
+var_names = st.sampled_from(["X", "Y", "x", "v", "c", "tr", "dX", "1x"])
+claims = st.dictionaries(var_names, well_formed, min_size=1, max_size=2)
+identity = st.fixed_dictionaries(
+    {"id": st.one_of(st.just("fuzz"), st.text(max_size=6)), "f": well_formed},
+    optional={
+        "dims": dims,
+        "vars": st.dictionaries(var_names, var, max_size=3),
+        "let": st.dictionaries(st.sampled_from(["L", "M", "X"]), well_formed, max_size=2),
+        "grad": claims,
+        "differential": claims,
+        "hessian": claims,
+        "expect": st.sampled_from(["pass", "fail", "maybe"]),
+        "tol": st.fixed_dictionaries({}, optional={"rtol": st.floats(), "atol": any_value}),
+        "trials": st.one_of(st.integers(-1, 3), any_value),
+        "convention": st.sampled_from(["entrywise", "frobenius", "free", "other"]),
+        "directions": st.sampled_from(["free", "tangent", "other"]),
+        "title": any_value,
+        "oops": any_value,
+    },
+)
+# Closer to real files: declared names, plausible shapes, so many reach the engine.
+@st.composite
+def plausible_identity(draw: st.DrawFn) -> dict[str, object]:
+    names = draw(st.lists(st.sampled_from(list(SHAPES)), min_size=1, max_size=3, unique=True))
+    vars_ = {}
+    for name in names:
+        shape = draw(st.sampled_from([["n", "n"], ["n", "n"], ["n", "m"], ["n", 1], ["n"], []]))
+        vars_[name] = {"shape": list(shape), "domain": draw(st.one_of(st.just("real"), domain))}
+    exprs = trees([*names, "n", "m", "1", "2", "0.5"], max_leaves=6)
+    f = draw(exprs)
+    doc: dict[str, object] = {
+        "id": "fuzz",
+        "dims": {"n": draw(st.integers(1, 3)), "m": draw(st.integers(1, 3))},
+        "vars": vars_,
+        "f": draw(st.sampled_from([f, f"sum({f})"])),
+    }
+    kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian"]), min_size=1,
+                          max_size=3, unique=True))
+    for kind in kinds:
+        doc[kind] = {draw(st.sampled_from(names)): draw(exprs)}
+    if draw(st.booleans()):
+        doc["let"] = {"L": draw(exprs)}
+    doc["expect"] = draw(st.sampled_from(["pass", "fail"]))
+    doc["trials"] = draw(st.integers(1, 3))
+    doc["convention"] = draw(st.sampled_from(["entrywise", "frobenius", "free"]))
+    doc["directions"] = draw(st.sampled_from(["free", "tangent"]))
+    return doc
+
+
+class _Dumper(yaml.SafeDumper):
+    def ignore_aliases(self, data: object) -> bool:  # write shared values out, no &anchors
+        return True
+
+
+def dump(doc: object) -> str:
+    return yaml.dump(doc, Dumper=_Dumper, allow_unicode=True, sort_keys=False)
+
+
+document = st.one_of(
+    plausible_identity(),
+    identity,
+    st.fixed_dictionaries({"identities": st.lists(identity, max_size=3)}),
+    any_value,
+)
+
+PUNCTUATION = ":-[]{}&*!|>'\"#%@`,?\n\t \x00\\<"
+
+
+@st.composite
+def yaml_text(draw: st.DrawFn) -> str:
+    text = dump(draw(document))
+    for _ in range(draw(st.integers(0, 3))):  # break it in a few places
+        if not text:
+            break
+        i = draw(st.integers(0, len(text)))
+        op = draw(st.sampled_from(["insert", "delete", "truncate", "duplicate-line"]))
+        if op == "insert":
+            text = text[:i] + draw(st.sampled_from(PUNCTUATION)) + text[i:]
+        elif op == "delete":
+            text = text[:i] + text[i + 1 :]
+        elif op == "truncate":
+            text = text[:i]
+        else:
+            lines = text.splitlines(keepends=True)
+            j = draw(st.integers(0, max(len(lines) - 1, 0)))
+            text = "".join(lines[: j + 1] + lines[j:])
+    return text
+
+
+@given(st.one_of(yaml_text(), st.text(max_size=200)))
+def test_any_yaml_document_loads_to_identities_or_clean_errors(text: str) -> None:
+    items = load_text(text, "fuzz.yaml")
+    assert items and all(isinstance(i, (Identity, Invalid)) for i in items)
+    checked = validate(items)
+    assert len(checked) == len(items)
+    for item, err in checked:
+        if isinstance(item, Invalid):
+            assert err is item.error
+        assert err is None or isinstance(err, MatgradError)
+
+
+@given(st.one_of(plausible_identity().map(dump), yaml_text()))
+def test_any_yaml_document_checks_to_results(text: str) -> None:
+    for item in load_text(text, "fuzz.yaml"):
+        result = check_identity(item, Settings(trials=2), "cpu")
+        assert result.status in IDENTITY_STATUSES
+        assert not result.internal, result.message
+
+
+def test_identity_keys_are_all_generated() -> None:
+    # The document strategy covers every key of the format (plus an unknown one).
+    generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "expect",
+                 "tol", "trials", "convention", "directions", "title"}
+    assert set(IDENTITY_KEYS) - generated == {"source", "latex", "notes", "witness"}
