@@ -13,7 +13,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 from _common import QUICK, fit_exponent, table  # noqa: E402
-from matgrad.check import Settings, check_identity  # noqa: E402
+from matgrad.engine import Settings, check_identity  # noqa: E402
 from matgrad.spec import Identity, load_text  # noqa: E402
 
 

@@ -21,7 +21,7 @@ import torch  # noqa: E402
 
 from _common import LIBRARY, QUICK, table  # noqa: E402
 from matgrad import domains  # noqa: E402
-from matgrad.check import Settings, check_identity, identity_seed  # noqa: E402
+from matgrad.engine import Settings, check_identity, identity_seed  # noqa: E402
 from matgrad.spec import Identity, compile_identity, load_all  # noqa: E402
 
 

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 # name -> the module that defines it, imported on first access.
 _LAZY = {
+    "check": "matgrad.api",
     "load": "matgrad.api",
     "collect": "matgrad.api",
     "check_identity": "matgrad.api",
@@ -40,14 +41,10 @@ _LAZY = {
     "Limits": "matgrad.limits",
 }
 
-__all__ = ["__version__", "check", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:
-    if name == "check":
-        # `matgrad.check` is the engine module, which is callable as matgrad.api.check (a
-        # submodule and a package attribute cannot share a name any other way).
-        return importlib.import_module("matgrad.check")
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'matgrad' has no attribute {name!r}")

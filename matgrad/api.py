@@ -167,7 +167,7 @@ def check(
     patterns = [select] if isinstance(select, str) else list(select)
     items = runner.select(_checkables(identities, lim), patterns)
 
-    from matgrad import check as engine
+    from matgrad import engine
 
     settings = engine.Settings(
         seed=seed,

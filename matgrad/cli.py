@@ -556,7 +556,7 @@ def show(
     if isinstance(item, Invalid):
         _stderr().print(f"error: {escape(str(item.error))}")
         raise typer.Exit(int(ExitCode.INVALID))
-    from matgrad import check as engine
+    from matgrad import engine
     from matgrad.report import show as show_report
     from matgrad.show import view
 

@@ -16,7 +16,7 @@ from matgrad.results import ClaimResult
 from matgrad.spec import Identity, compile_identity, symmetric_vars
 
 if TYPE_CHECKING:
-    from matgrad.check import Settings
+    from matgrad.engine import Settings
 
 
 @dataclasses.dataclass
@@ -96,7 +96,7 @@ def view(
     import torch
 
     from matgrad import witness
-    from matgrad.check import _converter, _trials_for, check_compiled, resolve_device
+    from matgrad.engine import _converter, _trials_for, check_compiled, resolve_device
 
     trials = _trials_for(ident, settings)
     if trial is not None and not 0 <= trial < trials:

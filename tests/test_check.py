@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from matgrad.check import Settings, check_identity, compare, identity_seed, run
+from matgrad.engine import Settings, check_identity, compare, identity_seed, run
 from matgrad.spec import Claim, Identity, load_text
 
 
@@ -197,7 +197,7 @@ def test_trials_setting_overrides_file() -> None:
 
 
 def test_internal_error_is_reported_for_that_identity_only(monkeypatch) -> None:
-    import matgrad.check as engine
+    import matgrad.engine as engine
 
     def boom(*a, **k):
         raise ZeroDivisionError("bug")
@@ -209,7 +209,7 @@ def test_internal_error_is_reported_for_that_identity_only(monkeypatch) -> None:
 
 
 def test_keyboard_interrupt_returns_partial_report(monkeypatch) -> None:
-    import matgrad.check as engine
+    import matgrad.engine as engine
 
     items = load_text("identities:\n" + "".join(
         f"  - {{id: i{k}, vars: {{X: [2, 2]}}, f: tr(X), grad: {{X: 'eye(2)'}}}}\n" for k in range(3)

@@ -86,7 +86,7 @@ def test_exit_3_beats_exit_1(write) -> None:
 
 
 def test_exit_4_internal_error(write, monkeypatch) -> None:
-    import matgrad.check as engine
+    import matgrad.engine as engine
 
     def boom(*a, **k):
         raise ZeroDivisionError("bug")
@@ -107,7 +107,7 @@ def test_exit_5_no_identities(tmp_path) -> None:
 
 
 def test_exit_130_interrupted(write, monkeypatch) -> None:
-    import matgrad.check as engine
+    import matgrad.engine as engine
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt
@@ -199,5 +199,5 @@ def test_fast_commands_do_not_import_torch(argv: list[str]) -> None:
 
 def test_import_check_meta() -> None:
     # The probe above must be able to see torch when it is imported.
-    r = _run("-c", "import sys, matgrad.check; print('torch' in sys.modules)")
+    r = _run("-c", "import sys, matgrad.engine; print('torch' in sys.modules)")
     assert r.stdout.strip() == "True"

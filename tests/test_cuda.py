@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from matgrad.check import Settings, resolve_device, run
+from matgrad.engine import Settings, resolve_device, run
 from matgrad.spec import load_all
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from matgrad.check import resolve_device
+from matgrad.engine import resolve_device
 from matgrad.cli import app
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from matgrad.check import Settings, check_identity, run
+from matgrad.engine import Settings, check_identity, run
 from matgrad.cli import app
 from matgrad.limits import Limits
 from matgrad.spec import load_text

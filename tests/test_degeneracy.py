@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from matgrad import degeneracy
-from matgrad.check import Settings, _draw, check_identity, identity_seed
+from matgrad.engine import Settings, _draw, check_identity, identity_seed
 from matgrad.spec import Identity, compile_identity, load_text
 
 

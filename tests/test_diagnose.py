@@ -7,7 +7,7 @@ import json
 import pytest
 
 from matgrad import diagnose
-from matgrad.check import Settings, check_identity, run
+from matgrad.engine import Settings, check_identity, run
 from matgrad.report import json as json_report
 from matgrad.spec import Identity, load_text
 

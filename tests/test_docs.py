@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from matgrad.check import Settings, check_identity
+from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
 from matgrad.docs import domains_markdown, functions_markdown
 from matgrad.spec import Identity, load_text

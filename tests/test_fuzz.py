@@ -17,7 +17,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from matgrad.check import Settings, check_identity
+from matgrad.engine import Settings, check_identity
 from matgrad.errors import MatgradError
 from matgrad.expr import Scope, bind, check_size, parse
 from matgrad.functions import REGISTRY

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from matgrad.check import Settings, run
+from matgrad.engine import Settings, run
 from matgrad.spec import Identity, load_all
 
 ROOT = Path(__file__).resolve().parent.parent

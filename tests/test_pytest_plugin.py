@@ -11,7 +11,7 @@ import pytest
 # In-process pytester runs drop the modules first imported inside them; import what the plugin
 # uses now, so torch and PyYAML's C loader are imported once and keep their classes.
 import matgrad.api  # noqa: F401
-import matgrad.check  # noqa: F401
+import matgrad.engine  # noqa: F401
 import matgrad.config  # noqa: F401
 import matgrad.report.table  # noqa: F401
 import matgrad.spec  # noqa: F401
@@ -192,7 +192,7 @@ def test_settings_come_from_tool_matgrad(project: pytest.Pytester) -> None:
 
 
 def test_each_identity_is_checked_once(project: pytest.Pytester, monkeypatch) -> None:
-    import matgrad.check as engine
+    import matgrad.engine as engine
 
     calls: list[str] = []
     real = engine.check_identity

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matgrad.check import Settings, run
+from matgrad.engine import Settings, run
 from matgrad.errors import ExitCode
 from matgrad.results import RunReport
 from matgrad.runner import Shard, exit_code, shard_key, shard_of, take_shard

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from matgrad.check import Settings, check_identity
+from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
 from matgrad.errors import ExprError, LimitError
 from matgrad.expr import Scope, bind, parse
@@ -91,7 +91,7 @@ def compiled_sources(events: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
 @pytest.fixture
 def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Ids of the identities whose variables the engine sampled (and so evaluated)."""
-    import matgrad.check as engine
+    import matgrad.engine as engine
 
     calls: list[str] = []
     real = engine._Run

@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from matgrad.check import Settings, check_identity
+from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
 from matgrad.errors import MatgradError
 from matgrad.report.show import matrix_text, render

@@ -7,7 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from matgrad.check import Settings, check_identity
+from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
 from matgrad.spec import Identity, load_text
 from matgrad.witness import witnesses_for

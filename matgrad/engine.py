@@ -13,9 +13,7 @@ import dataclasses
 import hashlib
 import math
 import os
-import sys
 import time
-import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -639,19 +637,6 @@ def run(
         report.complete = False
     report.seconds = time.perf_counter() - start
     return report
-
-
-class _CallableModule(types.ModuleType):
-    """``matgrad.check`` is this module once it is imported (Python sets the package attribute),
-    and also the API function: calling the module calls :func:`matgrad.api.check`."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> RunReport:
-        from matgrad.api import check
-
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
 
 
 __all__ = [
