@@ -4,6 +4,7 @@ when present. Sizes the memory guard refuses are reported as refused, not run.""
 
 from __future__ import annotations
 
+import os
 import resource
 import time
 import warnings
@@ -14,7 +15,15 @@ import torch  # noqa: E402
 
 from _common import QUICK, fit_exponent, table  # noqa: E402
 from matgrad.engine import Settings, check_identity  # noqa: E402
+from matgrad.limits import Limits  # noqa: E402
 from matgrad.spec import Identity, load_text  # noqa: E402
+
+# The study raises the work and memory limits (a deliberate large run), but keeps a memory
+# guard: sizes that would not fit in a few GB are refused before anything is allocated.
+LIMITS = Limits(max_work=10**14, max_elements=400_000_000)
+
+
+VERBOSE = os.environ.get("MATGRAD_BENCH_VERBOSE") == "1"
 
 
 def identity(n: int) -> Identity:
@@ -29,9 +38,10 @@ def identity(n: int) -> Identity:
 
 
 def run_one(n: int, trials: int, dtype: str, device: str) -> tuple[str, float]:
-    settings = Settings(trials=trials, dtype=dtype, device=device)
+    settings = Settings(trials=trials, dtype=dtype, device=device, limits=LIMITS)
     ident = identity(n)
-    check_identity(ident, Settings(trials=1, dtype=dtype, device=device), device)  # warm-up
+    warm = Settings(trials=1, dtype=dtype, device=device, limits=LIMITS)
+    check_identity(ident, warm, device)  # warm-up
     if device == "cuda":
         torch.cuda.synchronize()
     t = time.perf_counter()
@@ -56,6 +66,8 @@ def main() -> str:
                     status, t = run_one(n, trials, dtype, device)
                     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                     rows.append([device, dtype, n, trials, status, t * 1e3, rss])
+                    if VERBOSE:
+                        print(rows[-1], flush=True)
         out.append(table(
             f"Matrix scale on {device} (peak MB is the process high-water mark so far)",
             ["device", "dtype", "n", "trials", "verdict", "ms", "peak MB"], rows))

@@ -540,7 +540,6 @@ def check_identity(
         trials = _trials_for(ident, settings)
         result.trials = trials
         compiled = compile_identity(ident, trials, settings.limits)
-        _set_threads(compiled, trials)
         result.claims = check_compiled(compiled, settings, device or resolve_device(settings.device))
         result.status = _identity_status(ident.expect, result.claims)
         result.message = "; ".join(c.message for c in result.claims if c.message)
@@ -578,15 +577,23 @@ def _file_label(path: str) -> str:
     return os.path.basename(path)
 
 
-_DEFAULT_THREADS = torch.get_num_threads()
+def _lower_threads_for_small_work(items: list[Identity | Invalid], settings: Settings) -> None:
+    """One intra-op thread when every identity of the run is tiny (thread wake-ups cost more
+    than the work), decided once per run from the variables' sizes.
 
-
-def _set_threads(compiled: Compiled, trials: int) -> None:
-    """One intra-op thread for tiny batches (thread start-up dominates), all of them otherwise."""
-    biggest = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.claims])
-    want = 1 if biggest * trials < SMALL_WORK else _DEFAULT_THREADS
-    if torch.get_num_threads() != want:
-        torch.set_num_threads(want)
+    The count is only ever lowered, never raised again: in torch 2.x CPU builds, raising it
+    with ``torch.set_num_threads`` makes later batched LU factorisations of large matrices
+    fail ("Pivots given to lu_solve must all be greater or equal to 1").
+    """
+    if torch.get_num_threads() == 1:
+        return
+    for item in items:
+        if isinstance(item, Identity):
+            trials = settings.trials or item.trials or DEFAULT_TRIALS
+            biggest = max((numel(v.shape) for v in item.vars.values()), default=1)
+            if biggest * trials >= SMALL_WORK:
+                return
+    torch.set_num_threads(1)
 
 
 # ---- a whole run ----------------------------------------------------------------------------
@@ -606,6 +613,8 @@ def run(
     """
     items = list(items)
     device = resolve_device(settings.device)
+    if device == "cpu":
+        _lower_threads_for_small_work(items, settings)
     report = RunReport(
         matgrad=__version__,
         torch=torch.__version__,

@@ -274,3 +274,19 @@ def test_direction_let_outside_its_claims_is_an_error(claims: str, message: str)
     r = one(text)
     assert r.status == "error"
     assert message in r.message
+
+
+def test_large_batched_inverse_after_small_identities() -> None:
+    # Raising torch's thread count again after lowering it for small work broke batched LU
+    # of large matrices ("Pivots given to lu_solve must all be greater or equal to 1").
+    from matgrad.limits import Limits
+
+    small = ident_yaml("tr(X)", "grad: {X: 'eye(n)'}", "{X: [n, n]}").replace("id: t", "id: s")
+    big = (
+        "id: big\ndims: {n: 1024}\nvars: {X: {shape: [n, n], domain: invertible}}\n"
+        "f: tr(inv(X))\ngrad: {X: '-(inv(X) @ inv(X)).T'}\ntrials: 10\n"
+    )
+    items = load_text(small, "s.yaml") + load_text(big, "b.yaml")
+    limits = Limits(max_work=10**14, max_elements=400_000_000)
+    report = run(items, Settings(dtype="float32", limits=limits, device="cpu"))
+    assert [r.status for r in report.results] == ["passed", "passed"], report.results[1].message

@@ -128,7 +128,7 @@ def test_filter_substring_and_glob() -> None:
 
 def test_json_report_schema(tmp_path) -> None:
     out = tmp_path / "out.json"
-    r = invoke("check", SEED, "--report", str(out), "--seed", "3")
+    r = invoke("check", SEED, "--report", str(out), "--seed", "3", "--device", "cpu")
     assert r.exit_code == 0
     assert "passed" in r.stdout  # the table stays on the terminal
     data = json.loads(out.read_text())

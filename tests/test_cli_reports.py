@@ -365,7 +365,7 @@ def test_real_run_golden(fmt: str, name: str, tmp_path: Path, write, golden, mon
     write(ids_yaml(RIGHT, WRONG, XFAIL), "ids/a.yaml")
     write("identities: [", "ids/b.yaml")
     monkeypatch.chdir(tmp_path)
-    r = invoke("check", "ids", "--format", fmt, "--seed", "3")
+    r = invoke("check", "ids", "--format", fmt, "--seed", "3", "--device", "cpu")
     assert r.exit_code == 3
     golden(name, _scrub(r.stdout))
 
