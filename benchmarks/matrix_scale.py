@@ -55,6 +55,8 @@ def run_one(n: int, trials: int, dtype: str, device: str) -> tuple[str, float]:
 
 def main() -> str:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if os.environ.get("MATGRAD_BENCH_DEVICES"):
+        devices = os.environ["MATGRAD_BENCH_DEVICES"].split(",")
     ns = [4, 16, 64, 256] if QUICK else [4, 16, 64, 256, 1024]
     trial_counts = [1, 10, 100] if QUICK else [1, 10, 100, 1000]
     out = []
