@@ -140,13 +140,15 @@ class _Run:
         leaves = {k: v.detach().requires_grad_(k in wanted) for k, v in self.x.items()}
         return leaves, self._with_lets(dict(leaves))
 
-    def gradients(self, names: list[str]) -> dict[str, Any]:
+    def gradients(self, names: list[str]) -> tuple[Any, dict[str, Any]]:
+        """f (detached) and its gradients with respect to ``names``, from one forward pass."""
         leaves, env = self.leaves(names)
-        out = self.f(env).reshape(self.trials)
+        value = self.f(env)
+        out = value.reshape(self.trials)
         grads = torch.autograd.grad(
             out.sum(), [leaves[n] for n in names], allow_unused=True
         ) if out.requires_grad else [None] * len(names)
-        return {
+        return value.detach(), {
             n: g if g is not None else torch.zeros_like(leaves[n]) for n, g in zip(names, grads)
         }
 
@@ -219,11 +221,15 @@ def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
         v.name: domains.sample(torch, v.domain, v.shape, trials, gen)
         for v in ident.vars.values()
     }
-    tangent = ident.directions == "tangent"
-    ds = {
-        v.name: domains.direction(torch, v.domain, xs[v.name], gen, tangent)
-        for v in ident.vars.values()
-    }
+    # Directions only serve differential claims; drawn after every variable, so leaving them
+    # out elsewhere changes no variable's draw.
+    ds = {}
+    if any(c.kind == "differential" for c in ident.claims):
+        tangent = ident.directions == "tangent"
+        ds = {
+            v.name: domains.direction(torch, v.domain, xs[v.name], gen, tangent)
+            for v in ident.vars.values()
+        }
     return xs, ds
 
 
@@ -348,8 +354,13 @@ def check_compiled(
     dtype = getattr(torch, settings.dtype)
     trials = _trials_for(ident, settings)
     run = _Run(compiled, trials, identity_seed(settings.seed, ident.id), dtype, device)
-    with torch.no_grad():
-        fval = run.f(run.env)
+    grad_vars = list(dict.fromkeys(c.var for c, _ in compiled.claims if c.kind == "grad"))
+    if grad_vars:
+        fval, grads = run.gradients(grad_vars)
+    else:
+        grads = {}
+        with torch.no_grad():
+            fval = run.f(run.env)
     bad = _first_bad_trial(fval)
     if bad is not None:
         raise EvalError(
@@ -366,8 +377,6 @@ def check_compiled(
     sym = symmetric_vars(ident)
 
     chosen = witness.witnesses_for(ident.witness, settings.witnesses)
-    grad_vars = [c.var for c, _ in compiled.claims if c.kind == "grad"]
-    grads = run.gradients(list(dict.fromkeys(grad_vars))) if grad_vars else {}
     results: list[ClaimResult] = []
     for claim, bound in compiled.claims:
         expected = _expected_shape(claim, compiled)
@@ -435,7 +444,7 @@ def _converter(claim: Claim, sym: frozenset[str], convention: str) -> Any:
 def _truth_of(run: _Run, kind: str, var: str) -> Any:
     """The autograd value of a claim of ``kind`` about ``var`` (grad in its convention)."""
     if kind == "grad":
-        g = run.gradients([var])[var]
+        g = run.gradients([var])[1][var]
         if var in symmetric_vars(run.c.identity) and g.dim() == 3:
             g = _apply_convention(g, run.c.identity.convention)
         return g.detach()
@@ -466,7 +475,7 @@ def _probe(
     if not autograd:
         return probe
     if claim.kind == "grad" and claim.var in symmetric_vars(ident) and truth.dim() == 3:
-        raw = run.gradients([claim.var])[claim.var].detach()
+        raw = run.gradients([claim.var])[1][claim.var].detach()
         probe.conventions = {
             c: _apply_convention(raw, c) for c in ("entrywise", "frobenius", "free")
             if c != ident.convention
