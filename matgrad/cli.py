@@ -246,6 +246,20 @@ def _paths(given: list[Path] | None, config: Config) -> list[str]:
     return list(config.paths)
 
 
+def _selected(
+    paths: list[Path] | None, patterns: list[str] | None, limit: list[str] | None
+) -> tuple[list[Any], Limits]:
+    """The identities a command works on, and the limits in force; exit 5 if there are none."""
+    config = _config()
+    limits = parse_limits(limit, config.limits)
+    from matgrad.api import collect
+
+    items = collect(_paths(paths, config), select=patterns or [], limits=limits)
+    if not items:
+        raise _nothing_found()
+    return items, limits
+
+
 def _nothing_found() -> typer.Exit:
     _stderr().print("no identity found (no *.yaml files, or -k matched nothing)")
     return typer.Exit(int(ExitCode.NO_IDENTITIES))
@@ -484,15 +498,9 @@ def validate(paths: PathsArg = None, filter: FilterOpt = None, limit: LimitOpt =
 
     Example: matgrad validate identities/
     """
-    config = _config()
-    where = _paths(paths, config)
-    limits = parse_limits(limit, config.limits)
-    from matgrad.api import collect
     from matgrad.spec import validate as validate_items
 
-    items = collect(where, select=filter or [], limits=limits)
-    if not items:
-        raise _nothing_found()
+    items, limits = _selected(paths, filter, limit)
     problems = [(item, err) for item, err in validate_items(items, limits) if err is not None]
     out = _stdout()
     for _, err in problems:
@@ -624,16 +632,10 @@ def list_(
 
     Example: matgrad list identities/ -k trace --format json
     """
-    config = _config()
-    where = _paths(paths, config)
-    limits = parse_limits(limit, config.limits)
     from matgrad import catalogue
-    from matgrad.api import collect
     from matgrad.spec import Identity
 
-    items = collect(where, select=filter or [], limits=limits)
-    if not items:
-        raise _nothing_found()
+    items, _ = _selected(paths, filter, limit)
     good = [item for item in items if isinstance(item, Identity)]
     if format is ListFormat.json:
         sys.stdout.write(catalogue.render_json(good))

@@ -196,11 +196,15 @@ class _Run:
         out = self.f(env)
         if not out.requires_grad:
             return torch.zeros_like(out)
+        # Scalar outputs only: torch.autograd.grad with explicit grad_outputs imports
+        # torch.fx's symbolic shapes (and sympy) on first use, about a second.
         u = torch.zeros_like(out, requires_grad=True)
-        (g,) = torch.autograd.grad(out, [leaves[name]], u, create_graph=True, allow_unused=True)
+        (g,) = torch.autograd.grad(
+            (out * u).sum(), [leaves[name]], create_graph=True, allow_unused=True
+        )
         if g is None or not g.requires_grad:
             return torch.zeros_like(out)
-        (jv,) = torch.autograd.grad(g, [u], self.d[name], allow_unused=True)
+        (jv,) = torch.autograd.grad((g * self.d[name]).sum(), [u], allow_unused=True)
         return torch.zeros_like(out) if jv is None else jv
 
     def claim_value(self, claim: Claim, bound: Bound) -> Any:

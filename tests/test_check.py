@@ -290,3 +290,22 @@ def test_large_batched_inverse_after_small_identities() -> None:
     limits = Limits(max_work=10**14, max_elements=400_000_000)
     report = run(items, Settings(dtype="float32", limits=limits, device="cpu"))
     assert [r.status for r in report.results] == ["passed", "passed"], report.results[1].message
+
+
+def test_checking_differentials_does_not_load_symbolic_shapes() -> None:
+    # torch.autograd.grad with explicit grad_outputs (and forward-mode dual tensors) import
+    # torch.fx's symbolic shapes and sympy on first use: about a second of start-up.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from matgrad.engine import Settings, check_identity\n"
+        "from matgrad.spec import load_text\n"
+        "text = 'id: a\\nvars: {X: [3, 3], Y: [3, 3]}\\nf: X @ Y\\ndifferential: {X: dX @ Y}\\n'\n"
+        "(i,) = load_text(text, 'a.yaml')\n"
+        "r = check_identity(i, Settings(), 'cpu')\n"
+        "print(r.status, 'sympy' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split() == ["passed", "False"], out.stderr
