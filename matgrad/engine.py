@@ -121,10 +121,10 @@ class _Run:
 
     def _with_lets(self, env: dict[str, Any]) -> dict[str, Any]:
         for name, bound in self.c.lets:
-            env[name] = self.eval(bound, env)
+            env[name] = self.compute(bound, env)
         return env
 
-    def eval(self, bound: Bound, env: dict[str, Any]) -> Any:
+    def compute(self, bound: Bound, env: dict[str, Any]) -> Any:
         out = bound.evaluate(env, torch, self.like)
         if isinstance(out, float):
             return torch.full(
@@ -133,7 +133,7 @@ class _Run:
         return out
 
     def f(self, env: dict[str, Any]) -> Any:
-        return self.eval(self.c.f, env)
+        return self.compute(self.c.f, env)
 
     def leaves(self, names: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         wanted = set(names)
@@ -213,8 +213,8 @@ class _Run:
             if claim.kind == "differential":
                 env["d" + claim.var] = self.d[claim.var]
                 for name, let in self.c.direction_lets.get(claim.var, ()):
-                    env[name] = self.eval(let, env)
-            return self.eval(bound, env)
+                    env[name] = self.compute(let, env)
+            return self.compute(bound, env)
 
 
 def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
@@ -514,7 +514,7 @@ def _probe(
             if claim.kind == "differential":
                 env["d" + claim.var] = run.d[v.name]
             with torch.no_grad():
-                value_o = run.eval(bound, env)
+                value_o = run.compute(bound, env)
             out.append((v.name, _truth_of(run, claim.kind, v.name), value_o))
         return out
 
