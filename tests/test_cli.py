@@ -201,3 +201,10 @@ def test_import_check_meta() -> None:
     # The probe above must be able to see torch when it is imported.
     r = _run("-c", "import sys, matgrad.engine; print('torch' in sys.modules)")
     assert r.stdout.strip() == "True"
+
+
+def test_reproduce_line_repeats_the_flags_that_shaped_the_verdict(write) -> None:
+    path = write(WRONG)
+    r = invoke("check", path, "--fd", "--dtype", "float32", "--seed", "4")
+    assert r.exit_code == 1
+    assert f"reproduce: matgrad check {path} -k wrong --seed 4 --dtype float32 --fd" in r.stdout

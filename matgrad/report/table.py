@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import shlex
+from collections.abc import Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
@@ -93,8 +94,15 @@ def _fmt_slope(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}"
 
 
-def reproduce(r: IdentityResult, seed: int) -> str:
-    return f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+def reproduce(r: IdentityResult, seed: int, flags: Sequence[str] = ()) -> str:
+    cmd = f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+    return " ".join([cmd, *flags])
+
+
+def run_flags(report: RunReport) -> list[str]:
+    """The flags that made ``report``'s verdicts what they are, beyond the seed."""
+    flags = [] if report.dtype == "float64" else [f"--dtype {report.dtype}"]
+    return flags + [f"--{w}" for w in report.witnesses]
 
 
 def show_command(r: IdentityResult, report: RunReport) -> str:
@@ -106,11 +114,7 @@ def show_command(r: IdentityResult, report: RunReport) -> str:
     cmd += f" --trial {trial}"
     if r.trials is not None:
         cmd += f" --trials {r.trials}"
-    if report.dtype != "float64":
-        cmd += f" --dtype {report.dtype}"
-    for w in report.witnesses:
-        cmd += f" --{w}"
-    return cmd
+    return " ".join([cmd, *run_flags(report)])
 
 
 def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]:
@@ -155,7 +159,10 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
             lines.append(Text(f"  {visible(r.message)}"))
         if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
             lines.append(
-                Text(f"  reproduce: {visible(reproduce(r, report.seed))}", style="dim")
+                Text(
+                    f"  reproduce: {visible(reproduce(r, report.seed, run_flags(report)))}",
+                    style="dim",
+                )
             )
             if r.claims:
                 lines.append(Text(f"  show: {visible(show_command(r, report))}", style="dim"))
