@@ -6,8 +6,10 @@ singular matrices. Random draws land near such points rarely, but when they do a
 fail and a wrong one can pass by luck. So, before any derivative is taken, every argument of
 such a function (in ``let``, ``f`` and the claims) is measured on every trial:
 
-* ``eigvalsh``/``eigvecsh``: the smallest gap between two eigenvalues of the symmetric part,
-  relative to the largest eigenvalue in size;
+* ``eigvecsh``: the smallest gap between two eigenvalues of the symmetric part, relative to
+  the largest eigenvalue in size (``eigvalsh`` is not measured: the derivative of a simple
+  eigenvalue exists even where other eigenvalues repeat, as for the top eigenvalue of a
+  rank-one matrix, and its autograd formula has no 1/gap term);
 * ``inv``, ``solve`` (its matrix), ``det``, ``logdet``: the 2-norm condition number;
 * ``pinv``: the condition number over the singular values above rounding level (pinv is
   smooth where the rank is constant, so exact zeros of the maths are fine; a tiny nonzero
@@ -37,7 +39,6 @@ from matgrad.spec import Compiled
 
 # What is measured for each function (the argument index is the matrix that matters).
 SENSITIVE: dict[str, str] = {
-    "eigvalsh": "gap",
     "eigvecsh": "gap",
     "inv": "cond",
     "solve": "cond",

@@ -127,3 +127,14 @@ def test_guard_is_reproducible_through_the_engine() -> None:
 def test_float32_has_its_own_thresholds() -> None:
     assert degeneracy.THRESHOLDS["float32"][1] < degeneracy.THRESHOLDS["float64"][1]
     assert degeneracy.THRESHOLDS["float32"][0] > degeneracy.THRESHOLDS["float64"][0]
+
+
+def test_simple_eigenvalue_next_to_repeated_ones_is_not_refused() -> None:
+    # The top eigenvalue of x x^T is |x|^2 (simple); the others are a repeated 0. Its
+    # gradient 2x is well defined, so the gap guard must not refuse the identity.
+    text = (
+        "id: t\ndims: {n: 4}\nvars: {x: [n, 1]}\nf: 'entry(eigvalsh(x @ x.T), 3)'\n"
+        "grad: {x: '2 * x'}\n"
+    )
+    r = checked(text)
+    assert r.status == "passed", r.message
