@@ -516,7 +516,10 @@ def validate(paths: PathsArg = None, filter: FilterOpt = None, limit: LimitOpt =
 @app.command()
 @_guard
 def show(
-    ident: Annotated[str, typer.Argument(metavar="ID", help="The identity's id (exact).")],
+    ident: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="The identity's id (exact).", autocompletion=complete_ids),
+    ],
     paths: Annotated[
         Optional[list[Path]],
         typer.Argument(help="Files or folders to search (default: the current folder)."),

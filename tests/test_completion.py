@@ -72,3 +72,7 @@ def test_shell_completes_k_from_the_identities_folder(monkeypatch, tmp_path) -> 
 def test_install_completion_is_offered() -> None:
     r = CliRunner().invoke(app, ["--help"])
     assert "--install-completion" in r.stdout
+
+
+def test_shell_completes_the_id_of_show(monkeypatch) -> None:
+    assert complete_bash("matgrad show seed-trace", monkeypatch) == TRACE_IDS
