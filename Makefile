@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SEEDS ?= 0 1 2 3 4 5 6 7 8 9
 
-.PHONY: install check test browser-test validate bench fuzz lint clean
+.PHONY: install check test browser-test validate bench fuzz clean
 
 install: $(VENV)/.installed
 
