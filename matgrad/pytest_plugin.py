@@ -272,7 +272,7 @@ def _claim_failure(claim: ClaimResult, result: IdentityResult, state: _State) ->
 
 
 def _with_context(message: str, result: IdentityResult, state: _State) -> str:
-    from matgrad.report.table import reproduce
+    from matgrad.report.text import reproduce
 
     where = result.file if result.line is None else f"{result.file}:{result.line}"
     return (

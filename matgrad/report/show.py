@@ -11,7 +11,8 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from matgrad.report.table import STYLE, VERDICT
+from matgrad.report.table import STYLE
+from matgrad.report.text import VERDICT
 from matgrad.show import ClaimView, Matrix, View
 
 FULL_ROWS = 8  # matrices with at most this many rows and columns are printed in full

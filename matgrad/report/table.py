@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import io
 import shlex
-from collections.abc import Sequence
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from matgrad.report.text import claim_lines, visible
+from matgrad.report.text import VERDICT, claim_lines, reproduce, visible
 from matgrad.results import ClaimResult, IdentityResult, RunReport
 
 STYLE = {
@@ -19,13 +18,6 @@ STYLE = {
     "failed": "bold red",
     "xpassed": "bold red",
     "error": "bold magenta",
-}
-VERDICT = {
-    "passed": "PASS",
-    "xfailed": "XFAIL",
-    "failed": "FAIL",
-    "xpassed": "XPASS",
-    "error": "ERROR",
 }
 
 
@@ -92,11 +84,6 @@ def table(report: RunReport) -> Table:
 
 def _fmt_slope(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}"
-
-
-def reproduce(r: IdentityResult, seed: int, flags: Sequence[str] = ()) -> str:
-    cmd = f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
-    return " ".join([cmd, *flags])
 
 
 def run_flags(report: RunReport) -> list[str]:

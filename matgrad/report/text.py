@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 
 from matgrad.results import ClaimResult, IdentityResult, RunReport
 
@@ -56,8 +57,10 @@ def where(r: IdentityResult) -> str:
     return r.file if r.line is None else f"{r.file}:{r.line}"
 
 
-def reproduce(r: IdentityResult, seed: int) -> str:
-    return f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+def reproduce(r: IdentityResult, seed: int, flags: Sequence[str] = ()) -> str:
+    """The command that checks just ``r`` again, with ``flags`` such as ``--fd``."""
+    cmd = f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
+    return " ".join([cmd, *flags])
 
 
 def counts(report: RunReport) -> str:
