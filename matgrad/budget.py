@@ -20,6 +20,7 @@ identities that would run for many minutes, not to time the others. No torch her
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 
 from matgrad.errors import LimitError
@@ -28,17 +29,27 @@ from matgrad.functions import Shape, numel
 from matgrad.limits import Limits
 
 
-def expr_elements(bound: Bound) -> int:
-    """Elements per trial of every tensor evaluating ``bound`` creates (names and constants
-    create none: they are looked up or folded)."""
-    total = 0
+@dataclasses.dataclass(frozen=True)
+class Cost:
+    """What evaluating one expression once asks for, per trial where it scales with trials."""
+
+    elements: int  # elements of every tensor it creates (names and constants create none)
+    work: int  # estimated work (see the module docstring)
+    calls: int  # tensor operations launched, whatever the batch size
+
+
+def expr_cost(bound: Bound) -> Cost:
+    """The :class:`Cost` of evaluating ``bound`` once, from one walk over it."""
+    elements = work = calls = 0
     stack = [bound]
     while stack:
         b = stack.pop()
         if b.static is None and not isinstance(b.node, Name):
-            total += numel(b.shape)
+            elements += numel(b.shape)
+            work += _node_work(b)
+            calls += 1
         stack.extend(b.args)
-    return total
+    return Cost(elements, work, calls)
 
 
 def variables_elements(shapes: Iterable[Shape]) -> int:
@@ -90,7 +101,7 @@ CUBIC = {  # cost / n^3 of a function of one n x n matrix
     "logdet": 1,
     "solve": 6,
     "expm": 20,
-    "sinm": 80,  # the exponential of a 2n x 2n block matrix
+    "sinm": 80,  # the exponential of a complex n x n matrix
     "cosm": 80,
     "eigvalsh": 10,
     "eigvecsh": 30,
@@ -124,18 +135,6 @@ def _node_work(b: Bound) -> int:
     return ENTRY * biggest
 
 
-def expr_work(bound: Bound) -> int:
-    """Estimated work per trial of evaluating ``bound`` once (see the module docstring)."""
-    total = 0
-    stack = [bound]
-    while stack:
-        b = stack.pop()
-        if b.static is None and not isinstance(b.node, Name):
-            total += _node_work(b)
-        stack.extend(b.args)
-    return total
-
-
 def sample_work(shape: Shape, domain: str) -> int:
     """Estimated work per trial of drawing one variable and its direction."""
     cheap = 2 * ENTRY * numel(shape)
@@ -160,39 +159,25 @@ def passes_over_f(kinds_and_sizes: Iterable[tuple[str, int]]) -> int:
     return passes + (GRAD_PASSES if has_grad else 0)
 
 
-def _calls(bound: Bound) -> int:
-    """Tensor operations evaluating ``bound`` once launches, whatever the batch size."""
-    count = 0
-    stack = [bound]
-    while stack:
-        b = stack.pop()
-        if b.static is None and not isinstance(b.node, Name):
-            count += 1
-        stack.extend(b.args)
-    return count
-
-
 def identity_work(
     variables: Iterable[tuple[Shape, str]],
-    lets: Iterable[Bound],
-    f: Bound,
-    claims: Iterable[tuple[str, int, Bound]],
+    lets: Iterable[Cost],
+    f: Cost,
+    claims: Iterable[tuple[str, int, Cost]],
     trials: int,
 ) -> int:
     """Estimated work of checking one identity over ``trials`` trials.
 
-    ``variables`` are (shape, domain); ``claims`` are (kind, entries of the var, bound).
+    ``variables`` are (shape, domain); ``claims`` are (kind, entries of the var, cost).
     """
     lets, claims = list(lets), list(claims)
     passes = passes_over_f((kind, entries) for kind, entries, _ in claims)
     per_trial = (
         sum(sample_work(shape, domain) for shape, domain in variables)
-        + (sum(expr_work(b) for b in lets) + expr_work(f)) * passes
-        + sum(expr_work(b) for _, _, b in claims)
+        + (sum(c.work for c in lets) + f.work) * passes
+        + sum(c.work for _, _, c in claims)
     )
-    calls = (sum(_calls(b) for b in lets) + _calls(f)) * passes + sum(
-        _calls(b) for _, _, b in claims
-    )
+    calls = (sum(c.calls for c in lets) + f.calls) * passes + sum(c.calls for _, _, c in claims)
     return per_trial * trials + OVERHEAD * calls
 
 

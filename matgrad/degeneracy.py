@@ -112,9 +112,15 @@ def _value(bound: Bound, env: dict[str, Any], like: Any) -> Any:
     return out
 
 
+def all_finite(x: Any) -> bool:
+    """Whether every entry of ``x`` is finite, in two tensor operations (cheaper than
+    ``isfinite().all()``): finite * 0 is 0, while Inf * 0 and NaN * 0 are NaN."""
+    return float((x * 0).sum()) == 0.0
+
+
 def measure(site: Site, m: Any) -> Any:
     """Per trial: the relative eigenvalue gap (``gap``) or the condition number (``cond``)."""
-    if not bool(torch.isfinite(m).all()):
+    if not all_finite(m):
         m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
     if SENSITIVE[site.fn] == "gap":
         lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))

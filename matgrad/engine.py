@@ -116,8 +116,16 @@ class _Run:
         self.d = {k: t.to(device=device, dtype=dtype) for k, t in ds.items()}
         self.trials = trials
         self.like = torch.zeros(trials, dtype=dtype, device=device)
-        with torch.no_grad():
-            self.env = self._with_lets(dict(self.x))
+        self._env: dict[str, Any] | None = None
+
+    @property
+    def env(self) -> dict[str, Any]:
+        """The variables and lets (no directions). Computed once: by the first gradient pass
+        when there is one (its lets serve the claims too), else here without autograd."""
+        if self._env is None:
+            with torch.no_grad():
+                self._env = self._with_lets(dict(self.x))
+        return self._env
 
     def _with_lets(self, env: dict[str, Any]) -> dict[str, Any]:
         for name, bound in self.c.lets:
@@ -137,12 +145,14 @@ class _Run:
 
     def leaves(self, names: Iterable[str]) -> tuple[dict[str, Any], dict[str, Any]]:
         wanted = set(names)
-        leaves = {k: v.detach().requires_grad_(k in wanted) for k, v in self.x.items()}
+        leaves = {k: v.detach().requires_grad_() if k in wanted else v for k, v in self.x.items()}
         return leaves, self._with_lets(dict(leaves))
 
     def gradients(self, names: list[str]) -> tuple[Any, dict[str, Any]]:
         """f (detached) and its gradients with respect to ``names``, from one forward pass."""
         leaves, env = self.leaves(names)
+        if self._env is None:
+            self._env = {k: v.detach() if v.requires_grad else v for k, v in env.items()}
         value = self.f(env)
         out = value.reshape(self.trials)
         grads = torch.autograd.grad(
@@ -261,7 +271,7 @@ def _apply_convention(g: Any, convention: str) -> Any:
 
 
 def _first_bad_trial(x: Any) -> int | None:
-    if bool(torch.isfinite(x).all()):
+    if degeneracy.all_finite(x):
         return None
     bad = ~torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     idx = torch.nonzero(bad)
@@ -293,49 +303,51 @@ def compare(
     ([T, ...]) widens the bound entrywise (the error estimate of a finite difference)."""
     res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
     t = truth.shape[0]
-    bad = _first_bad_trial(truth)
-    if bad is not None:
-        res.status = "error"
-        res.message = (
-            f"{claim.label}: autograd gives NaN/Inf on trial {bad}; f is not differentiable "
-            f"there: check the domains (e.g. positive for log/sqrt, spd for logdet of X.T @ X)"
-        )
-        return res
-    bad = _first_bad_trial(value)
-    if bad is not None:
-        res.status = "error"
-        res.message = (
-            f"{claim.label}: the claim evaluates to NaN/Inf on trial {bad} "
-            f"(expression {claim.text!r}); check its domains"
-        )
-        return res
     tr = truth.reshape(t, -1)
     cl = value.reshape(t, -1)
     if cl.shape[1] == 1 and tr.shape[1] > 1:
         cl = cl.expand_as(tr)  # a constant scalar claim fills the whole shape
-    err = (cl - tr).abs()
+    err = (cl - tr).abs_()
     mag = tr.abs()
-    scale = mag.amax(dim=1, keepdim=True).clamp(min=1.0)
-    bound = atol * scale + rtol * mag
+    top = mag.amax(dim=1, keepdim=True)
+    bound = torch.add(top.clamp_min(1.0).mul_(atol), mag, alpha=rtol)
     if slack is not None:
         bound = bound + slack.reshape(t, -1).expand_as(bound)
-    # 0/0 (an exact entry with a zero bound) is no error at all; x/0 stays inf.
-    ratio = torch.nan_to_num(err / bound, nan=0.0, posinf=math.inf)
+    ratio = err / bound
+    if not atol > 0 or slack is not None:
+        # 0/0 (an exact entry with a zero bound) is no error at all; x/0 stays inf.
+        ratio = ratio.nan_to_num_(nan=0.0, posinf=math.inf)
     flat = torch.argmax(ratio)
-    nz = mag > 0
-    rel = torch.where(nz, err / torch.where(nz, mag, 1.0), 0.0)
-    # Every number the result needs, read back in one transfer.
-    max_abs, max_ratio, max_rel, any_nz, ok, claimed, autograd = torch.stack(
-        [
-            err.max(),
-            ratio.max(),
-            rel.max(),
-            nz.any().to(err.dtype),
-            (err <= bound).all().to(err.dtype),
-            cl.reshape(-1)[flat],
-            tr.reshape(-1)[flat],
-        ]
+    # Relative error over the entries with a nonzero autograd value (x/0 and 0/0 left out).
+    rel = (err / mag).nan_to_num_(nan=0.0, posinf=0.0)
+    # Every number the result needs, read back in one transfer. NaN and Inf propagate into
+    # the largest |autograd| and the largest error, so those two also say whether either
+    # side had a non-finite entry; which trial it was is looked up only then.
+    top_mag, max_abs, max_ratio, max_rel, claimed, autograd = torch.stack(
+        [top.max(), err.max(), ratio.max(), rel.max(), torch.take(cl, flat), torch.take(tr, flat)]
     ).tolist()
+    if not math.isfinite(top_mag):
+        res.status = "error"
+        res.message = (
+            f"{claim.label}: autograd gives NaN/Inf on trial {_first_bad_trial(truth)}; f is "
+            f"not differentiable there: check the domains (e.g. positive for log/sqrt, spd for "
+            f"logdet of X.T @ X)"
+        )
+        return res
+    if not math.isfinite(max_abs):
+        bad = _first_bad_trial(value)
+        if bad is not None:
+            res.status = "error"
+            res.message = (
+                f"{claim.label}: the claim evaluates to NaN/Inf on trial {bad} "
+                f"(expression {claim.text!r}); check its domains"
+            )
+            return res
+        # Both sides finite, their difference overflowed: a mismatch like any other.
+    # err <= bound everywhere, read from the largest ratio: err / bound <= 1 exactly when
+    # err <= bound, and rounds to 1 only within an ulp of the bound.
+    ok = max_ratio <= 1.0
+    any_nz = top_mag > 0
     trial, k = divmod(int(flat), tr.shape[1])
     res.max_abs_err = max_abs
     res.max_ratio = max_ratio

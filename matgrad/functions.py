@@ -376,12 +376,10 @@ def _expm(torch: Any, m: Any) -> Any:
 
 
 def _sin_cos_m(torch: Any, m: Any) -> tuple[Any, Any]:
-    # expm([[0, M], [-M, 0]]) = [[cos M, sin M], [-sin M, cos M]]: real arithmetic only.
-    n = m.shape[-1]
-    z = torch.zeros_like(m)
-    block = torch.cat([torch.cat([z, m], -1), torch.cat([-m, z], -1)], -2)
-    e = torch.linalg.matrix_exp(block)
-    return e[..., :n, n:], e[..., :n, :n]
+    # expm(iM) = cos M + i sin M for a real M. One complex n x n exponential costs about a
+    # third of the real 2n x 2n block form expm([[0, M], [-M, 0]]), its backward likewise.
+    e = torch.linalg.matrix_exp(m * 1j)
+    return e.imag, e.real
 
 
 @register("sinm", "sinm(M)", "Matrix sine", "[n, n]", _square_same)

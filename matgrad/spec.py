@@ -713,19 +713,22 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             cscope = scope
         claims.append((claim, compile_one(claim.text, cscope, key, claim.line)))
     all_lets = [*lets, *(x for ls in direction_lets.values() for x in ls)]
+    let_costs = [budget.expr_cost(b) for _, b in all_lets]
+    f_cost = budget.expr_cost(f)
+    claim_costs = [budget.expr_cost(b) for _, b in claims]
     per_trial = (
         budget.variables_elements(v.shape for v in ident.vars.values())
-        + sum(
-            budget.expr_elements(b)
-            for b in [*(b for _, b in all_lets), f, *(b for _, b in claims)]
-        )
+        + sum(c.elements for c in [*let_costs, f_cost, *claim_costs])
         + sum(budget.truth_elements(c.kind, ident.vars[c.var].shape, f.shape) for c, _ in claims)
     )
     work = budget.identity_work(
         ((v.shape, v.domain) for v in ident.vars.values()),
-        (b for _, b in all_lets),
-        f,
-        ((c.kind, numel(ident.vars[c.var].shape), b) for c, b in claims),
+        let_costs,
+        f_cost,
+        (
+            (c.kind, numel(ident.vars[c.var].shape), cost)
+            for (c, _), cost in zip(claims, claim_costs)
+        ),
         trials,
     )
     try:

@@ -122,6 +122,56 @@ def test_inf_never_passes_even_when_both_sides_agree() -> None:
     assert compare(c, t, t, (3,), 1e-6, 1e-9).status == "error"
 
 
+def test_compare_names_the_first_non_finite_trial_of_each_side() -> None:
+    truth = torch.zeros(4, 3, dtype=torch.float64)
+    value = truth.clone()
+    c = Claim("grad", "x", "x", 1, 1)
+    value[2, 1] = float("nan")
+    res = compare(c, truth, value, (3,), 1e-6, 1e-9)
+    assert res.status == "error" and "claim evaluates to NaN/Inf on trial 2" in res.message
+    truth[1, 0] = float("-inf")
+    res = compare(c, truth, value, (3,), 1e-6, 1e-9)
+    assert res.status == "error" and "autograd gives NaN/Inf on trial 1" in res.message
+
+
+def test_compare_overflowing_difference_of_finite_values_is_a_mismatch() -> None:
+    truth = torch.full((2, 2), 1e308, dtype=torch.float64)
+    res = compare(Claim("grad", "x", "x", 1, 1), truth, -truth, (2,), 1e-6, 1e-9)
+    assert res.status == "failed"
+    assert res.max_abs_err == float("inf")
+
+
+def test_compare_with_zero_tolerance_needs_exact_equality() -> None:
+    c = Claim("grad", "x", "x", 1, 1)
+    truth = torch.tensor([[0.0, 2.0], [0.0, -1.0]], dtype=torch.float64)
+    res = compare(c, truth, truth.clone(), (2,), 0.0, 0.0)
+    assert res.status == "passed" and res.max_ratio == 0.0 and res.max_rel_err == 0.0
+    off = truth.clone()
+    off[1, 0] = 1e-300  # next to an exact zero: any difference is over a zero bound
+    res = compare(c, truth, off, (2,), 0.0, 0.0)
+    assert res.status == "failed" and (res.worst.trial, res.worst.index) == (1, [0])
+
+
+def test_compare_has_no_relative_error_when_autograd_is_all_zero() -> None:
+    zero = torch.zeros(3, 2, dtype=torch.float64)
+    res = compare(Claim("grad", "x", "x", 1, 1), zero, zero + 1e-12, (2,), 1e-6, 1e-9)
+    assert res.status == "passed" and res.max_rel_err is None
+
+
+def test_claim_values_never_carry_autograd_state() -> None:
+    # A claim that is a bare variable evaluates to that variable's tensor: it must not be
+    # the leaf autograd differentiated (the diagnosis works on plain values).
+    from matgrad.engine import check_compiled
+    from matgrad.spec import compile_identity
+
+    (ident,) = load_text(ident_yaml("0.5 * norm(X) ** 2", "grad: {X: 'X'}", "{X: [n, m]}"), "t")
+    keep: list = []
+    (res,) = check_compiled(compile_identity(ident, 3), Settings(trials=3), "cpu", keep)
+    assert res.status == "passed"
+    ((_, _, truth, value),) = keep
+    assert not value.requires_grad and not truth.requires_grad
+
+
 def test_compare_records_worst_entry() -> None:
     truth = torch.zeros(3, 2, 2, dtype=torch.float64)
     claim = truth.clone()

@@ -138,3 +138,22 @@ def test_simple_eigenvalue_next_to_repeated_ones_is_not_refused() -> None:
     )
     r = checked(text)
     assert r.status == "passed", r.message
+
+
+@pytest.mark.parametrize(
+    ("values", "finite"),
+    [
+        ([1.0, -2.0, 0.0], True),
+        ([1e308, 1e308, -1e308], True),  # their sum overflows; they are finite all the same
+        ([1.0, float("nan")], False),
+        ([float("inf"), 1.0], False),
+        ([-float("inf")], False),
+        ([], True),
+    ],
+)
+def test_all_finite(values: list[float], finite: bool) -> None:
+    for dtype in (torch.float64, torch.float32):
+        x = torch.tensor(values, dtype=torch.float64).to(dtype)
+        if dtype is torch.float32 and any(abs(v) == 1e308 for v in values):
+            continue
+        assert degeneracy.all_finite(x) is finite
