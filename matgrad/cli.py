@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import functools
+import gc
 import io
 import json
 import os
@@ -71,11 +72,43 @@ _USAGE_ERROR: type[Exception] = next(
 )
 
 
+# The cycle collector and start-up. A command's imports (typer, rich, pydantic; torch for
+# check: about a million objects) live as long as the process, and the collector would walk
+# them again and again as they load: 0.2-0.4 s of each run. So ``main`` starts with the
+# collector off; once a command's imports are done, what they left is frozen out of later
+# collections and the collector runs as usual. Only ``main`` (the ``matgrad`` command) does
+# this: the library, and ``app`` called directly (CliRunner), leave collection alone.
+_COLLECTOR_HELD = False
+_IN_MAIN = False
+
+
+def _settle_collector() -> None:
+    """Freeze what start-up left and turn the cycle collector on (see above)."""
+    global _COLLECTOR_HELD
+    if _COLLECTOR_HELD:
+        _COLLECTOR_HELD = False
+        gc.freeze()
+        gc.enable()
+
+
+def _import_torch() -> None:
+    """Import the engine, and so torch, with the collector off while torch loads (see above)."""
+    global _COLLECTOR_HELD
+    if _IN_MAIN and "torch" not in sys.modules and gc.isenabled():
+        _COLLECTOR_HELD = True
+        gc.disable()
+    try:
+        import matgrad.engine  # noqa: F401
+    finally:
+        _settle_collector()
+
+
 def _guard(fn: F) -> F:
     """Map exceptions to exit codes: user errors 2/3, Ctrl-C 130, anything else 4."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _settle_collector()
         try:
             return fn(*args, **kwargs)
         except (typer.Exit, typer.Abort, _USAGE_ERROR, SystemExit):
@@ -451,6 +484,7 @@ def check(
         _stderr().print(
             "warning: float32 checks use looser tolerances (rtol 2e-3); prefer float64 for verdicts"
         )
+    _import_torch()
     out = _stdout()
     with run_progress(out, len(items)) as bar:
         result = api.check(
@@ -567,6 +601,7 @@ def show(
     if isinstance(item, Invalid):
         _stderr().print(f"error: {escape(str(item.error))}")
         raise typer.Exit(int(ExitCode.INVALID))
+    _import_torch()
     from matgrad import engine
     from matgrad.report import show as show_report
     from matgrad.show import view
@@ -709,4 +744,15 @@ def new(
 
 
 def main() -> None:
-    app()
+    global _COLLECTOR_HELD, _IN_MAIN
+    _IN_MAIN = True
+    if gc.isenabled():
+        _COLLECTOR_HELD = True
+        gc.disable()
+    try:
+        app()
+    finally:  # e.g. a usage error, before any command ran
+        _IN_MAIN = False
+        if _COLLECTOR_HELD:
+            _COLLECTOR_HELD = False
+            gc.enable()

@@ -197,6 +197,51 @@ def test_fast_commands_do_not_import_torch(argv: list[str]) -> None:
     assert r.stdout.strip().splitlines()[-1] == "NO-TORCH", r.stderr
 
 
+_COLLECTOR_PROBE = """
+import gc, sys
+class Spy:  # reports the collector's state when torch starts loading
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            print("collector on while torch loads:", gc.isenabled())
+        return None
+sys.meta_path.insert(0, Spy())
+sys.argv = ["matgrad", *%r]
+from matgrad.cli import main
+try:
+    main()
+except SystemExit as e:
+    print("exit", e.code, "collector on:", gc.isenabled(), "frozen:", gc.get_freeze_count() > 0)
+"""
+
+
+def test_matgrad_loads_torch_without_the_collector_then_turns_it_on() -> None:
+    r = _run("-c", _COLLECTOR_PROBE % (["check", "identities/seed.yaml", "-qq"],))
+    lines = r.stdout.splitlines()
+    assert "collector on while torch loads: False" in lines, r.stderr
+    assert lines[-1] == "exit 0 collector on: True frozen: True", r.stdout
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"), [(["validate", "identities/seed.yaml"], 0), (["check", "--trials", "x"], 2)]
+)
+def test_main_always_leaves_the_collector_on(argv: list[str], code: int, monkeypatch) -> None:
+    import gc
+
+    from matgrad import cli
+
+    monkeypatch.setattr(sys, "argv", ["matgrad", *argv])
+    frozen = gc.get_freeze_count()
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.main()
+        assert e.value.code == code
+        assert gc.isenabled()
+    finally:
+        gc.enable()
+        if gc.get_freeze_count() > frozen:
+            gc.unfreeze()
+
+
 def test_import_check_meta() -> None:
     # The probe above must be able to see torch when it is imported.
     r = _run("-c", "import sys, matgrad.engine; print('torch' in sys.modules)")
