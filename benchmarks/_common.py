@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -17,31 +17,26 @@ LIBRARY = ROOT / "identities"
 QUICK = os.environ.get("MATGRAD_BENCH_QUICK") == "1"
 
 
-def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
-    """The best wall time of ``repeat`` calls (the least disturbed by other load)."""
-    times = []
+def command_times(
+    commands: Sequence[Sequence[str]], repeat: int = 5, env: dict[str, str] | None = None
+) -> list[float]:
+    """Median wall time of each subprocess (start-up included), measured in rounds: every
+    round runs each command once, so a slow spell of a shared machine falls on all of them
+    rather than on whichever command was running then."""
+    times: list[list[float]] = [[] for _ in commands]
     for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def command_time(argv: Sequence[str], repeat: int = 5, env: dict[str, str] | None = None) -> float:
-    """Median wall time of a subprocess (start-up included)."""
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        subprocess.run(
-            list(argv),
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            check=False,
-        )
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for argv, out in zip(commands, times):
+            t = time.perf_counter()
+            subprocess.run(
+                list(argv),
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={**os.environ, **(env or {})},
+                check=False,
+            )
+            out.append(time.perf_counter() - t)
+    return [statistics.median(t) for t in times]
 
 
 def peak_rss_mb(argv: Sequence[str]) -> tuple[float, float]:

@@ -85,9 +85,8 @@ def _uniform(torch: Any, shape: tuple[int, ...], gen: Any) -> Any:
 def _orthogonal(torch: Any, t: int, n: int, gen: Any) -> Any:
     a = torch.randn((t, n, n), generator=gen, dtype=torch.float64)
     q, r = torch.linalg.qr(a)
-    # Fix the signs so the distribution is Haar (QR alone is biased).
-    signs = torch.sign(torch.diagonal(r, dim1=-2, dim2=-1))
-    signs = torch.where(signs == 0, torch.ones_like(signs), signs)
+    # Fix the signs so the distribution is Haar (QR alone is biased); a zero counts as +.
+    signs = torch.where(torch.diagonal(r, dim1=-2, dim2=-1) < 0, -1.0, 1.0)
     return q * signs.unsqueeze(-2)
 
 
