@@ -7,7 +7,7 @@ Baselines, each on the same identities and measured in this run:
   and the engine's overhead, nothing else;
 * ``torch.autograd.gradcheck``: one draw at a time, finite differences against autograd.
 
-Each is timed in three interleaved rounds and the best round kept. Reported as time per draw
+Each is timed in five interleaved rounds and the best round kept. Reported as time per draw
 and the ratio baseline / matgrad (higher is better for matgrad).
 """
 
@@ -27,7 +27,7 @@ from matgrad.engine import Settings, check_identity, identity_seed  # noqa: E402
 from matgrad.spec import Identity, compile_identity, load_all  # noqa: E402
 
 
-ROUNDS = 3
+ROUNDS = 5
 
 
 def grad_identities(limit: int) -> list[Identity]:
