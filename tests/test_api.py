@@ -13,24 +13,11 @@ from matgrad.api import LoadError
 from matgrad.errors import SpecError
 from matgrad.results import IdentityResult, RunReport
 from matgrad.spec import Identity, Invalid
+from samples import RIGHT, WRONG
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")
 
-RIGHT = """
-id: right
-dims: {n: 3}
-vars: {X: {shape: [n, n], domain: invertible}}
-f: tr(inv(X))
-grad: {X: "-(inv(X) @ inv(X)).T"}
-"""
-WRONG = """
-id: wrong
-dims: {n: 3}
-vars: {X: {shape: [n, n], domain: invertible}}
-f: tr(inv(X))
-grad: {X: "-inv(X) @ inv(X)"}
-"""
 SQ = {"X": ["n", "n"], "A": ["n", "n"]}
 
 

@@ -10,24 +10,10 @@ from typer.testing import CliRunner
 
 from matgrad import __version__
 from matgrad.cli import app
+from samples import RIGHT, WRONG
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")
-
-RIGHT = """
-id: right
-dims: {n: 3}
-vars: {X: {shape: [n, n], domain: invertible}}
-f: tr(inv(X))
-grad: {X: "-(inv(X) @ inv(X)).T"}
-"""
-WRONG = """
-id: wrong
-dims: {n: 3}
-vars: {X: {shape: [n, n], domain: invertible}}
-f: tr(inv(X))
-grad: {X: "-inv(X) @ inv(X)"}
-"""
 
 
 def invoke(*args: str):
