@@ -22,7 +22,6 @@ from typing import Annotated, Any, Optional, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from matgrad._version import __version__
 from matgrad.config import Config, choose, load_config
@@ -643,6 +642,8 @@ def functions(
     if format is FunctionsFormat.json:
         sys.stdout.write(functions_json())
         return
+    from rich.table import Table
+
     t = Table(header_style="bold")
     for col in ("function", "meaning", "result"):
         t.add_column(col)
