@@ -103,7 +103,8 @@ def _import_torch() -> None:
 
 
 def _guard(fn: F) -> F:
-    """Map exceptions to exit codes: user errors 2/3, Ctrl-C 130, anything else 4."""
+    """Run a command once its options are parsed (the collector settled, see above), mapping
+    exceptions to exit codes: user errors 2/3, Ctrl-C 130, anything else 4."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
