@@ -81,15 +81,19 @@ def test_format_on_stdout(fmt: str) -> None:
     assert [i.replace("\\", "") for i in ids] == SEED_IDS
 
 
+# One file per report format, named by its extension (github has none of its own).
+REPORT_FILES = {
+    "json": "r.json",
+    "junit": "r.xml",
+    "markdown": "r.md",
+    "html": "r.html",
+    "csv": "r.csv",
+    "table": "r.txt",
+}
+
+
 def test_reports_by_extension_and_by_name(tmp_path: Path) -> None:
-    names = {
-        "json": "r.json",
-        "junit": "r.xml",
-        "markdown": "r.md",
-        "html": "r.html",
-        "csv": "r.csv",
-        "table": "r.txt",
-    }
+    names = REPORT_FILES
     args = [a for n in names.values() for a in ("--report", str(tmp_path / n))]
     args += ["--report", f"github:{tmp_path / 'gh.log'}", "--report", f"junit:{tmp_path / 'j'}"]
     r = invoke("check", SEED, *args)
@@ -311,15 +315,7 @@ grad: {X: 2 * eye(n)}
 
 def test_user_text_survives_every_format(tmp_path: Path, write) -> None:
     path = write(HOSTILE_YAML, "odd <name> & |.yaml")
-    files = {
-        "json": "r.json",
-        "junit": "r.xml",
-        "markdown": "r.md",
-        "html": "r.html",
-        "csv": "r.csv",
-        "table": "r.txt",
-        "github": "gh.log",
-    }
+    files = {**REPORT_FILES, "github": "gh.log"}
     args = [a for fmt, n in files.items() for a in ("--report", f"{fmt}:{tmp_path / n}")]
     r = invoke("check", path, *args)
     assert r.exit_code == 1, r.output
