@@ -41,7 +41,7 @@ def main() -> str:
         with tempfile.TemporaryDirectory() as tmp:
             folder = Path(tmp)
             generate(folder, count)
-            load = [PY, "-c", f"from matgrad.spec import load_all; load_all([{str(folder)!r}])"]
+            load = [PY, "-c", f"from matgrad.spec.schema import load_all; load_all([{str(folder)!r}])"]
             t_load, m_load = peak_rss_mb(load)
             t_val, m_val = peak_rss_mb([PY, "-m", "matgrad", "validate", str(folder)])
             t_chk, m_chk = peak_rss_mb([PY, "-m", "matgrad", "check", str(folder)])

@@ -12,11 +12,11 @@ import warnings
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 import torch  # noqa: E402
-
 from _common import QUICK, fit_exponent, table  # noqa: E402
-from matgrad.engine import Settings, check_identity  # noqa: E402
+
+from matgrad.engine.core import Settings, check_identity  # noqa: E402
 from matgrad.limits import Limits  # noqa: E402
-from matgrad.spec import Identity, load_text  # noqa: E402
+from matgrad.spec.schema import Identity, load_text  # noqa: E402
 
 # The study raises the work and memory limits (a deliberate large run), but keeps a memory
 # guard: sizes that would not fit in a few GB are refused before anything is allocated.

@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 from matgrad._version import __version__
 
 if TYPE_CHECKING:
-    from matgrad.api import LoadError, check, check_identity, collect, load
-    from matgrad.errors import EvalError, ExprError, LimitError, MatgradError, SpecError
-    from matgrad.limits import Limits
-    from matgrad.results import ClaimResult, IdentityResult, RunReport
-    from matgrad.spec import Identity, Invalid
+    from matgrad.api import LoadError, check, check_identity, collect, load  # noqa: F401
+    from matgrad.errors import EvalError, ExprError, LimitError, MatgradError, SpecError  # noqa: F401
+    from matgrad.limits import Limits  # noqa: F401
+    from matgrad.results import ClaimResult, IdentityResult, RunReport  # noqa: F401
+    from matgrad.spec.schema import Identity, Invalid  # noqa: F401
 
 # name -> the module that defines it, imported on first access.
 _LAZY = {
@@ -28,8 +28,8 @@ _LAZY = {
     "collect": "matgrad.api",
     "check_identity": "matgrad.api",
     "LoadError": "matgrad.api",
-    "Identity": "matgrad.spec",
-    "Invalid": "matgrad.spec",
+    "Identity": "matgrad.spec.schema",
+    "Invalid": "matgrad.spec.schema",
     "ClaimResult": "matgrad.results",
     "IdentityResult": "matgrad.results",
     "RunReport": "matgrad.results",

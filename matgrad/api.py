@@ -15,11 +15,12 @@ from typing import Any, Union
 
 import yaml
 
-from matgrad import runner, spec
+from matgrad import runner
 from matgrad.errors import MatgradError, SpecError
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import IdentityResult, RunReport
-from matgrad.spec import Identity, Invalid
+from matgrad.spec import schema as spec
+from matgrad.spec.schema import Identity, Invalid
 
 PathLike = Union[str, "os.PathLike[str]"]
 Checkable = Union[Identity, Invalid, str, "os.PathLike[str]"]
@@ -167,7 +168,7 @@ def check(
     patterns = [select] if isinstance(select, str) else list(select)
     items = runner.select(_checkables(identities, lim), patterns)
 
-    from matgrad import engine
+    from matgrad.engine import core as engine
 
     settings = engine.Settings(
         seed=seed,

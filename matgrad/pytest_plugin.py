@@ -29,7 +29,7 @@ import pytest
 if TYPE_CHECKING:
     from matgrad.config import Config
     from matgrad.results import ClaimResult, IdentityResult
-    from matgrad.spec import Claim, Identity, Invalid
+    from matgrad.spec.schema import Claim, Identity, Invalid
 
 YAML_SUFFIXES = (".yaml", ".yml")
 XFAIL_REASON = "expect: fail (a known-wrong identity)"
@@ -56,7 +56,7 @@ class _State:
         return any(path == r or r in path.parents for r in self.roots)
 
     def items_for(self, path: Path) -> list[Identity | Invalid]:
-        from matgrad.spec import load_all, load_file
+        from matgrad.spec.schema import load_all, load_file
 
         if self.items is None:
             # Read every root once, so that a repeated id across files is reported.
@@ -172,7 +172,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
 
 class IdentityFile(pytest.File):
     def collect(self) -> Iterator[pytest.Item | pytest.Collector]:
-        from matgrad.spec import Invalid
+        from matgrad.spec.schema import Invalid
 
         state = self.config.stash[_STATE]
         for item in state.items_for(self.path):

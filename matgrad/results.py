@@ -157,3 +157,66 @@ class RunReport:
             "not_run": self.not_run,
             "witnesses": list(self.witnesses),
         }
+
+
+# ---- the values behind one verdict (matgrad show) ----------------------------------------
+
+
+@dataclasses.dataclass
+class Matrix:
+    """A scalar, vector or matrix of one trial: its shape and its entries, row-major."""
+
+    shape: list[int]
+    values: list[float]
+
+    def index(self, flat: int) -> list[int]:
+        out = []
+        for d in reversed(self.shape):
+            out.append(flat % d)
+            flat //= d
+        return list(reversed(out))
+
+    def flat(self, index: list[int]) -> int:
+        k = 0
+        for i, d in zip(index, self.shape):
+            k = k * d + i
+        return k
+
+
+@dataclasses.dataclass
+class ClaimView:
+    label: str
+    kind: str
+    var: str
+    status: str
+    message: str = ""
+    hint: str | None = None
+    convention: str | None = None
+    agreement: str | None = None
+    witnesses: list[str] = dataclasses.field(default_factory=list)  # one line each
+    autograd: Matrix | None = None
+    claimed: Matrix | None = None
+    difference: Matrix | None = None  # claimed - autograd
+    fd: Matrix | None = None
+    direction: Matrix | None = None  # dVAR of a differential claim
+    worst: list[int] | None = None  # largest error relative to its tolerance, as in check
+    max_abs_err: float | None = None  # of this trial
+
+
+@dataclasses.dataclass
+class View:
+    id: str
+    file: str
+    line: int
+    seed: int
+    trial: int
+    trials: int
+    dtype: str
+    status: str = "passed"
+    message: str = ""
+    title: str | None = None
+    source: str | None = None
+    latex: str | None = None
+    variables: list[tuple[str, str, Matrix]] = dataclasses.field(default_factory=list)
+    f: Matrix | None = None
+    claims: list[ClaimView] = dataclasses.field(default_factory=list)

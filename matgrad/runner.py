@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 
 from matgrad.errors import ExitCode
 from matgrad.results import IdentityResult, RunReport
-from matgrad.spec import Identity, Invalid
+from matgrad.spec.schema import Identity, Invalid
 
 
 def matches(ident_id: str | None, patterns: Sequence[str]) -> bool:

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from matgrad.engine import Settings, check_identity, compare, identity_seed, run
-from matgrad.spec import Claim, Identity, load_text
+from matgrad.engine.core import Settings, check_identity, compare, identity_seed, run
+from matgrad.spec.schema import Claim, Identity, load_text
 
 
 def one(text: str, **settings) -> "object":
@@ -161,8 +161,8 @@ def test_compare_has_no_relative_error_when_autograd_is_all_zero() -> None:
 def test_claim_values_never_carry_autograd_state() -> None:
     # A claim that is a bare variable evaluates to that variable's tensor: it must not be
     # the leaf autograd differentiated (the diagnosis works on plain values).
-    from matgrad.engine import check_compiled
-    from matgrad.spec import compile_identity
+    from matgrad.engine.core import check_compiled
+    from matgrad.spec.schema import compile_identity
 
     (ident,) = load_text(ident_yaml("0.5 * norm(X) ** 2", "grad: {X: 'X'}", "{X: [n, m]}"), "t")
     keep: list = []
@@ -247,7 +247,7 @@ def test_trials_setting_overrides_file() -> None:
 
 
 def test_internal_error_is_reported_for_that_identity_only(monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     def boom(*a, **k):
         raise ZeroDivisionError("bug")
@@ -259,7 +259,7 @@ def test_internal_error_is_reported_for_that_identity_only(monkeypatch) -> None:
 
 
 def test_keyboard_interrupt_returns_partial_report(monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     items = load_text("identities:\n" + "".join(
         f"  - {{id: i{k}, vars: {{X: [2, 2]}}, f: tr(X), grad: {{X: 'eye(2)'}}}}\n" for k in range(3)
@@ -350,8 +350,8 @@ def test_checking_differentials_does_not_load_symbolic_shapes() -> None:
 
     code = (
         "import sys\n"
-        "from matgrad.engine import Settings, check_identity\n"
-        "from matgrad.spec import load_text\n"
+        "from matgrad.engine.core import Settings, check_identity\n"
+        "from matgrad.spec.schema import load_text\n"
         "text = 'id: a\\nvars: {X: [3, 3], Y: [3, 3]}\\nf: X @ Y\\ndifferential: {X: dX @ Y}\\n'\n"
         "(i,) = load_text(text, 'a.yaml')\n"
         "r = check_identity(i, Settings(), 'cpu')\n"

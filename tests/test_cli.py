@@ -6,11 +6,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from samples import RIGHT, WRONG
 from typer.testing import CliRunner
 
 from matgrad import __version__
 from matgrad.cli import app
-from samples import RIGHT, WRONG
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")
@@ -72,7 +72,7 @@ def test_exit_3_beats_exit_1(write) -> None:
 
 
 def test_exit_4_internal_error(write, monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     def boom(*a, **k):
         raise ZeroDivisionError("bug")
@@ -93,7 +93,7 @@ def test_exit_5_no_identities(tmp_path) -> None:
 
 
 def test_exit_130_interrupted(write, monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     def interrupt(*a, **k):
         raise KeyboardInterrupt
@@ -145,7 +145,7 @@ def test_validate(write) -> None:
 
 
 def test_functions_lists_every_registered_function() -> None:
-    from matgrad.functions import REGISTRY
+    from matgrad.lang.functions import REGISTRY
 
     r = invoke("functions", "--format", "json")
     assert r.exit_code == 0
@@ -230,7 +230,7 @@ def test_main_always_leaves_the_collector_on(argv: list[str], code: int, monkeyp
 
 def test_import_check_meta() -> None:
     # The probe above must be able to see torch when it is imported.
-    r = _run("-c", "import sys, matgrad.engine; print('torch' in sys.modules)")
+    r = _run("-c", "import sys, matgrad.engine.core; print('torch' in sys.modules)")
     assert r.stdout.strip() == "True"
 
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+from reportdata import RAW_CONTROL
 from typer.testing import CliRunner
 
 from matgrad.cli import app
 from matgrad.report import write_atomic
-from reportdata import RAW_CONTROL
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")

@@ -6,7 +6,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from matgrad.cli import app
-from matgrad.completion import ids, search_paths
+from matgrad.cli.completion import ids, search_paths
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from matgrad.engine import Settings, resolve_device, run
-from matgrad.spec import load_all
+from matgrad.engine.core import Settings, resolve_device, run
+from matgrad.spec.schema import load_all
 
 ROOT = Path(__file__).resolve().parent.parent
 

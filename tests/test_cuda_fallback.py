@@ -6,8 +6,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from matgrad.engine import resolve_device
 from matgrad.cli import app
+from matgrad.engine.core import resolve_device
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from matgrad.engine import Settings, check_identity, run
 from matgrad.cli import app
+from matgrad.engine.core import Settings, check_identity, run
 from matgrad.limits import Limits
-from matgrad.spec import load_text
+from matgrad.spec.schema import load_text
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from matgrad import degeneracy
-from matgrad.engine import Settings, _draw, check_identity, identity_seed
-from matgrad.spec import Identity, compile_identity, load_text
+from matgrad.engine import degeneracy
+from matgrad.engine.core import Settings, _draw, check_identity, identity_seed
+from matgrad.spec.schema import Identity, compile_identity, load_text
 
 
 def parsed(text: str) -> Identity:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from matgrad import diagnose
-from matgrad.engine import Settings, check_identity, run
+from matgrad.engine import diagnose
+from matgrad.engine.core import Settings, check_identity, run
 from matgrad.report import json as json_report
-from matgrad.spec import Identity, load_text
+from matgrad.spec.schema import Identity, load_text
 
 
 def claim_of(text: str, **settings):

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
-from matgrad.docs import domains_markdown, functions_markdown
-from matgrad.spec import Identity, load_text
+from matgrad.engine.core import Settings, check_identity
+from matgrad.report.functions import domains_markdown, functions_markdown
+from matgrad.spec.schema import Identity, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", ROOT / "docs" / "format.md"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from matgrad import domains
+from matgrad.lang import domains
 
 T = 50
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from matgrad.errors import ExprError, LimitError
-from matgrad.expr import Scope, bind, parse
+from matgrad.lang.expr import Scope, bind, parse
 from matgrad.limits import Limits
 
 SCOPE = Scope(

@@ -17,13 +17,13 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
-from matgrad.engine import Settings, check_identity
+from matgrad.engine.core import Settings, check_identity
 from matgrad.errors import MatgradError
-from matgrad.expr import Scope, bind, check_size, parse
-from matgrad.functions import REGISTRY
+from matgrad.lang.expr import Scope, bind, check_size, parse
+from matgrad.lang.functions import REGISTRY
 from matgrad.limits import DEFAULT_LIMITS
 from matgrad.results import IDENTITY_STATUSES
-from matgrad.spec import IDENTITY_KEYS, Identity, Invalid, load_text, validate
+from matgrad.spec.schema import IDENTITY_KEYS, Identity, Invalid, load_text, validate
 
 # The recursive strategies have long reprs; hypothesis warns when it prints one.
 pytestmark = pytest.mark.filterwarnings("ignore:Generating overly large repr")

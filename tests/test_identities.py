@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from matgrad.engine import Settings, run
-from matgrad.spec import Identity, load_all
+from matgrad.engine.core import Settings, run
+from matgrad.spec.schema import Identity, load_all
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = ROOT / "identities"

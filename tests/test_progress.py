@@ -8,7 +8,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import matgrad.cli as cli
-from matgrad.progress import in_ci, run_progress, wanted
+from matgrad.cli import common
+from matgrad.cli.progress import in_ci, run_progress, wanted
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")
@@ -50,7 +51,7 @@ def test_bar_draws_the_current_identity_and_count() -> None:
     with run_progress(out, 2, env={}) as bar:
         assert bar is not None
         from matgrad.results import IdentityResult
-        from matgrad.spec import load_all
+        from matgrad.spec.schema import load_all
 
         first = load_all([SEED])[0]
         bar.on_start(first)
@@ -66,7 +67,7 @@ def test_no_bar_gives_none() -> None:
 
 
 def _check_with(monkeypatch, out: Console, *args: str):
-    monkeypatch.setattr(cli, "_stdout", lambda: out)
+    monkeypatch.setattr(common, "out_console", lambda: out)
     return CliRunner().invoke(cli.app, ["check", SEED, "--trials", "2", *args])
 
 

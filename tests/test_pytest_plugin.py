@@ -11,10 +11,10 @@ import pytest
 # In-process pytester runs drop the modules first imported inside them; import what the plugin
 # uses now, so torch and PyYAML's C loader are imported once and keep their classes.
 import matgrad.api  # noqa: F401
-import matgrad.engine  # noqa: F401
 import matgrad.config  # noqa: F401
+import matgrad.engine.core  # noqa: F401
 import matgrad.report.table  # noqa: F401
-import matgrad.spec  # noqa: F401
+import matgrad.spec.schema  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 # "-p matgrad.pytest_plugin" also works where the entry point is installed. Hypothesis's plugin
@@ -192,7 +192,7 @@ def test_settings_come_from_tool_matgrad(project: pytest.Pytester) -> None:
 
 
 def test_each_identity_is_checked_once(project: pytest.Pytester, monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     calls: list[str] = []
     real = engine.check_identity
@@ -244,6 +244,6 @@ def test_entry_point_is_installed() -> None:
 def test_plugin_import_is_light() -> None:
     import subprocess
 
-    code = "import sys, matgrad.pytest_plugin\nprint('torch' in sys.modules, 'matgrad.spec' in sys.modules)"
+    code = "import sys, matgrad.pytest_plugin\nprint('torch' in sys.modules, 'matgrad.spec.schema' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.split() == ["False", "False"], r.stderr

@@ -13,12 +13,25 @@ from pathlib import Path
 import pytest
 import xmlschema
 from markdown_it import MarkdownIt
+from reportdata import (
+    HOSTILE,
+    HOSTILE_VISIBLE,
+    RAW_CONTROL,
+    passing_report,
+    sample_report,
+)
 
-from matgrad.report import FORMATS, parse_target, renderer
+from matgrad.report import (
+    FORMATS,
+    github,
+    html,
+    junit,
+    markdown,
+    parse_target,
+    renderer,
+)
 from matgrad.report import csv as csv_report
-from matgrad.report import github, html, junit, markdown
 from matgrad.report.text import visible
-from reportdata import HOSTILE, HOSTILE_VISIBLE, RAW_CONTROL, passing_report, sample_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = xmlschema.XMLSchema10(str(ROOT / "tests" / "junit-10.xsd"))
@@ -381,7 +394,7 @@ def test_html_latex_markup_is_escaped_inside_math() -> None:
 
 
 def test_every_identity_latex_of_the_library_renders() -> None:
-    from matgrad.spec import Identity, load_all
+    from matgrad.spec.schema import Identity, load_all
 
     items = [it for it in load_all([str(ROOT / "identities")]) if isinstance(it, Identity)]
     failed = [it.id for it in items if it.latex and html.mathml(it.latex) is None]

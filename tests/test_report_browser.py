@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from reportdata import sample_report
 from typer.testing import CliRunner
 
 from matgrad.cli import app
 from matgrad.report import html
-from reportdata import sample_report
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"

@@ -11,12 +11,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
+from matgrad.engine.core import Settings, check_identity
 from matgrad.errors import ExprError
-from matgrad.expr import parse
+from matgrad.lang.expr import parse
 from matgrad.report import write_atomic
-from matgrad.spec import load_text, validate
+from matgrad.spec.schema import load_text, validate
 
 THREE = """
 identities:
@@ -43,7 +43,7 @@ def invoke(*args: str) -> Any:
 
 
 def test_ctrl_c_keeps_what_finished(write, tmp_path: Path, monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     real = engine.check_identity
 
@@ -70,7 +70,7 @@ def test_ctrl_c_keeps_what_finished(write, tmp_path: Path, monkeypatch) -> None:
 
 
 def test_ctrl_c_with_json_on_stdout(write, monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     def interrupt(*a: Any, **k: Any) -> Any:
         raise KeyboardInterrupt
@@ -142,7 +142,7 @@ def test_failed_report_write_leaves_the_old_file_and_no_debris(
 def test_bad_report_path_is_refused_before_any_work(
     write, tmp_path: Path, monkeypatch, target: str, problem: str
 ) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     def no_work(*a: Any, **k: Any) -> Any:
         raise AssertionError("the run started")
@@ -249,7 +249,7 @@ def test_nan_and_inf_never_pass(f: str, claim: str, message: str, expect: str) -
 def test_exception_in_one_identity_is_an_error_and_the_others_run(
     write, tmp_path: Path, monkeypatch
 ) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     real = engine.check_compiled
 
@@ -274,7 +274,7 @@ def test_exception_in_one_identity_is_an_error_and_the_others_run(
 
 
 def test_out_of_memory_is_an_error_not_a_bug(write, monkeypatch) -> None:
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     def oom(*a: Any, **k: Any) -> Any:
         raise MemoryError

@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from matgrad.engine import Settings, run
+from matgrad.engine.core import Settings, run
 from matgrad.errors import ExitCode
 from matgrad.results import RunReport
 from matgrad.runner import Shard, exit_code, shard_key, shard_of, take_shard
-from matgrad.spec import Identity, Invalid, load_all, load_text
+from matgrad.spec.schema import Identity, Invalid, load_all, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 

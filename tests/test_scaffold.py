@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from matgrad.cli import app
 from matgrad.errors import MatgradError
-from matgrad.scaffold import template
-from matgrad.spec import load_text, validate
+from matgrad.spec.scaffold import template
+from matgrad.spec.schema import load_text, validate
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
+from matgrad.engine.core import Settings, check_identity
 from matgrad.errors import ExprError, LimitError
-from matgrad.expr import Scope, bind, parse
+from matgrad.lang.expr import Scope, bind, parse
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import IdentityResult
-from matgrad.spec import Identity, Invalid, load_all, load_text, validate
+from matgrad.spec.schema import Identity, Invalid, load_all, load_text, validate
 
 # ---- the two witnesses that nothing ran ---------------------------------------------------
 
@@ -91,7 +91,7 @@ def compiled_sources(events: list[tuple[str, tuple[Any, ...]]]) -> list[str]:
 @pytest.fixture
 def evaluations(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Ids of the identities whose variables the engine sampled (and so evaluated)."""
-    import matgrad.engine as engine
+    import matgrad.engine.core as engine
 
     calls: list[str] = []
     real = engine._Run
@@ -439,7 +439,7 @@ def budget(what: str, per_trial: int, trials: int) -> str:
             pytest.param(
                 f"id: a\nvars: {{x: [2]}}\nf: sum(x)\ngrad: {{x: ones(2)}}\n"
                 f"let: {{big: \"{c}\"}}\ntrials: 100\n",
-                f"t.yaml:5: identity 'a', key let.big: "
+                "t.yaml:5: identity 'a', key let.big: "
                 + budget(f"the expression '{c}'", 1024 * 1024, 100),
                 id=c.split("(")[0],
             )

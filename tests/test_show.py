@@ -13,12 +13,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
+from matgrad.engine.core import Settings, check_identity
+from matgrad.engine.show import Matrix, view
 from matgrad.errors import MatgradError
 from matgrad.report.show import matrix_text, render
-from matgrad.show import Matrix, view
-from matgrad.spec import Identity, load_text
+from matgrad.spec.schema import Identity, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -198,7 +198,7 @@ def test_show_of_an_identity_in_the_current_folder(write, monkeypatch, tmp_path)
 
 def test_show_help_does_not_import_torch() -> None:
     code = (
-        "import sys\nfrom matgrad.cli import app\nimport matgrad.report.show, matgrad.show\n"
+        "import sys\nfrom matgrad.cli import app\nimport matgrad.report.show, matgrad.engine.show\n"
         "try:\n    app(['show', '--help'])\nexcept SystemExit:\n    pass\n"
         "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
     )

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from matgrad.limits import Limits
-from matgrad.spec import Identity, Invalid, load_all, load_text, validate
+from matgrad.spec.schema import Identity, Invalid, load_all, load_text, validate
 
 GOOD = """
 id: good
@@ -280,14 +280,14 @@ def test_folder_is_searched_recursively_and_hidden_folders_skipped(write, tmp_pa
 
 
 def test_unreadable_file(write, monkeypatch) -> None:
-    import matgrad.spec
+    import matgrad.spec.schema
 
     path = write(GOOD)
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 
-    monkeypatch.setattr(matgrad.spec, "open", denied, raising=False)
+    monkeypatch.setattr(matgrad.spec.schema, "open", denied, raising=False)
     (item,) = load_all([path])
     assert isinstance(item, Invalid)
     assert str(item.error) == f"{path}: cannot read the file: Permission denied"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from matgrad.spec import Identity, load_text, validate
+from matgrad.spec.schema import Identity, load_text, validate
 
 BASE = "id: w\nvars: {x: [2]}\nf: sum(x)\ngrad: {x: ones(2)}\n"
 

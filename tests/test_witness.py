@@ -7,10 +7,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from matgrad.engine import Settings, check_identity
 from matgrad.cli import app
-from matgrad.spec import Identity, load_text
-from matgrad.witness import witnesses_for
+from matgrad.engine.core import Settings, check_identity
+from matgrad.engine.witness import witnesses_for
+from matgrad.spec.schema import Identity, load_text
 
 
 def result(text: str, witnesses: tuple[str, ...] = ("fd", "taylor"), **settings):
@@ -251,7 +251,7 @@ def test_cli_flags_and_json(write) -> None:
     assert "    witnesses: claim vs autograd" in table.stdout
     assert "    taylor: disagrees (slope 1.00 on trial " in table.stdout
     assert "(also judged by taylor)" in table.stdout
-    assert f"--trials 10 --taylor" in table.stdout
+    assert "--trials 10 --taylor" in table.stdout
 
 
 def test_without_flags_nothing_changes(write) -> None:

@@ -13,7 +13,14 @@ import os
 from collections.abc import Mapping
 
 from matgrad.report import markdown
-from matgrad.report.text import claim_lines, identity_lines, summary, verdict, visible, where
+from matgrad.report.text import (
+    claim_lines,
+    identity_lines,
+    summary,
+    verdict,
+    visible,
+    where,
+)
 from matgrad.results import IdentityResult, RunReport
 
 # GitHub refuses a step summary over 1 MiB (all writes of the step together).

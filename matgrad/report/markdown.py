@@ -10,7 +10,15 @@ from __future__ import annotations
 
 import re
 
-from matgrad.report.text import headline, identity_lines, num, verdict, visible, where, worst_line
+from matgrad.report.text import (
+    headline,
+    identity_lines,
+    num,
+    verdict,
+    visible,
+    where,
+    worst_line,
+)
 from matgrad.results import IdentityResult, RunReport
 
 _SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&$^])")

@@ -13,7 +13,7 @@ from rich.text import Text
 
 from matgrad.report.table import STYLE
 from matgrad.report.text import VERDICT
-from matgrad.show import ClaimView, Matrix, View
+from matgrad.results import ClaimView, Matrix, View
 
 FULL_ROWS = 8  # matrices with at most this many rows and columns are printed in full
 FULL_VECTOR = 16  # vectors up to this length are printed in full

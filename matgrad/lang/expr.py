@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from matgrad.errors import ExprError, LimitError
-from matgrad.functions import (
+from matgrad.lang.functions import (
     CONSTRUCTORS,
     REGISTRY,
     Arg,

@@ -15,7 +15,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from matgrad.functions import Shape
+from matgrad.lang.functions import Shape
 
 LO, HI = 0.5, 2.0
 

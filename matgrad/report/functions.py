@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from matgrad.domains import DOMAINS
-from matgrad.functions import REGISTRY
+from matgrad.lang.domains import DOMAINS
+from matgrad.lang.functions import REGISTRY
 
 
 def functions_rows() -> list[tuple[str, str, str]]:

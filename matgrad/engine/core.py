@@ -14,10 +14,9 @@ import hashlib
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-
-import warnings
 
 # torch warns at import when NumPy is absent; matgrad does not use NumPy.
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -25,14 +24,15 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 import torch.autograd.forward_ad as fwAD  # noqa: E402
 
-from matgrad import degeneracy, diagnose, domains, witness
 from matgrad._version import __version__
+from matgrad.engine import degeneracy, diagnose, witness
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
-from matgrad.expr import Bound
-from matgrad.functions import Shape, fmt_shape, is_scalar, numel
+from matgrad.lang import domains
+from matgrad.lang.expr import Bound
+from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst
-from matgrad.spec import (
+from matgrad.spec.schema import (
     DEFAULT_TRIALS,
     Claim,
     Compiled,

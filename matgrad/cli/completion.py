@@ -12,7 +12,7 @@ from pathlib import Path
 
 from matgrad.config import load_config
 from matgrad.errors import MatgradError
-from matgrad.spec import Identity, load_all
+from matgrad.spec.schema import Identity, load_all
 
 DEFAULT_FOLDER = "identities"
 

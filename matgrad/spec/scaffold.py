@@ -8,8 +8,8 @@ import string
 
 import yaml
 
-from matgrad import spec
 from matgrad.errors import MatgradError
+from matgrad.spec import schema as spec
 
 KINDS = ("grad", "differential", "hessian")
 DEFAULT_VAR = {"grad": "X", "differential": "X", "hessian": "x"}

@@ -34,8 +34,8 @@ from typing import Any
 import torch
 
 from matgrad.errors import EvalError
-from matgrad.expr import Bound, Call, Name
-from matgrad.spec import Compiled
+from matgrad.lang.expr import Bound, Call, Name
+from matgrad.spec.schema import Compiled
 
 # What is measured for each function (the argument index is the matrix that matters).
 SENSITIVE: dict[str, str] = {

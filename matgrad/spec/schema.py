@@ -17,13 +17,20 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from matgrad import budget, yamlsafe
-from matgrad.domains import DOMAINS, SYMMETRIC
 from matgrad.errors import ExprError, LimitError, SpecError
-from matgrad.expr import Bound, Scope, bind, check_size, parse
-from matgrad.functions import REGISTRY, Shape, fmt_shape, is_scalar, is_vector, numel
+from matgrad.lang.domains import DOMAINS, SYMMETRIC
+from matgrad.lang.expr import Bound, Scope, bind, check_size, parse
+from matgrad.lang.functions import (
+    REGISTRY,
+    Shape,
+    fmt_shape,
+    is_scalar,
+    is_vector,
+    numel,
+)
 from matgrad.limits import DEFAULT_LIMITS, Limits
-from matgrad.yamlsafe import YMap, YNode, YScalar, YSeq
+from matgrad.spec import budget, yamlsafe
+from matgrad.spec.yamlsafe import YMap, YNode, YScalar, YSeq
 
 CLAIM_KINDS = ("grad", "differential", "hessian")
 CONVENTIONS = ("entrywise", "frobenius", "free")

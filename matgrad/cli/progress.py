@@ -24,7 +24,7 @@ from rich.progress import (
 )
 
 from matgrad.results import IdentityResult
-from matgrad.spec import Identity, Invalid
+from matgrad.spec.schema import Identity, Invalid
 
 MIN_IDENTITIES = 2  # a single identity finishes before a bar would be worth drawing
 

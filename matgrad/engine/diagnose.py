@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from matgrad.functions import Shape
+from matgrad.lang.functions import Shape
 
 CONVENTION_WORDS = {
     "entrywise": "entrywise gradient (what autograd returns)",

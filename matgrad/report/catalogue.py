@@ -9,7 +9,7 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from matgrad.spec import Identity
+from matgrad.spec.schema import Identity
 
 
 def entry(ident: Identity) -> dict[str, Any]:

@@ -37,13 +37,13 @@ from typing import Any
 
 import torch
 
-from matgrad import domains
 from matgrad.errors import LimitError
-from matgrad.expr import Bound
-from matgrad.functions import Shape, numel
+from matgrad.lang import domains
+from matgrad.lang.expr import Bound
+from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
 from matgrad.results import ClaimResult, WitnessResult, Worst
-from matgrad.spec import Claim, Compiled
+from matgrad.spec.schema import Claim, Compiled
 
 ORDER = ("autograd", "fd", "taylor")
 NAMES = {"autograd": "autograd", "fd": "finite differences", "taylor": "the Taylor test"}

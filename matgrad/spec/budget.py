@@ -24,8 +24,8 @@ import dataclasses
 from collections.abc import Iterable
 
 from matgrad.errors import LimitError
-from matgrad.expr import BinOp, Bound, Call, Name, Transpose
-from matgrad.functions import Shape, numel
+from matgrad.lang.expr import BinOp, Bound, Call, Name, Transpose
+from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
 
 

@@ -1,0 +1,183 @@
+"""``matgrad check``: check identities against autograd over random draws."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from matgrad.cli import common
+from matgrad.cli.common import (
+    Device,
+    DType,
+    FdOpt,
+    FilterOpt,
+    LimitOpt,
+    OutFormat,
+    PathsArg,
+    TaylorOpt,
+    app,
+    parse_limits,
+)
+from matgrad.config import choose
+from matgrad.errors import ExitCode
+
+
+@app.command()
+@common.guard
+def check(
+    paths: PathsArg = None,
+    filter: FilterOpt = None,
+    seed: Annotated[
+        Optional[int],
+        typer.Option(help="Run seed; each identity derives its own. [default: 0]"),
+    ] = None,
+    trials: Annotated[
+        Optional[int], typer.Option(min=1, help="Random draws per identity (overrides files).")
+    ] = None,
+    dtype: Annotated[
+        Optional[DType], typer.Option(help="Floating-point type of the check. [default: float64]")
+    ] = None,
+    device: Annotated[
+        Optional[Device], typer.Option(help="auto: CUDA when available. [default: auto]")
+    ] = None,
+    rtol: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Default rtol of identities without tol. [default: per dtype]"),
+    ] = None,
+    atol: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Default atol of identities without tol. [default: per dtype]"),
+    ] = None,
+    report: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            help="Also write a report (repeatable). The format follows the extension "
+            "(.json .xml .md .html .csv .txt) or is named: junit:FILE, markdown:FILE, ...",
+        ),
+    ] = None,
+    format: Annotated[
+        Optional[OutFormat],
+        typer.Option(
+            "--format",
+            help="What to print on stdout [default: table; github when GITHUB_ACTIONS=true].",
+            show_default=False,
+        ),
+    ] = None,
+    limit: LimitOpt = None,
+    shard: Annotated[
+        Optional[str],
+        typer.Option(
+            metavar="K/N", help="Run only shard K of N (1-based; by id hash, for parallel CI jobs)."
+        ),
+    ] = None,
+    fail_fast: Annotated[
+        bool,
+        typer.Option(
+            "-x", "--fail-fast", help="Stop at the first identity that fails (--maxfail 1)."
+        ),
+    ] = False,
+    maxfail: Annotated[
+        Optional[int],
+        typer.Option(
+            min=1, metavar="N", help="Stop after N identities did not meet their expect."
+        ),
+    ] = None,
+    quiet: Annotated[
+        int,
+        typer.Option(
+            "-q", "--quiet", count=True, show_default=False, help="Less output (-qq: summary only)."
+        ),
+    ] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v",
+            "--verbose",
+            count=True,
+            show_default=False,
+            help="Also detail passing identities.",
+        ),
+    ] = 0,
+    collect_only: Annotated[
+        bool, typer.Option("--collect-only", help="List what would run; check nothing.")
+    ] = False,
+    fd: FdOpt = False,
+    taylor: TaylorOpt = False,
+) -> None:
+    """Check identities against autograd over random draws.
+
+    Flags take precedence over [tool.matgrad] in pyproject.toml.
+
+    Example: matgrad check identities/ -k trace --report junit:matgrad.xml
+    """
+    config = common.project_config()
+    where = common.resolve_paths(paths, config)
+    limits = parse_limits(limit, config.limits)
+    targets = common.report_targets(report or [])
+    chosen_shard = common.parse_shard(shard)
+    from matgrad import api
+    from matgrad.cli.progress import run_progress
+    from matgrad.report import github, renderer, write_atomic
+    from matgrad.report import table as table_report
+    from matgrad.runner import exit_code, take_shard
+
+    selected = api.collect(where, select=filter or [], limits=limits)
+    if not selected:
+        raise common.nothing_found()
+    items = take_shard(selected, chosen_shard)
+    if chosen_shard is not None and not items:
+        common.err_console().print(f"shard {chosen_shard} holds none of the {len(selected)} identities")
+    if collect_only:
+        with common.reader_may_leave():
+            common.list_collected(items, quiet, format is OutFormat.json)
+        return
+    dtype_name = choose(dtype.value if dtype else None, config.dtype, DType.float64.value)
+    if dtype_name == DType.float32.value:
+        common.err_console().print(
+            "warning: float32 checks use looser tolerances (rtol 2e-3); prefer float64 for verdicts"
+        )
+    common.import_torch()
+    out = common.out_console()
+    with run_progress(out, len(items)) as bar:
+        result = api.check(
+            items,
+            seed=choose(seed, config.seed, 0),
+            trials=choose(trials, config.trials, None),
+            dtype=dtype_name,
+            device=choose(device.value if device else None, config.device, Device.auto.value),
+            rtol=choose(rtol, config.rtol, None),
+            atol=choose(atol, config.atol, None),
+            limits=limits,
+            maxfail=1 if fail_fast else maxfail,
+            witnesses=common.witness_flags(fd, taylor),
+            on_start=bar.on_start if bar else None,
+            on_result=bar.on_result if bar else None,
+        )
+    result.shard = None if chosen_shard is None else str(chosen_shard)
+    for fmt, path in targets:
+        write_atomic(path, renderer(fmt)(result))
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        try:
+            github.append_step_summary(summary_file, result)
+        except OSError as e:
+            common.err_console().print(f"warning: cannot append to GITHUB_STEP_SUMMARY: {escape(str(e))}")
+    if format is None:
+        format = OutFormat.github if github.enabled() else OutFormat.table
+    with common.reader_may_leave():
+        if format is OutFormat.table:
+            for block in table_report.renderables(result, verbose - quiet):
+                out.print(block)
+        else:
+            sys.stdout.write(renderer(format.value)(result))
+            sys.stdout.flush()
+    code = exit_code(result)
+    if code is ExitCode.INTERRUPTED:
+        common.err_console().print("interrupted: the results above are incomplete")
+    raise typer.Exit(int(code))

@@ -1,0 +1,385 @@
+"""What the commands share: the Typer app, the consoles, the common options and arguments,
+and the mapping of exceptions to exit codes.
+
+Each command parses its options, makes one library call, renders the result and picks the
+exit code. torch is imported only by commands that compute (``check``, ``show``), so
+``--help``, ``functions`` and ``validate`` start fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import functools
+import gc
+import io
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated, Any, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from matgrad._version import __version__
+from matgrad.config import Config, load_config
+from matgrad.errors import ExitCode, LimitError, MatgradError
+from matgrad.limits import DEFAULT_LIMITS, Limits
+
+app = typer.Typer(
+    name="matgrad",
+    help="Verify hand-derived matrix-calculus identities against PyTorch autograd.",
+    add_completion=True,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _StdoutConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # rich would exit(1) here; the command decides instead (see reader_may_leave)
+        self.quiet = True
+        raise BrokenPipeError
+
+
+def out_console() -> Console:
+    # Piped output (CI logs) gets a wide page instead of rich's 80 columns, so ids do not wrap.
+    width = None
+    if not sys.stdout.isatty() and "COLUMNS" not in os.environ:
+        width = 120
+    return _StdoutConsole(highlight=False, soft_wrap=True, width=width)
+
+
+def err_console() -> Console:
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail(message: str, code: ExitCode) -> typer.Exit:
+    err_console().print(f"error: {escape(message)}")
+    return typer.Exit(int(code))
+
+
+# Click's UsageError (typer re-exports it as BadParameter's base; newer typer vendors click).
+_USAGE_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError"
+)
+
+
+# The cycle collector and start-up. A command's imports (typer, rich, pydantic; torch for
+# check: about a million objects) live as long as the process, and the collector would walk
+# them again and again as they load: 0.2-0.4 s of each run. So ``main`` starts with the
+# collector off; once a command's imports are done, what they left is frozen out of later
+# collections and the collector runs as usual. Only ``main`` (the ``matgrad`` command) does
+# this: the library, and ``app`` called directly (CliRunner), leave collection alone.
+_COLLECTOR_HELD = False
+_IN_MAIN = False
+
+
+def _settle_collector() -> None:
+    """Freeze what start-up left and turn the cycle collector on (see above)."""
+    global _COLLECTOR_HELD
+    if _COLLECTOR_HELD:
+        _COLLECTOR_HELD = False
+        gc.freeze()
+        gc.enable()
+
+
+def import_torch() -> None:
+    """Import the engine, and so torch, with the collector off while torch loads (see above)."""
+    global _COLLECTOR_HELD
+    if _IN_MAIN and "torch" not in sys.modules and gc.isenabled():
+        _COLLECTOR_HELD = True
+        gc.disable()
+    try:
+        import matgrad.engine.core  # noqa: F401  (loads torch)
+    finally:
+        _settle_collector()
+
+
+def guard(fn: F) -> F:
+    """Run a command once its options are parsed (the collector settled, see above), mapping
+    exceptions to exit codes: user errors 2/3, Ctrl-C 130, anything else 4."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _settle_collector()
+        try:
+            return fn(*args, **kwargs)
+        except (typer.Exit, typer.Abort, _USAGE_ERROR, SystemExit):
+            raise
+        except BrokenPipeError:  # the reader left (`| head`): as rich would, exit 1 quietly
+            _silence_stdout()
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console().print("interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except LimitError as e:
+            raise fail(str(e), ExitCode.USAGE) from None
+        except MatgradError as e:
+            raise fail(str(e), ExitCode.USAGE) from None
+        except Exception as e:  # a bug
+            raise fail(
+                f"internal error: {type(e).__name__}: {e}. This is a bug in matgrad: "
+                f"please report it with the command and files that caused it",
+                ExitCode.INTERNAL,
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"matgrad {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version."),
+    ] = False,
+) -> None:
+    """Verify hand-derived matrix-calculus identities against PyTorch autograd.
+
+    Exit codes: 0 every identity met its expect; 1 a claim mismatched or an expect: fail
+    identity passed; 2 usage error; 3 an invalid file or an identity that could not be
+    evaluated; 4 internal error; 5 no identity found; 130 interrupted.
+    """
+
+
+class DType(str, enum.Enum):
+    float64 = "float64"
+    float32 = "float32"
+
+
+class Device(str, enum.Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class OutFormat(str, enum.Enum):
+    table = "table"
+    json = "json"
+    junit = "junit"
+    github = "github"
+    markdown = "markdown"
+    html = "html"
+    csv = "csv"
+
+
+def complete_ids(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    """Shell completion of identity ids, from the paths typed so far or the configured ones."""
+    from matgrad.cli import completion
+
+    # While completing, Click leaves the PATHS typed so far in ctx.args.
+    typed = [str(p) for p in [*(ctx.params.get("paths") or ()), *ctx.args]]
+    return completion.ids(completion.search_paths(typed), incomplete)
+
+
+PathsArg = Annotated[
+    Optional[list[Path]],
+    typer.Argument(
+        metavar="PATHS",
+        help="Identity files, or folders searched recursively for *.yaml / *.yml "
+        "[default: paths under [tool.matgrad] in pyproject.toml].",
+        show_default=False,
+    ),
+]
+FilterOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "-k",
+        "--filter",
+        help="Only identities whose id contains this text or matches this glob (repeatable).",
+        autocompletion=complete_ids,
+    ),
+]
+LimitOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--limit",
+        metavar="NAME=N",
+        help="Raise or lower a safety limit, e.g. --limit max_dim=2048 (see README).",
+    ),
+]
+
+
+FdOpt = Annotated[
+    bool,
+    typer.Option(
+        "--fd", help="Also judge every claim by central finite differences (float64)."
+    ),
+]
+TaylorOpt = Annotated[
+    bool,
+    typer.Option(
+        "--taylor",
+        help="Also judge every claim by the Taylor test (remainder slope; no autograd).",
+    ),
+]
+
+
+def witness_flags(fd: bool, taylor: bool) -> tuple[str, ...]:
+    return tuple(name for name, on in (("fd", fd), ("taylor", taylor)) if on)
+
+
+def parse_limits(pairs: list[str] | None, base: Limits = DEFAULT_LIMITS) -> Limits:
+    changes: dict[str, int] = {}
+    for pair in pairs or []:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise typer.BadParameter(f"{pair!r}: expected NAME=N", param_hint="--limit")
+        try:
+            changes[name.strip()] = int(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"{pair!r}: {value!r} is not an integer", param_hint="--limit"
+            ) from None
+    try:
+        return base.replace(**changes)
+    except LimitError as e:
+        raise typer.BadParameter(str(e), param_hint="--limit") from None
+
+
+def check_paths(paths: list[Path]) -> None:
+    for p in paths:
+        if not p.exists():
+            raise typer.BadParameter(f"{str(p)!r} does not exist", param_hint="PATHS")
+
+
+def project_config() -> Config:
+    """``[tool.matgrad]`` of the nearest pyproject.toml (flags take precedence over it)."""
+    return load_config()
+
+
+def resolve_paths(given: list[Path] | None, config: Config) -> list[str]:
+    """The PATHS typed, else the configured ones; each must exist."""
+    if given:
+        check_paths(given)
+        return [str(p) for p in given]
+    if not config.paths:
+        raise typer.BadParameter(
+            "give identity files or folders, or set paths = [...] under [tool.matgrad] in "
+            "pyproject.toml",
+            param_hint="PATHS",
+        )
+    for p in config.paths:
+        if not Path(p).exists():
+            raise typer.BadParameter(
+                f"{p!r} (from {config.file}) does not exist", param_hint="PATHS"
+            )
+    return list(config.paths)
+
+
+def select_items(
+    paths: list[Path] | None, patterns: list[str] | None, limit: list[str] | None
+) -> tuple[list[Any], Limits]:
+    """The identities a command works on, and the limits in force; exit 5 if there are none."""
+    config = project_config()
+    limits = parse_limits(limit, config.limits)
+    from matgrad.api import collect
+
+    items = collect(resolve_paths(paths, config), select=patterns or [], limits=limits)
+    if not items:
+        raise nothing_found()
+    return items, limits
+
+
+def nothing_found() -> typer.Exit:
+    err_console().print("no identity found (no *.yaml files, or -k matched nothing)")
+    return typer.Exit(int(ExitCode.NO_IDENTITIES))
+
+
+def report_targets(reports: list[str]) -> list[tuple[str, Path]]:
+    from matgrad.report import parse_target
+
+    out = []
+    for spec in reports:
+        try:
+            fmt, path = parse_target(spec)
+        except ValueError as e:
+            raise typer.BadParameter(str(e), param_hint="--report") from None
+        parent = path.parent if str(path.parent) else Path(".")
+        if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise typer.BadParameter(f"{spec!r}: cannot write {str(path)!r}", param_hint="--report")
+        out.append((fmt, path))
+    return out
+
+
+@contextlib.contextmanager
+def reader_may_leave() -> Iterator[None]:
+    """A reader that stops early (``| head``) ends the output, not the command: the exit code
+    stays the verdict, and nothing is reported as a bug."""
+    try:
+        yield
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    try:  # so that the flush at exit does not fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+
+
+def parse_shard(text: str | None) -> Any:
+    from matgrad.runner import Shard
+
+    if text is None:
+        return None
+    try:
+        return Shard.parse(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--shard") from None
+
+
+def list_collected(items: list[Any], quiet: int, as_json: bool) -> None:
+    from matgrad.spec.schema import Invalid
+
+    invalid = [it for it in items if isinstance(it, Invalid)]
+    if as_json:
+        rows = [
+            {"id": it.id, "file": it.path, "line": it.line, "valid": not isinstance(it, Invalid)}
+            for it in items
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        from matgrad.report.text import visible
+
+        for it in items:
+            name = visible(it.id or "-", newlines=False)
+            where = visible(it.path if it.line is None else f"{it.path}:{it.line}", newlines=False)
+            bad = f" (invalid: {visible(str(it.error), newlines=False)})" if it in invalid else ""
+            typer.echo(name if quiet else f"{where}: {name}{bad}")
+        if not quiet:
+            files = len({it.path for it in items})
+            typer.echo(f"{len(items)} identities in {files} files would run")
+    if invalid:
+        raise typer.Exit(int(ExitCode.INVALID))
+
+
+
+def main() -> None:
+    global _COLLECTOR_HELD, _IN_MAIN
+    _IN_MAIN = True
+    if gc.isenabled():
+        _COLLECTOR_HELD = True
+        gc.disable()
+    try:
+        app()
+    finally:  # e.g. a usage error, before any command ran
+        _IN_MAIN = False
+        if _COLLECTOR_HELD:
+            _COLLECTOR_HELD = False
+            gc.enable()

@@ -1,0 +1,93 @@
+"""``matgrad show``: one draw of one identity, side by side."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.markup import escape
+
+from matgrad.cli import common
+from matgrad.cli.common import (
+    Device,
+    DType,
+    FdOpt,
+    LimitOpt,
+    TaylorOpt,
+    app,
+    complete_ids,
+    parse_limits,
+)
+from matgrad.errors import ExitCode
+
+
+@app.command()
+@common.guard
+def show(
+    ident: Annotated[
+        str,
+        typer.Argument(metavar="ID", help="The identity's id (exact).", autocompletion=complete_ids),
+    ],
+    paths: Annotated[
+        Optional[list[Path]],
+        typer.Argument(help="Files or folders to search (default: the current folder)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Run seed, as given to check.")] = 0,
+    trial: Annotated[
+        Optional[int],
+        typer.Option(
+            min=0, help="Which draw to show (0-based). [default: the draw of the worst entry]"
+        ),
+    ] = None,
+    trials: Annotated[
+        Optional[int], typer.Option(min=1, help="Draws per identity, as given to check.")
+    ] = None,
+    dtype: Annotated[DType, typer.Option(help="Floating-point type of the check.")] = DType.float64,
+    device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    limit: LimitOpt = None,
+    fd: FdOpt = False,
+    taylor: TaylorOpt = False,
+) -> None:
+    """Show one draw of one identity: its variables, and autograd, the claim and their
+    difference side by side for every claim. A failed check prints the show command that
+    reproduces it. Exit codes: 0 shown (whatever the verdict); 2 usage error; 3 the identity
+    is invalid or cannot be evaluated; 5 no identity with that id.
+
+    Example: matgrad show seed-trace-inverse-untransposed identities/seed.yaml --trial 3
+    """
+    search = paths or [Path(".")]
+    common.check_paths(search)
+    limits = parse_limits(limit)
+    import difflib
+
+    from matgrad.spec.schema import Invalid, load_all
+
+    items = load_all([str(p) for p in search], limits)
+    found = [it for it in items if it.id == ident]
+    if not found:
+        ids = [it.id for it in items if it.id]
+        close = difflib.get_close_matches(ident, ids, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        where = ", ".join(str(p) for p in search)
+        common.err_console().print(f"error: no identity with id {escape(ident)!r} in {escape(where)}{escape(hint)}")
+        raise typer.Exit(int(ExitCode.NO_IDENTITIES))
+    item = found[0]
+    if isinstance(item, Invalid):
+        common.err_console().print(f"error: {escape(str(item.error))}")
+        raise typer.Exit(int(ExitCode.INVALID))
+    common.import_torch()
+    from matgrad.engine import core as engine
+    from matgrad.engine.show import view
+    from matgrad.report import show as show_report
+
+    settings = engine.Settings(
+        seed=seed, trials=trials, dtype=dtype.value, device=device.value, limits=limits,
+        witnesses=common.witness_flags(fd, taylor),
+    )
+    out = common.out_console()
+    shown = view(item, settings, trial)
+    for block in show_report.render(shown, width=out.width):
+        out.print(block)
+    if shown.status == "error" and not shown.claims:
+        raise typer.Exit(int(ExitCode.INVALID))
