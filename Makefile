@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SEEDS ?= 0 1 2 3 4 5 6 7 8 9
 
-.PHONY: install check test browser-test validate bench fuzz clean
+.PHONY: install check test lint browser-test validate bench fuzz clean
 
 install: $(VENV)/.installed
 
@@ -28,6 +28,15 @@ validate: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# ruff (style, imports, likely bugs) and mypy (strict) over the package; both must report nothing.
+lint: $(VENV)/.lint-installed
+	$(BIN)/ruff check matgrad tests benchmarks
+	$(BIN)/mypy
+
+$(VENV)/.lint-installed: $(VENV)/.installed
+	$(BIN)/python -m pip install -q -e ".[test,lint]"
+	touch $@
 
 # The HTML report in a real headless Chromium, from the system packages (Debian: chromium).
 # `make test` skips that test when Chromium is absent; this target installs it and requires it.
