@@ -269,7 +269,7 @@ def inline_identity(fields: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) 
     (without a file position: the YAML is ours, not the caller's).
     """
     try:
-        plain = _plain(dict(fields), "")
+        plain = _plain(dict(fields), "", limits.max_yaml_depth)
     except SpecError as e:
         ident = fields.get("id")
         raise e.located(identity=ident if isinstance(ident, str) else None) from None
@@ -290,17 +290,28 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
-def _plain(value: Any, key: str) -> Any:
-    """``value`` as YAML-ready dicts, lists, text and numbers; anything else is refused."""
+def _plain(value: Any, key: str, depth: int, inside: frozenset[int] = frozenset()) -> Any:
+    """``value`` as YAML-ready dicts, lists, text and numbers; anything else is refused, and so
+    is nesting deeper than ``depth`` levels (an identity file's limit) or a container that holds
+    itself."""
+    if isinstance(value, (Mapping, list, tuple)):
+        if id(value) in inside:
+            raise SpecError("a value contains itself: inline fields must be plain data", key=key or None)
+        if depth < 0:
+            raise SpecError(
+                "nested too deeply (the identity format needs a few levels; see max_yaml_depth)",
+                key=key or None,
+            )
+        inside = inside | {id(value)}
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
             if not isinstance(k, str):
                 raise SpecError(f"names must be text, got {k!r}", key=key or None)
-            out[k] = _plain(v, f"{key}.{k}" if key else k)
+            out[k] = _plain(v, f"{key}.{k}" if key else k, depth - 1, inside)
         return out
     if isinstance(value, (list, tuple)):
-        return [_plain(v, key) for v in value]
+        return [_plain(v, key, depth - 1, inside) for v in value]
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, int):

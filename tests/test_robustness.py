@@ -15,7 +15,7 @@ from matgrad.cli import app
 from matgrad.engine.core import Settings, check_identity
 from matgrad.errors import ExprError
 from matgrad.lang.expr import parse
-from matgrad.report import write_atomic
+from matgrad.report import ReportWriteError, write_atomic
 from matgrad.spec.schema import load_text, validate
 
 THREE = """
@@ -112,9 +112,12 @@ def test_report_replaces_the_old_one_in_one_step(tmp_path: Path, monkeypatch) ->
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
-@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+@pytest.mark.parametrize(
+    ("failure", "raised"),
+    [(OSError(28, "No space left on device"), ReportWriteError), (KeyboardInterrupt(), KeyboardInterrupt)],
+)
 def test_failed_report_write_leaves_the_old_file_and_no_debris(
-    tmp_path: Path, monkeypatch, failure: BaseException
+    tmp_path: Path, monkeypatch, failure: BaseException, raised: type[BaseException]
 ) -> None:
     import matgrad.report as report_pkg
 
@@ -125,7 +128,7 @@ def test_failed_report_write_leaves_the_old_file_and_no_debris(
         raise failure
 
     monkeypatch.setattr(report_pkg.os, "replace", fail)
-    with pytest.raises(type(failure)):
+    with pytest.raises(raised):
         write_atomic(target, "new")
     assert target.read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]

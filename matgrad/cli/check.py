@@ -123,7 +123,7 @@ def check(
     chosen_shard = common.parse_shard(shard)
     from matgrad import api
     from matgrad.cli.progress import run_progress
-    from matgrad.report import github, renderer, write_atomic
+    from matgrad.report import ReportWriteError, github, renderer, write_atomic
     from matgrad.report import table as table_report
     from matgrad.runner import exit_code, take_shard
 
@@ -160,8 +160,12 @@ def check(
             on_result=bar.on_result if bar else None,
         )
     result.shard = None if chosen_shard is None else str(chosen_shard)
-    for fmt, path in targets:
-        write_atomic(path, renderer(fmt)(result))
+    unwritten = []
+    for fmt, path in targets:  # a report that cannot be written loses neither the others nor stdout
+        try:
+            write_atomic(path, renderer(fmt)(result))
+        except ReportWriteError as e:
+            unwritten.append(str(e))
     summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary_file:
         try:
@@ -178,6 +182,10 @@ def check(
             sys.stdout.write(renderer(format.value)(result))
             sys.stdout.flush()
     code = exit_code(result)
+    for problem in unwritten:
+        common.err_console().print(f"error: {escape(problem)}")
+    if unwritten:
+        code = ExitCode.USAGE
     if code is ExitCode.INTERRUPTED:
         common.err_console().print("interrupted: the results above are incomplete")
     raise typer.Exit(int(code))

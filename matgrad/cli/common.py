@@ -300,7 +300,7 @@ def nothing_found() -> typer.Exit:
 
 
 def report_targets(reports: list[str]) -> list[tuple[str, Path]]:
-    from matgrad.report import parse_target
+    from matgrad.report import parse_target, writable_problem
 
     out = []
     for spec in reports:
@@ -308,9 +308,11 @@ def report_targets(reports: list[str]) -> list[tuple[str, Path]]:
             fmt, path = parse_target(spec)
         except ValueError as e:
             raise typer.BadParameter(str(e), param_hint="--report") from None
-        parent = path.parent if str(path.parent) else Path(".")
-        if path.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise typer.BadParameter(f"{spec!r}: cannot write {str(path)!r}", param_hint="--report")
+        problem = writable_problem(path)
+        if problem is not None:
+            raise typer.BadParameter(
+                f"{spec!r}: cannot write {str(path)!r}: {problem}", param_hint="--report"
+            )
         out.append((fmt, path))
     return out
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+from matgrad.errors import MatgradError
 from matgrad.results import RunReport
 
 
@@ -18,20 +20,60 @@ def _umask() -> int:
     return mask
 
 
-def write_atomic(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file."""
+class ReportWriteError(MatgradError):
+    """A report file could not be written (not a regular file, disk full, no permission)."""
+
+
+def writable_problem(path: str | os.PathLike[str]) -> str | None:
+    """Why a report cannot be written to ``path``, or None when it can (checked before a run).
+
+    A report replaces a regular file or creates a new one; anything else that exists at the
+    path (a device such as ``/dev/stdout``, a FIFO, a socket, a folder) is refused, since the
+    rename would replace that node with a plain file.
+    """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    parent = target.parent if str(target.parent) else Path(".")
+    try:
+        st = target.stat()  # follows links: /dev/stdout is a link to a device or a pipe
+    except FileNotFoundError:
+        st = None
+    except OSError as e:
+        return e.strerror or str(e)
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        return "it exists and is not a regular file"
+    if not parent.is_dir() or not os.access(parent, os.W_OK):
+        return "its folder does not exist or is not writable"
+    return None
+
+
+def write_atomic(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename: never half a file.
+
+    Raises :class:`ReportWriteError` (an I/O problem, never a bug) when the path is not a
+    regular file or the write fails (disk full, permissions).
+    """
+    target = Path(path)
+    problem = writable_problem(target)
+    if problem is not None:
+        raise ReportWriteError(f"cannot write {str(target)!r}: {problem}")
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or "."
+        )
+    except OSError as e:
+        raise ReportWriteError(f"cannot write {str(target)!r}: {e.strerror or e}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
             fh.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it 0600; a report is for sharing
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError):
+            raise ReportWriteError(f"cannot write {str(target)!r}: {e.strerror or e}") from None
         raise
 
 

@@ -9,7 +9,9 @@ properties also escape ``:`` and ``,``.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Mapping
 
 from matgrad.report import markdown
@@ -91,6 +93,15 @@ def append_step_summary(path: str | os.PathLike[str], report: RunReport) -> int:
     data = text.encode("utf-8")
     if len(data) > STEP_SUMMARY_LIMIT - used:
         return 0
-    with open(path, "ab") as fh:
-        fh.write(data)
+    # Non-blocking, and refused unless a regular file: a FIFO with no reader would hang the
+    # run after checking (opening a FIFO for writing waits for a reader).
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK, 0o666)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", os.fspath(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "ab", closefd=False) as fh:
+            fh.write(data)
+    finally:
+        os.close(fd)
     return len(data)

@@ -82,7 +82,7 @@ def template(
     """
     if kind not in KINDS:
         raise MatgradError(f"unknown claim kind {kind!r}; use one of {', '.join(KINDS)}")
-    if not spec.ID_RE.match(ident_id):
+    if not spec.ID_RE.fullmatch(ident_id):
         raise MatgradError(
             f"id {ident_id!r} must match [a-z0-9][a-z0-9._-]* (lowercase, no spaces)"
         )

@@ -56,7 +56,7 @@ IDENTITY_KEYS = (
 )
 VAR_KEYS = ("shape", "domain")
 TOL_KEYS = ("rtol", "atol")
-ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")  # whole text: use fullmatch
 YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_TRIALS = 10  # random draws per identity unless the file or --trials says otherwise
 
@@ -380,7 +380,7 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
     fs.check_keys(IDENTITY_KEYS, "an identity")
     ident = fs.text("id", required=True)
     assert ident is not None
-    if not ID_RE.match(ident):
+    if not ID_RE.fullmatch(ident):
         raise fs.err("id", f"id {ident!r} must match [a-z0-9][a-z0-9._-]* (lowercase, no spaces)")
 
     taken: dict[str, str] = {}
