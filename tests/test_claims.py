@@ -176,3 +176,11 @@ def test_shape_rules_keep_their_messages(text: str, message: str) -> None:
     (ident,) = load_text("id: x\nvars: {X: {shape: [2, 2]}}\n" + text, "x.yaml")
     ((_, err),) = validate([ident])
     assert err is not None and err.problem == message
+
+
+@pytest.mark.parametrize("name", KIND_NAMES)
+def test_every_kind_is_documented_in_the_format(name: str) -> None:
+    text = (PACKAGE.parent / "docs" / "format.md").read_text()
+    assert f"\n### `{name}` — " in text, f"docs/format.md has no section for the {name} claim"
+    keys_row = next(line for line in text.splitlines() if line.startswith("| `grad`"))
+    assert f"`{name}`" in keys_row
