@@ -16,6 +16,7 @@ from typing import Any, Union
 import yaml
 
 from matgrad import runner
+from matgrad.claims import KINDS
 from matgrad.errors import MatgradError, SpecError
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import IdentityResult, RunReport
@@ -236,6 +237,7 @@ def check_identity(
     ...
     matgrad.errors.SpecError: identity 'inline', key f: syntax error at column 3: '(' was never closed
     """
+    given = locals()
     fields: dict[str, Any] = {
         "id": id,
         "title": title,
@@ -244,9 +246,8 @@ def check_identity(
         "vars": vars,
         "let": let,
         "f": f,
-        "grad": grad,
-        "differential": differential,
-        "hessian": hessian,
+        # one keyword per registered claim kind, named after it (tests/test_claims.py checks)
+        **{kind: given[kind] for kind in KINDS},
         "expect": expect,
         "tol": tol,
         "trials": trials,

@@ -17,7 +17,12 @@ PACKAGE = Path(__file__).resolve().parent.parent / "matgrad"
 
 # layer -> the matgrad layers it must never import (at any depth in a module's body)
 FORBIDDEN = {
-    "lang": ("matgrad.spec", "matgrad.engine", "matgrad.report", "matgrad.cli", "matgrad.api"),
+    "lang": (
+        "matgrad.spec", "matgrad.claims", "matgrad.engine", "matgrad.report", "matgrad.cli",
+        "matgrad.api",
+    ),
+    # claim kinds sit between the language and the engine; the engine passes torch in
+    "claims": ("matgrad.engine", "matgrad.report", "matgrad.cli", "matgrad.api"),
     "spec": ("matgrad.engine", "matgrad.report", "matgrad.cli", "matgrad.api"),
     "report": ("matgrad.engine", "matgrad.cli", "matgrad.api"),
     "engine": ("matgrad.cli",),
@@ -64,11 +69,19 @@ def test_the_light_layers_load_without_torch() -> None:
     code = (
         "import sys\n"
         "import matgrad.lang.expr, matgrad.lang.domains, matgrad.spec.schema, matgrad.cli\n"
+        "import matgrad.claims, matgrad.claims.grad, matgrad.claims.hessian\n"
         "import matgrad.report.html, matgrad.report.junit, matgrad.report.table\n"
         "print('torch' in sys.modules)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_claims_layer_is_checked() -> None:
+    # a layer rule over an empty folder would pass whatever the code imports
+    assert {p.name for p in (PACKAGE / "claims").glob("*.py")} >= {
+        "base.py", "grad.py", "differential.py", "hessian.py"
+    }
 
 
 def test_the_torch_check_sees_a_hidden_import(tmp_path: Path) -> None:

@@ -9,6 +9,10 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from matgrad.claims import DEFAULT, KINDS
+from matgrad.claims import differential as differential_kind
+from matgrad.claims import grad as grad_kind
+from matgrad.claims import hessian as hessian_kind
 from matgrad.cli import common
 from matgrad.cli.common import app
 
@@ -20,13 +24,14 @@ def new(
         str, typer.Argument(metavar="ID", help="The new identity's id (lowercase, digits, . _ -).")
     ],
     grad: Annotated[
-        Optional[str], typer.Option("--grad", metavar="VAR", help="A gradient claim (default: X).")
+        Optional[str], typer.Option("--grad", metavar="VAR", help=grad_kind.KIND.new_help)
     ] = None,
     differential: Annotated[
-        Optional[str], typer.Option("--differential", metavar="VAR", help="A differential claim.")
+        Optional[str],
+        typer.Option("--differential", metavar="VAR", help=differential_kind.KIND.new_help),
     ] = None,
     hessian: Annotated[
-        Optional[str], typer.Option("--hessian", metavar="VAR", help="A Hessian claim (a vector).")
+        Optional[str], typer.Option("--hessian", metavar="VAR", help=hessian_kind.KIND.new_help)
     ] = None,
     output: Annotated[
         Optional[Path],
@@ -38,13 +43,13 @@ def new(
 
     Example: matgrad new trace-of-product --grad X -o identities/trace-of-product.yaml
     """
-    chosen = [(k, v) for k, v in (("grad", grad), ("differential", differential),
-                                  ("hessian", hessian)) if v is not None]
+    # One option per registered claim kind, named after it (tests/test_claims.py checks).
+    given = locals()
+    chosen = [(k, given[k]) for k in KINDS if given[k] is not None]
+    flags = [f"--{k}" for k in KINDS]
     if len(chosen) > 1:
-        raise typer.BadParameter(
-            "use only one of --grad, --differential, --hessian", param_hint="--grad"
-        )
-    kind, var = chosen[0] if chosen else ("grad", None)
+        raise typer.BadParameter(f"use only one of {', '.join(flags)}", param_hint=flags[0])
+    kind, var = chosen[0] if chosen else (DEFAULT.name, None)
     if output is not None:
         if output.exists() and not force:
             raise typer.BadParameter(

@@ -22,9 +22,9 @@ from typing import Any
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 
 import torch  # noqa: E402
-import torch.autograd.forward_ad as fwAD  # noqa: E402
 
 from matgrad._version import __version__
+from matgrad.claims import KINDS
 from matgrad.engine import degeneracy, diagnose, witness
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
@@ -39,7 +39,6 @@ from matgrad.spec.schema import (
     Identity,
     Invalid,
     compile_identity,
-    symmetric_vars,
 )
 
 # Default tolerances per dtype, for |claim - autograd| <= atol*scale + rtol*|autograd|, where
@@ -162,65 +161,14 @@ class _Run:
             n: g if g is not None else torch.zeros_like(leaves[n]) for n, g in zip(names, grads)
         }
 
-    def hessian(self, name: str) -> Any:
-        leaves, env = self.leaves([name])
-        x = leaves[name]
-        n = numel(x.shape[1:])
-        out = self.f(env).reshape(self.trials)
-        zero = torch.zeros(self.trials, n, n, dtype=x.dtype, device=x.device)
-        if not out.requires_grad:
-            return zero
-        (g,) = torch.autograd.grad(out.sum(), [x], create_graph=True, allow_unused=True)
-        if g is None or not g.requires_grad:
-            return zero
-        g = g.reshape(self.trials, n)
-        rows = []
-        for i in range(n):
-            (h,) = torch.autograd.grad(g[:, i].sum(), [x], retain_graph=True, allow_unused=True)
-            rows.append(torch.zeros_like(g) if h is None else h.reshape(self.trials, n))
-        return torch.stack(rows, dim=1)
-
-    def differential(self, name: str) -> Any:
-        """Directional derivative of f along d<name>: the Jacobian-vector product J v.
-
-        Computed as d/du <u, J^T u>|v with two reverse passes: in torch 2.x the first
-        forward-mode (dual tensor) product imports torch._dynamo, a one-off cost of ~2.5 s
-        that would dominate a quick check. Forward mode remains the fallback for an op
-        whose backward is not itself differentiable.
-        """
-        try:
-            return self._jvp_by_double_backward(name)
-        except (RuntimeError, NotImplementedError):
-            return self._jvp_by_forward_mode(name)
-
-    def _jvp_by_forward_mode(self, name: str) -> Any:
-        with fwAD.dual_level():
-            env = dict(self.x)
-            env[name] = fwAD.make_dual(self.x[name], self.d[name])
-            out = self.f(self._with_lets(env))
-            tangent = fwAD.unpack_dual(out).tangent
-        return torch.zeros_like(out) if tangent is None else tangent
-
-    def _jvp_by_double_backward(self, name: str) -> Any:
-        leaves, env = self.leaves([name])
-        out = self.f(env)
-        if not out.requires_grad:
-            return torch.zeros_like(out)
-        # Scalar outputs only: torch.autograd.grad with explicit grad_outputs imports
-        # torch.fx's symbolic shapes (and sympy) on first use, about a second.
-        u = torch.zeros_like(out, requires_grad=True)
-        (g,) = torch.autograd.grad(
-            (out * u).sum(), [leaves[name]], create_graph=True, allow_unused=True
-        )
-        if g is None or not g.requires_grad:
-            return torch.zeros_like(out)
-        (jv,) = torch.autograd.grad((g * self.d[name]).sum(), [u], allow_unused=True)
-        return torch.zeros_like(out) if jv is None else jv
+    def f_of(self, xs: dict[str, Any]) -> Any:
+        """f at the variables ``xs``, its lets computed from them."""
+        return self.f(self._with_lets(dict(xs)))
 
     def claim_value(self, claim: Claim, bound: Bound) -> Any:
         env = dict(self.env)
         with torch.no_grad():
-            if claim.kind == "differential":
+            if KINDS[claim.kind].uses_direction:
                 env["d" + claim.var] = self.d[claim.var]
                 for name, let in self.c.direction_lets.get(claim.var, ()):
                     env[name] = self.compute(let, env)
@@ -238,7 +186,7 @@ def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
     # Directions only serve differential claims; drawn after every variable, so leaving them
     # out elsewhere changes no variable's draw.
     ds = {}
-    if any(c.kind == "differential" for c in ident.claims):
+    if any(KINDS[c.kind].uses_direction for c in ident.claims):
         tangent = ident.directions == "tangent"
         ds = {
             v.name: domains.direction(torch, v.domain, xs[v.name], gen, tangent)
@@ -249,25 +197,11 @@ def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
 
 def _expected_shape(claim: Claim, compiled: Compiled) -> Shape:
     var = compiled.identity.vars[claim.var]
-    if claim.kind == "grad":
-        return var.shape
-    if claim.kind == "differential":
-        return compiled.f.shape
-    n = numel(var.shape)
-    return () if var.shape == () else (n, n)
+    return KINDS[claim.kind].expected_shape(var.shape, compiled.f.shape)
 
 
 def _shapes_agree(claimed: Shape, expected: Shape) -> bool:
     return claimed == expected or (is_scalar(claimed) and is_scalar(expected))
-
-
-def _apply_convention(g: Any, convention: str) -> Any:
-    gt = g.transpose(-1, -2)
-    if convention == "frobenius":
-        return 0.5 * (g + gt)
-    if convention == "free":
-        return g + gt - torch.diag_embed(torch.diagonal(g, dim1=-2, dim2=-1))
-    return g
 
 
 def _first_bad_trial(x: Any) -> int | None:
@@ -385,7 +319,9 @@ def check_compiled(
     dtype = getattr(torch, settings.dtype)
     trials = _trials_for(ident, settings)
     run = _Run(compiled, trials, identity_seed(settings.seed, ident.id), dtype, device)
-    grad_vars = list(dict.fromkeys(c.var for c, _ in compiled.claims if c.kind == "grad"))
+    grad_vars = list(
+        dict.fromkeys(c.var for c, _ in compiled.claims if KINDS[c.kind].joint_gradient)
+    )
     if grad_vars:
         fval, grads = run.gradients(grad_vars)
     else:
@@ -405,13 +341,12 @@ def check_compiled(
         default_atol = settings.atol
     rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
-    sym = symmetric_vars(ident)
 
     chosen = witness.witnesses_for(ident.witness, settings.witnesses)
     results: list[ClaimResult] = []
     for claim, bound in compiled.claims:
+        kind = KINDS[claim.kind]
         expected = _expected_shape(claim, compiled)
-        convention = None
         if not _shapes_agree(bound.shape, expected) and not (
             bound.static is not None and bound.shape == ()
         ):
@@ -427,7 +362,7 @@ def check_compiled(
                     message=(
                         f"{claim.label}: the claim has shape {fmt_shape(bound.shape)}, but it must "
                         f"have shape {fmt_shape(expected)}"
-                        + (" (the shape of " + claim.var + ")" if claim.kind == "grad" else "")
+                        + kind.shape_note(claim.var)
                     ),
                     hint=hint,
                     rtol=rtol,
@@ -435,15 +370,8 @@ def check_compiled(
                 )
             )
             continue
-        if claim.kind == "grad":
-            truth = grads[claim.var]
-            if claim.var in sym and len(truth.shape) == 3:
-                convention = ident.convention
-                truth = _apply_convention(truth, convention)
-        elif claim.kind == "hessian":
-            truth = run.hessian(claim.var)
-        else:
-            truth = run.differential(claim.var)
+        truth = kind.truth(torch, run, claim.var, grads)
+        convention = kind.convention(ident, claim.var, truth)
         value = run.claim_value(claim, bound)
         res = compare(claim, truth.detach(), value, expected, rtol, atol)
         res.convention = convention
@@ -452,7 +380,7 @@ def check_compiled(
             res, reference, claimed = witness.judge(
                 witnesses=chosen, compiled=compiled, draw=run.draw, device=device, claim=claim,
                 bound=bound, expected=expected, truth=truth.detach(), value=value, autograd=res,
-                convention=convention, convert=_converter(claim, sym, ident.convention),
+                convention=convention, convert=kind.converter(torch, ident, claim.var),
                 rtol=rtol, atol=atol, limits=settings.limits, compare=compare,
                 seed=identity_seed(settings.seed, ident.id + "\0witness"),
             )
@@ -466,22 +394,9 @@ def check_compiled(
     return results
 
 
-def _converter(claim: Claim, sym: frozenset[str], convention: str) -> Any:
-    if claim.kind == "grad" and claim.var in sym:
-        return lambda g: _apply_convention(g, convention) if g.dim() == 3 else g
-    return None
-
-
 def _truth_of(run: _Run, kind: str, var: str) -> Any:
     """The autograd value of a claim of ``kind`` about ``var`` (grad in its convention)."""
-    if kind == "grad":
-        g = run.gradients([var])[1][var]
-        if var in symmetric_vars(run.c.identity) and g.dim() == 3:
-            g = _apply_convention(g, run.c.identity.convention)
-        return g.detach()
-    if kind == "hessian":
-        return run.hessian(var).detach()
-    return run.differential(var).detach()
+    return KINDS[kind].truth(torch, run, var, {}).detach()
 
 
 def _probe(
@@ -505,12 +420,9 @@ def _probe(
     )
     if not autograd:
         return probe
-    if claim.kind == "grad" and claim.var in symmetric_vars(ident) and truth.dim() == 3:
-        raw = run.gradients([claim.var])[1][claim.var].detach()
-        probe.conventions = {
-            c: _apply_convention(raw, c) for c in ("entrywise", "frobenius", "free")
-            if c != ident.convention
-        }
+    alternatives = KINDS[claim.kind].alternatives(torch, run, claim.var, truth)
+    if alternatives:
+        probe.conventions = alternatives
 
     def symmetric() -> Iterator[tuple[list[str], Any, Any]]:
         # Each square input made symmetric on its own (to name the one that matters), then
@@ -538,7 +450,7 @@ def _probe(
             if v.name == claim.var or v.shape != shape:
                 continue
             env = dict(run.env)
-            if claim.kind == "differential":
+            if KINDS[claim.kind].uses_direction:
                 env["d" + claim.var] = run.d[v.name]
             with torch.no_grad():
                 value_o = run.compute(bound, env)

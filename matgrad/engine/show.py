@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from matgrad.claims import KINDS
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.results import ClaimResult, ClaimView, Matrix, View
-from matgrad.spec.schema import Identity, compile_identity, symmetric_vars
+from matgrad.spec.schema import Identity, compile_identity
 
 if TYPE_CHECKING:
     from matgrad.engine.core import Settings
@@ -35,12 +36,7 @@ def view(
     import torch
 
     from matgrad.engine import witness
-    from matgrad.engine.core import (
-        _converter,
-        _trials_for,
-        check_compiled,
-        resolve_device,
-    )
+    from matgrad.engine.core import _trials_for, check_compiled, resolve_device
 
     trials = _trials_for(ident, settings)
     if trial is not None and not 0 <= trial < trials:
@@ -84,7 +80,6 @@ def view(
             out.variables.append((v.name, v.domain, _matrix(xs[v.name][trial])))
         with torch.no_grad():
             out.f = _matrix(run.f(run.env)[trial])
-    sym = symmetric_vars(ident)
     for (claim, _), res in zip(compiled.claims, results):
         cv = _claim_view(res)
         k = kept.get(id(claim))
@@ -95,14 +90,17 @@ def view(
                 cv.worst = list(res.worst.index)  # the check's own pick for this trial
                 k = cv.claimed.flat(cv.worst)
                 cv.max_abs_err = abs(cv.difference.values[k]) if cv.difference else None
-            if claim.kind == "differential":
+            if KINDS[claim.kind].uses_direction:
                 cv.direction = _matrix(run.d[claim.var][trial])
             chosen = witness.witnesses_for(ident.witness, settings.witnesses)
             if "fd" in chosen:
                 ev = witness.Evaluator(compiled, run.draw, device)
                 try:
                     fd, _ = witness.finite_differences(
-                        ev, claim, _converter(claim, sym, ident.convention), settings.limits
+                        ev,
+                        claim,
+                        KINDS[claim.kind].converter(torch, ident, claim.var),
+                        settings.limits,
                     )
                     cv.fd = _matrix(fd[trial])
                 except LimitError:

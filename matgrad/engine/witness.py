@@ -37,8 +37,11 @@ from typing import Any
 
 import torch
 
+from matgrad.claims import KINDS
+from matgrad.claims.base import EPS
+from matgrad.claims.base import full as _full
+from matgrad.claims.base import rows as _rows
 from matgrad.errors import LimitError
-from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
@@ -49,12 +52,8 @@ ORDER = ("autograd", "fd", "taylor")
 NAMES = {"autograd": "autograd", "fd": "finite differences", "taylor": "the Taylor test"}
 PLURAL = {"fd"}  # "finite differences agree", "autograd agrees"
 
-EPS = torch.finfo(torch.float64).eps
-FIRST_STEP = EPS ** (1 / 3)  # ~6e-6: balances truncation h^2 and rounding eps/h
-SECOND_STEP = EPS ** (1 / 4)  # ~1e-4: the same balance for a second difference
-FD_TOL = {"grad": 1e-5, "differential": 1e-5, "hessian": 1e-4}  # rtol and atol (scaled)
-FD_RATIO = {"grad": 4.0, "differential": 4.0, "hessian": 2.0}  # second step = first / ratio
-ROUNDING = 16.0  # rounding error of one difference: ROUNDING * eps * |f| / step
+# EPS, FIRST_STEP, SECOND_STEP and ROUNDING come from matgrad.claims.base; each kind's
+# tolerance (fd_tol), step ratio (fd_ratio) and Taylor slopes live on the kind.
 
 # Taylor steps (times max(1, max |x|)), largest first; the fit uses the smallest usable ones.
 TAYLOR_STEPS = {
@@ -67,8 +66,6 @@ TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is ro
 TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
 TAYLOR_NOISE_MARGIN = 30.0
 TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
-TAYLOR_EXPECTED = {"grad": 2.0, "differential": 2.0, "hessian": 4.0}
-TAYLOR_PASS = {"grad": 1.5, "differential": 1.5, "hessian": 3.0}
 
 CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate) per f call
 
@@ -142,7 +139,7 @@ class Evaluator:
     @torch.no_grad()
     def claim(self, claim: Claim, bound: Bound, direction: Any | None = None) -> Any:
         env, like = self._env(dict(self.x), self.trials)
-        if claim.kind == "differential":
+        if KINDS[claim.kind].uses_direction:
             env["d" + claim.var] = self.d[claim.var] if direction is None else direction
         return self._value(bound, env, like)
 
@@ -153,7 +150,7 @@ class Evaluator:
 def fd_evals(kind: str, shape: Shape) -> int:
     """Evaluations of f per trial that the finite-difference witness needs (two step sizes)."""
     n = numel(shape)
-    return 2 * {"grad": 2 * n, "differential": 2, "hessian": 2 * n * n + 1}[kind]
+    return 2 * KINDS[kind].fd_points(n)
 
 
 def finite_differences(
@@ -169,118 +166,24 @@ def finite_differences(
             f"the limit max_fd_evals={limits.max_fd_evals} (raise it with --limit "
             f"max_fd_evals=N, or use the Taylor test, which needs a handful)"
         )
-    one = {"grad": _fd_gradient, "differential": _fd_directional, "hessian": _fd_hessian}[
-        claim.kind
-    ]
+    kind = KINDS[claim.kind]
+
+    def one(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
+        return kind.fd_estimate(torch, ev, var, scale)
+
     # Two step sizes h and h/q: their Richardson combination cancels the h^2 error term, and
     # their difference estimates what is left (large where f bends on the scale of h, e.g.
     # near a singular matrix: there finite differences cannot judge, and say so by a wide
     # tolerance rather than by a false disagreement).
-    q = FD_RATIO[claim.kind]
+    q = kind.fd_ratio
     coarse, slack_c = one(ev, claim.var, 1.0)
     fine, slack_f = one(ev, claim.var, 1.0 / q)
     w = q * q
     value = (w * fine - coarse) / (w - 1)
     slack = (w * slack_f + slack_c) / (w - 1) + (fine - coarse).abs()
-    if convert is not None and claim.kind == "grad":
+    if convert is not None:
         value, slack = convert(value), convert(slack).abs()
     return value, slack
-
-
-def _fd_gradient(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
-    x = ev.x[var]
-    t, shape = x.shape[0], x.shape[1:]
-    n = numel(tuple(shape))
-    flat = x.reshape(t, n)
-    h = scale * FIRST_STEP * flat.abs().clamp(min=1.0)
-    # Steps that are exact in floating point: (x + h) - x.
-    hp = (flat + h) - flat
-    hm = flat - (flat - h)
-
-    def points(start: int, stop: int) -> Any:
-        rows = torch.arange(start, stop, device=x.device)
-        onehot = torch.nn.functional.one_hot(rows // 2, n).to(torch.float64)  # [k, n]
-        plus = (rows % 2 == 0).reshape(-1, 1, 1)
-        step = torch.where(plus, hp.unsqueeze(0), -hm.unsqueeze(0))  # [k, T, n]
-        p = flat.unsqueeze(0) + onehot.unsqueeze(1) * step
-        return p.reshape(stop - start, t, *shape)
-
-    vals = ev.f_along(var, 2 * n, points).reshape(n, 2, t)  # [n, +/-, T]
-    fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
-    g = (fp - fm) / (hp + hm)
-    slack = ROUNDING * EPS * (fp.abs() + fm.abs()) / (hp + hm)
-    return g.reshape(t, *shape), slack.reshape(t, *shape)
-
-
-def _fd_directional(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
-    x, d = ev.x[var], ev.d[var]
-    t = x.shape[0]
-    xmax = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
-    dmax = d.reshape(t, -1).abs().amax(dim=1).clamp(min=1e-300)
-    h = _rows(scale * FIRST_STEP * xmax / dmax, x)
-
-    def points(start: int, stop: int) -> Any:
-        both = torch.stack([x + h * d, x - h * d])
-        return both[start:stop]
-
-    vals = ev.f_along(var, 2, points)
-    hf = _rows(h.reshape(t), vals[0])
-    out = (vals[0] - vals[1]) / (2 * hf)
-    slack = ROUNDING * EPS * (vals[0].abs() + vals[1].abs()) / (2 * hf)
-    return out, slack
-
-
-def _fd_hessian(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
-    x = ev.x[var]
-    t, shape = x.shape[0], x.shape[1:]
-    n = numel(tuple(shape))
-    flat = x.reshape(t, n)
-    h = scale * SECOND_STEP * flat.abs().clamp(min=1.0)  # [T, n]
-    # Coefficients of the evaluation points, in units of h: 2 e_i and -2 e_i for the
-    # diagonal, (+-e_i, +-e_j) for i < j.
-    coefs = []
-    for i in range(n):
-        for s in (2.0, -2.0):
-            c = [0.0] * n
-            c[i] = s
-            coefs.append(c)
-    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
-    for i, j in pairs:
-        for a, b in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
-            c = [0.0] * n
-            c[i], c[j] = a, b
-            coefs.append(c)
-    coef = torch.tensor(coefs, dtype=torch.float64, device=x.device)  # [M, n]
-
-    def points(start: int, stop: int) -> Any:
-        p = flat.unsqueeze(0) + coef[start:stop].unsqueeze(1) * h.unsqueeze(0)
-        return p.reshape(stop - start, t, *shape)
-
-    vals = ev.f_along(var, coef.shape[0], points).reshape(coef.shape[0], t)  # [M, T]
-    f0 = ev.f().reshape(t)
-    hess = torch.zeros(t, n, n, dtype=torch.float64, device=x.device)
-    slack = torch.zeros_like(hess)
-    for i in range(n):
-        fp, fm = vals[2 * i], vals[2 * i + 1]
-        den = 4 * h[:, i] ** 2
-        hess[:, i, i] = (fp - 2 * f0 + fm) / den
-        slack[:, i, i] = ROUNDING * EPS * (fp.abs() + 2 * f0.abs() + fm.abs()) / den
-    base = 2 * n
-    for k, (i, j) in enumerate(pairs):
-        pp, pm, mp, mm = (vals[base + 4 * k + q] for q in range(4))
-        den = 4 * h[:, i] * h[:, j]
-        hess[:, i, j] = hess[:, j, i] = (pp - pm - mp + mm) / den
-        slack[:, i, j] = slack[:, j, i] = (
-            ROUNDING * EPS * (pp.abs() + pm.abs() + mp.abs() + mm.abs()) / den
-        )
-    if shape == ():
-        return hess.reshape(t), slack.reshape(t)
-    return hess, slack
-
-
-def _rows(v: Any, like: Any) -> Any:
-    """A per-trial vector [T] shaped to broadcast against ``like`` [T, ...]."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 # ---- the Taylor test ------------------------------------------------------------------------
@@ -300,28 +203,18 @@ def taylor(
     var = claim.var
     x = ev.x[var]
     gen = torch.Generator().manual_seed(ev.seed)
-    domain = ev.c.identity.vars[var].domain
-    tangent = ev.c.identity.directions == "tangent"
+    kind = KINDS[claim.kind]
 
     def draw() -> Any:
-        if claim.kind == "differential":  # along the identity's own kind of direction
-            d = domains.direction(torch, domain, ev.x_cpu[var], gen, tangent)
-            return d.to(x.device)
-        # An entrywise gradient is about every entry: a free direction, whatever the
-        # identity's `directions`. The other conventions pair with symmetric directions.
-        d = torch.randn(tuple(x.shape), generator=gen, dtype=torch.float64).to(x.device)
-        if claim.kind == "grad" and convention not in (None, "entrywise"):
-            d = 0.5 * (d + d.transpose(-1, -2))
-        return d
+        return kind.taylor_draw(torch, ev, var, gen, convention)
 
     runs = []
     for k in range(TAYLOR_DIRECTIONS):
-        v = ev.d[var] if (k == 0 and claim.kind == "differential") else draw()
-        u = draw() if claim.kind == "hessian" else None
+        v, u = kind.taylor_directions(ev, var, k, draw)
         runs.append(_remainders(ev, claim, bound, convention, v, u))
     # The rounding noise of f near x does not depend on the direction: pool it.
     noise = torch.stack([n for _, _, n in runs]).amax(dim=0)
-    main = TAYLOR_STEPS["second" if claim.kind == "hessian" else "first"]
+    main = TAYLOR_STEPS[kind.taylor_order]
     log_h = torch.log(torch.tensor(main, dtype=torch.float64))
     best: list[float | None] = [None] * x.shape[0]
     defined = True
@@ -352,8 +245,7 @@ def _remainders(
     t = x.shape[0]
     v = v / _rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
     xscale = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
-    second = claim.kind == "hessian"
-    main = TAYLOR_STEPS["second" if second else "first"]
+    main = TAYLOR_STEPS[KINDS[claim.kind].taylor_order]
     steps = torch.tensor(main + TAYLOR_TINY, dtype=torch.float64, device=x.device)
     hs = steps.unsqueeze(1) * xscale.unsqueeze(0)  # [K, T]
     k = steps.shape[0]
@@ -367,43 +259,19 @@ def _remainders(
     allp = torch.cat([x.unsqueeze(0) + disp * m.unsqueeze(0) for m in moves])
     vals = ev.f_along(var, k * len(moves), lambda a, b: allp[a:b]).reshape(len(moves), k, t, -1)
     f0 = ev.f().reshape(1, t, -1)
-    if claim.kind == "differential":
-        lin = ev.claim(claim, bound, v).reshape(1, t, -1)
-        rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
-        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
-    elif claim.kind == "grad":
-        c = _full(ev.claim(claim, bound), x)
-        if convention == "free":
-            c = torch.triu(c)
-        lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
-        rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
-        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
-    else:
-        assert u is not None
-        hess = ev.claim(claim, bound)
-        vf, uf = v.reshape(t, -1), u.reshape(t, -1)
-        n = vf.shape[1]
-        hess = _full(hess, torch.empty(t, n, n)).reshape(t, n, n)
-        mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
-        q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
-        rem = vals[0] - vals[1] - vals[2] + vals[3] - q
-        terms = vals.abs().sum(dim=0) + q.abs()
+    rem, terms = KINDS[claim.kind].taylor_remainder(
+        torch, ev, claim, bound, convention, vals, f0, hs, v, u
+    )
     r_all = rem.norm(dim=-1)  # [K, T]
     km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
     return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise
 
 
-def _full(c: Any, like: Any) -> Any:
-    """A claim value as [T, *shape of like] (a constant scalar claim fills the shape)."""
-    if c.shape == like.shape:
-        return c
-    return c.reshape(c.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
-
-
 def taylor_result(claim: Claim, slopes: list[float | None], defined: bool) -> WitnessResult:
-    expected = TAYLOR_EXPECTED[claim.kind]
-    need = TAYLOR_PASS[claim.kind]
+    kind = KINDS[claim.kind]
+    expected = kind.taylor_expected
+    need = kind.taylor_pass
     if not defined:
         return WitnessResult(
             "taylor", "undefined", expected_slope=expected,
@@ -414,7 +282,7 @@ def taylor_result(claim: Claim, slopes: list[float | None], defined: bool) -> Wi
         return WitnessResult(
             "taylor", "agrees", expected_slope=expected,
             message="the remainder is at rounding level for every step (f is "
-            + ("quadratic" if claim.kind == "hessian" else "affine")
+            + kind.taylor_exact
             + " along the directions)",
         )
     slope, trial = min(known)
@@ -481,7 +349,7 @@ def judge(
         primary, reference = autograd, truth
     if "fd" in witnesses:
         fd_value, slack = finite_differences(ev, claim, convert, limits)
-        tol = max(rtol, FD_TOL[claim.kind])
+        tol = max(rtol, KINDS[claim.kind].fd_tol)
         fd_res = compare(claim, fd_value, value64, expected, tol, max(atol, tol), slack=slack)
         fd_res.convention = convention
         undefined = fd_res.status == "error"
@@ -515,7 +383,7 @@ def judge(
         results["autograd"].verdict,
         results["fd"].verdict,
     ):
-        tol = max(rtol, FD_TOL[claim.kind])
+        tol = max(rtol, KINDS[claim.kind].fd_tol)
         autograd_vs_fd = compare(
             claim, fd_value, truth.to(torch.float64), expected, tol, max(atol, tol), slack=slack
         )

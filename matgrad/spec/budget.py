@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from matgrad.claims import KINDS
 from matgrad.errors import LimitError
 from matgrad.lang.expr import BinOp, Bound, Call, Name, Transpose
 from matgrad.lang.functions import Shape, numel
@@ -59,11 +60,7 @@ def variables_elements(shapes: Iterable[Shape]) -> int:
 
 def truth_elements(kind: str, var_shape: Shape, f_shape: Shape) -> int:
     """Elements per trial of what autograd returns for one claim."""
-    if kind == "grad":
-        return numel(var_shape)
-    if kind == "differential":
-        return numel(f_shape)
-    return numel(var_shape) ** 2  # hessian
+    return KINDS[kind].truth_elements(var_shape, f_shape)
 
 
 def _refuse(what: str, per_trial: int, trials: int, limits: Limits) -> LimitError:
@@ -106,10 +103,6 @@ CUBIC = {  # cost / n^3 of a function of one n x n matrix
     "eigvalsh": 10,
     "eigvecsh": 30,
 }
-GRAD_PASSES = 5
-DIFFERENTIAL_PASSES = 9
-HESSIAN_PASSES = 5
-HESSIAN_PASSES_PER_ENTRY = 4
 OVERHEAD = 200_000  # the fixed cost of launching one tensor operation (about 40 us)
 QR = 60  # cost / n^3 of the QR decomposition behind a random orthogonal n x n matrix
 
@@ -146,17 +139,15 @@ def sample_work(shape: Shape, domain: str) -> int:
 
 
 def passes_over_f(kinds_and_sizes: Iterable[tuple[str, int]]) -> int:
-    """How many times autograd goes over f, for claims given as (kind, entries of the var)."""
+    """How many times autograd goes over f, for claims given as (kind, entries of the var):
+    each kind's passes per claim, plus its shared passes once (e.g. all gradients come from
+    one backward pass)."""
     passes = 1  # the check that f is finite
-    has_grad = False
+    kinds = []
     for kind, entries in kinds_and_sizes:
-        if kind == "grad":
-            has_grad = True  # all gradients come from one backward pass
-        elif kind == "differential":
-            passes += DIFFERENTIAL_PASSES
-        else:
-            passes += HESSIAN_PASSES + HESSIAN_PASSES_PER_ENTRY * entries
-    return passes + (GRAD_PASSES if has_grad else 0)
+        passes += KINDS[kind].passes(entries)
+        kinds.append(kind)
+    return passes + sum(KINDS[k].shared_passes for k in dict.fromkeys(kinds))
 
 
 def identity_work(

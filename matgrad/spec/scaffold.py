@@ -8,11 +8,9 @@ import string
 
 import yaml
 
+from matgrad.claims import DEFAULT, KINDS
 from matgrad.errors import MatgradError
 from matgrad.spec import schema as spec
-
-KINDS = ("grad", "differential", "hessian")
-DEFAULT_VAR = {"grad": "X", "differential": "X", "hessian": "x"}
 
 _HEAD = """\
 # $id: a matrix-calculus identity for matgrad, started by `matgrad new`.
@@ -27,53 +25,14 @@ vars:  # shape, and domain: how values are drawn (real by default; also positive
        # symmetric, spd, invertible, orthogonal, diagonal, fullrank)
 """
 
-_BODY = {
-    "grad": """\
-  $key: {shape: [$dim, $dim]}
-  $other: {shape: [$dim, $dim]}
-f: "tr($other @ $var)"  # a scalar (quote expressions)
-grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j]
-  $key: "$other.T"
-""",
-    "differential": """\
-  $key: {shape: [$dim, $dim], domain: invertible}  # well-conditioned, so inv($var) is safe
-f: "inv($var)"  # any shape: a differential claim does not need a scalar f
-differential:  # the change of f along a random direction d$var (the shape of $var)
-  $key: "-inv($var) @ d$var @ inv($var)"
-""",
-    "hessian": """\
-  $key: {shape: [$dim, 1]}  # a column vector; [$dim] is a plain vector
-  $other: {shape: [$dim, $dim]}
-f: "$var.T @ $other @ $var"  # a scalar ([1, 1] counts as one)
-hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $var
-  $key: "$other + $other.T"
-""",
-}
-
 _TAIL = """\
 # expect: fail  # keep a known-wrong identity as a negative example
 # tol: {rtol: 1.0e-6, atol: 1.0e-9}  # per-identity tolerances (float64 defaults shown)
 # trials: 10  # random draws of the variables
 """
 
-_TITLE = {  # kind -> (title, latex)
-    "grad": (
-        "Gradient of tr($other $var) with respect to $var",
-        r"\frac{\partial}{\partial $var}\operatorname{tr}($other$var) = $other^T",
-    ),
-    "differential": (
-        "Differential of the inverse of $var",
-        r"d($var^{-1}) = -$var^{-1}(d$var)$var^{-1}",
-    ),
-    "hessian": (
-        "Hessian of the quadratic form $var^T $other $var",
-        r"\frac{\partial^2 $var^T$other$var}{\partial $var\,\partial $var^T} = $other + $other^T",
-    ),
-}
-
-
 def template(
-    ident_id: str, kind: str = "grad", var: str | None = None, file: str | None = None
+    ident_id: str, kind: str = DEFAULT.name, var: str | None = None, file: str | None = None
 ) -> str:
     """The text of a new identity file for ``kind`` of claim on variable ``var``.
 
@@ -82,11 +41,12 @@ def template(
     """
     if kind not in KINDS:
         raise MatgradError(f"unknown claim kind {kind!r}; use one of {', '.join(KINDS)}")
+    claim = KINDS[kind]
     if not spec.ID_RE.fullmatch(ident_id):
         raise MatgradError(
             f"id {ident_id!r} must match [a-z0-9][a-z0-9._-]* (lowercase, no spaces)"
         )
-    var = var or DEFAULT_VAR[kind]
+    var = var or claim.template_var
     if not var.isidentifier() or not var.isascii() or keyword.iskeyword(var):
         raise MatgradError(
             f"variable name {var!r} is not a valid name (ASCII letters, digits and _, not "
@@ -103,10 +63,12 @@ def template(
         "other": other,
         "dim": dim,
     }
-    title, latex = (string.Template(t).substitute(values) for t in _TITLE[kind])
+    title, latex = (
+        string.Template(t).substitute(values) for t in (claim.template_title, claim.template_latex)
+    )
     values |= {"title": title, "latex": latex}
     text = "".join(
-        string.Template(part).substitute(values) for part in (_HEAD, _BODY[kind], _TAIL)
+        string.Template(part).substitute(values) for part in (_HEAD, claim.template_body, _TAIL)
     )
     problem = _problem(text)
     if problem is not None:

@@ -17,6 +17,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from matgrad.claims import KINDS
+from matgrad.claims.grad import CONVENTIONS
 from matgrad.errors import ExprError, LimitError, SpecError
 from matgrad.lang.domains import DOMAINS, SYMMETRIC
 from matgrad.lang.expr import Bound, Scope, bind, check_size, parse
@@ -24,16 +26,13 @@ from matgrad.lang.functions import (
     REGISTRY,
     Shape,
     fmt_shape,
-    is_scalar,
-    is_vector,
     numel,
 )
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.spec import budget, yamlsafe
 from matgrad.spec.yamlsafe import YMap, YNode, YScalar, YSeq
 
-CLAIM_KINDS = ("grad", "differential", "hessian")
-CONVENTIONS = ("entrywise", "frobenius", "free")
+CLAIM_KINDS = tuple(KINDS)  # the YAML keys of the claims, from the registry
 DIRECTIONS = ("free", "tangent")
 WITNESSES = ("autograd", "fd", "taylor")
 IDENTITY_KEYS = (
@@ -71,7 +70,7 @@ class Var:
 
 @dataclasses.dataclass(frozen=True)
 class Claim:
-    kind: str  # grad | differential | hessian
+    kind: str  # a name in matgrad.claims.KINDS
     var: str
     text: str
     line: int
@@ -417,8 +416,10 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
             text = _expr_text(cf, var, expr_node)
             claims.append(Claim(kind, var, text, expr_node.line, expr_node.col))
     if not claims:
+        keys = [k + ":" for k in CLAIM_KINDS]
         raise fs.err(
-            None, "no claim: add at least one of grad:, differential: or hessian: (VAR: EXPR)"
+            None,
+            f"no claim: add at least one of {', '.join(keys[:-1])} or {keys[-1]} (VAR: EXPR)",
         )
 
     expect = fs.text("expect") or "pass"
@@ -685,21 +686,11 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     for claim in ident.claims:
         key = f"{claim.kind}.{claim.var}"
         var = ident.vars[claim.var]
-        if claim.kind in ("grad", "hessian") and not is_scalar(f.shape):
-            raise located(
-                f"a {claim.kind} claim needs a scalar f, but f has shape {fmt_shape(f.shape)}; "
-                f"use a differential claim for a non-scalar f",
-                claim.kind,
-                claim.line,
-            )
-        if claim.kind == "hessian" and not (var.shape == () or is_vector(var.shape)):
-            raise located(
-                f"a hessian claim needs a vector (or scalar) variable, but {var.name} has shape "
-                f"{fmt_shape(var.shape)}; use a differential of the gradient instead",
-                key,
-                claim.line,
-            )
-        if claim.kind == "differential":
+        problem = KINDS[claim.kind].shape_problem(var.name, var.shape, f.shape)
+        if problem is not None:
+            message, where = problem
+            raise located(message, where, claim.line)
+        if KINDS[claim.kind].uses_direction:
             d = "d" + claim.var
             own = {k: let_shapes[k] for k, v in let_direction.items() if v == claim.var}
             cscope = Scope(

@@ -1,0 +1,126 @@
+"""``differential``: the change of f (any shape) along a random direction dVAR of a variable,
+the Jacobian-vector product J dVAR, in the shape of f. The claim's expression may use dVAR."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind, rows
+from matgrad.lang import domains
+from matgrad.lang.functions import Shape
+
+PASSES = 9  # reverse over reverse: about nine passes over f per claim
+
+
+class Differential(ClaimKind):
+    name = "differential"
+    noun = "differential"
+    layout = "the shape of f: the change of f along the direction dVAR"
+    needs_scalar_f = False
+    uses_direction = True
+    fd_tol = 1e-5
+    fd_ratio = 4.0
+    taylor_order = "first"
+    taylor_expected = 2.0
+    taylor_pass = 1.5
+    taylor_exact = "affine"
+    new_help = "A differential claim."
+    template_var = "X"
+    template_body = """\
+  $key: {shape: [$dim, $dim], domain: invertible}  # well-conditioned, so inv($var) is safe
+f: "inv($var)"  # any shape: a differential claim does not need a scalar f
+differential:  # the change of f along a random direction d$var (the shape of $var)
+  $key: "-inv($var) @ d$var @ inv($var)"
+"""
+    template_title = "Differential of the inverse of $var"
+    template_latex = r"d($var^{-1}) = -$var^{-1}(d$var)$var^{-1}"
+
+    def expected_shape(self, var_shape: Shape, f_shape: Shape) -> Shape:
+        return f_shape
+
+    def truth(self, torch: Any, run: Any, var: str, first_pass: dict[str, Any]) -> Any:
+        """Directional derivative of f along d<var>: the Jacobian-vector product J v.
+
+        Computed as d/du <u, J^T u>|v with two reverse passes: in torch 2.x the first
+        forward-mode (dual tensor) product imports torch._dynamo, a one-off cost of ~2.5 s
+        that would dominate a quick check. Forward mode remains the fallback for an op
+        whose backward is not itself differentiable.
+        """
+        try:
+            return _jvp_by_double_backward(torch, run, var)
+        except (RuntimeError, NotImplementedError):
+            return _jvp_by_forward_mode(torch, run, var)
+
+    # -- witnesses: the central difference of f along dVAR
+
+    def fd_points(self, entries: int) -> int:
+        return 2
+
+    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any]:
+        x, d = ev.x[var], ev.d[var]
+        t = x.shape[0]
+        xmax = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
+        dmax = d.reshape(t, -1).abs().amax(dim=1).clamp(min=1e-300)
+        h = rows(scale * FIRST_STEP * xmax / dmax, x)
+
+        def points(start: int, stop: int) -> Any:
+            both = torch.stack([x + h * d, x - h * d])
+            return both[start:stop]
+
+        vals = ev.f_along(var, 2, points)
+        hf = rows(h.reshape(t), vals[0])
+        out = (vals[0] - vals[1]) / (2 * hf)
+        slack = ROUNDING * EPS * (vals[0].abs() + vals[1].abs()) / (2 * hf)
+        return out, slack
+
+    def taylor_draw(self, torch: Any, ev: Any, var: str, gen: Any, convention: str | None) -> Any:
+        # along the identity's own kind of direction
+        ident = ev.c.identity
+        tangent = ident.directions == "tangent"
+        d = domains.direction(torch, ident.vars[var].domain, ev.x_cpu[var], gen, tangent)
+        return d.to(ev.x[var].device)
+
+    def taylor_directions(self, ev: Any, var: str, k: int, draw: Any) -> tuple[Any, Any | None]:
+        return (ev.d[var] if k == 0 else draw()), None
+
+    def taylor_remainder(
+        self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
+        vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
+    ) -> tuple[Any, Any]:
+        # r(h) = |f(x + hv) - f(x) - h df[v]|
+        t = ev.x[claim.var].shape[0]
+        lin = ev.claim(claim, bound, v).reshape(1, t, -1)
+        rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
+        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
+        return rem, terms
+
+    def passes(self, entries: int) -> int:
+        return PASSES
+
+
+def _jvp_by_forward_mode(torch: Any, run: Any, var: str) -> Any:
+    fwad = torch.autograd.forward_ad
+    with fwad.dual_level():
+        xs = dict(run.x)
+        xs[var] = fwad.make_dual(run.x[var], run.d[var])
+        out = run.f_of(xs)
+        tangent = fwad.unpack_dual(out).tangent
+    return torch.zeros_like(out) if tangent is None else tangent
+
+
+def _jvp_by_double_backward(torch: Any, run: Any, var: str) -> Any:
+    leaves, env = run.leaves([var])
+    out = run.f(env)
+    if not out.requires_grad:
+        return torch.zeros_like(out)
+    # Scalar outputs only: torch.autograd.grad with explicit grad_outputs imports
+    # torch.fx's symbolic shapes (and sympy) on first use, about a second.
+    u = torch.zeros_like(out, requires_grad=True)
+    (g,) = torch.autograd.grad((out * u).sum(), [leaves[var]], create_graph=True, allow_unused=True)
+    if g is None or not g.requires_grad:
+        return torch.zeros_like(out)
+    (jv,) = torch.autograd.grad((g * run.d[var]).sum(), [u], allow_unused=True)
+    return torch.zeros_like(out) if jv is None else jv
+
+
+KIND = Differential()

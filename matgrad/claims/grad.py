@@ -1,0 +1,145 @@
+"""``grad``: the gradient of a scalar f with respect to a variable, in the variable's shape.
+
+For a variable drawn symmetric, the gradient is reported in the identity's ``convention``
+(entrywise, frobenius or free), for autograd and finite differences alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind, full
+from matgrad.lang.domains import SYMMETRIC
+from matgrad.lang.functions import Shape, numel
+
+CONVENTIONS = ("entrywise", "frobenius", "free")
+PASSES = 5  # all gradients of an identity come from one backward pass, about five over f
+
+
+def apply_convention(torch: Any, g: Any, convention: str) -> Any:
+    """An entrywise gradient [T, n, n] of a symmetric variable, in ``convention``."""
+    gt = g.transpose(-1, -2)
+    if convention == "frobenius":
+        return 0.5 * (g + gt)
+    if convention == "free":
+        return g + gt - torch.diag_embed(torch.diagonal(g, dim1=-2, dim2=-1))
+    return g
+
+
+def _symmetric(ident: Any, var: str) -> bool:
+    return ident.vars[var].domain in SYMMETRIC
+
+
+class Grad(ClaimKind):
+    name = "grad"
+    noun = "gradient"
+    layout = "the shape of the variable: entry (i, j) is d f / d VAR[i, j]"
+    needs_scalar_f = True
+    joint_gradient = True
+    fd_tol = 1e-5
+    fd_ratio = 4.0
+    taylor_order = "first"
+    taylor_expected = 2.0
+    taylor_pass = 1.5
+    taylor_exact = "affine"
+    shared_passes = PASSES
+    new_help = "A gradient claim (default: X)."
+    template_var = "X"
+    template_body = """\
+  $key: {shape: [$dim, $dim]}
+  $other: {shape: [$dim, $dim]}
+f: "tr($other @ $var)"  # a scalar (quote expressions)
+grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j]
+  $key: "$other.T"
+"""
+    template_title = "Gradient of tr($other $var) with respect to $var"
+    template_latex = r"\frac{\partial}{\partial $var}\operatorname{tr}($other$var) = $other^T"
+
+    def expected_shape(self, var_shape: Shape, f_shape: Shape) -> Shape:
+        return var_shape
+
+    def shape_note(self, var: str) -> str:
+        return f" (the shape of {var})"
+
+    def truth(self, torch: Any, run: Any, var: str, first_pass: dict[str, Any]) -> Any:
+        g = first_pass[var] if var in first_pass else run.gradients([var])[1][var]
+        ident = run.c.identity
+        if _symmetric(ident, var) and g.dim() == 3:
+            g = apply_convention(torch, g, ident.convention)
+        return g
+
+    def convention(self, ident: Any, var: str, truth: Any) -> str | None:
+        return ident.convention if _symmetric(ident, var) and truth.dim() == 3 else None
+
+    def converter(self, torch: Any, ident: Any, var: str) -> Callable[[Any], Any] | None:
+        if not _symmetric(ident, var):
+            return None
+        return lambda g: apply_convention(torch, g, ident.convention) if g.dim() == 3 else g
+
+    def alternatives(self, torch: Any, run: Any, var: str, truth: Any) -> dict[str, Any]:
+        ident = run.c.identity
+        if not (_symmetric(ident, var) and truth.dim() == 3):
+            return {}
+        raw = run.gradients([var])[1][var].detach()
+        return {
+            c: apply_convention(torch, raw, c) for c in CONVENTIONS if c != ident.convention
+        }
+
+    # -- witnesses: the entrywise central difference (f(x + h e_i) - f(x - h e_i)) / 2h
+
+    def fd_points(self, entries: int) -> int:
+        return 2 * entries
+
+    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any]:
+        x = ev.x[var]
+        t, shape = x.shape[0], x.shape[1:]
+        n = numel(tuple(shape))
+        flat = x.reshape(t, n)
+        h = scale * FIRST_STEP * flat.abs().clamp(min=1.0)
+        # Steps that are exact in floating point: (x + h) - x.
+        hp = (flat + h) - flat
+        hm = flat - (flat - h)
+
+        def points(start: int, stop: int) -> Any:
+            rows = torch.arange(start, stop, device=x.device)
+            onehot = torch.nn.functional.one_hot(rows // 2, n).to(torch.float64)  # [k, n]
+            plus = (rows % 2 == 0).reshape(-1, 1, 1)
+            step = torch.where(plus, hp.unsqueeze(0), -hm.unsqueeze(0))  # [k, T, n]
+            p = flat.unsqueeze(0) + onehot.unsqueeze(1) * step
+            return p.reshape(stop - start, t, *shape)
+
+        vals = ev.f_along(var, 2 * n, points).reshape(n, 2, t)  # [n, +/-, T]
+        fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
+        g = (fp - fm) / (hp + hm)
+        slack = ROUNDING * EPS * (fp.abs() + fm.abs()) / (hp + hm)
+        return g.reshape(t, *shape), slack.reshape(t, *shape)
+
+    def taylor_draw(self, torch: Any, ev: Any, var: str, gen: Any, convention: str | None) -> Any:
+        # An entrywise gradient is about every entry: a free direction, whatever the
+        # identity's `directions`. The other conventions pair with symmetric directions.
+        d = super().taylor_draw(torch, ev, var, gen, convention)
+        if convention not in (None, "entrywise"):
+            d = 0.5 * (d + d.transpose(-1, -2))
+        return d
+
+    def taylor_remainder(
+        self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
+        vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
+    ) -> tuple[Any, Any]:
+        # r(h) = |f(x + hv) - f(x) - h <claim, v>|
+        x = ev.x[claim.var]
+        t = x.shape[0]
+        c = full(ev.claim(claim, bound), x)
+        if convention == "free":
+            c = torch.triu(c)
+        lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
+        rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
+        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
+        return rem, terms
+
+    def passes(self, entries: int) -> int:
+        return 0  # all in shared_passes
+
+
+KIND = Grad()

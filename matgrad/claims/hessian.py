@@ -1,0 +1,156 @@
+"""``hessian``: the n x n matrix of second derivatives of a scalar f with respect to a vector
+(or scalar) variable with n entries."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from matgrad.claims.base import EPS, ROUNDING, SECOND_STEP, ClaimKind, full
+from matgrad.lang.functions import Shape, fmt_shape, is_vector, numel
+
+PASSES = 5  # per claim, plus PASSES_PER_ENTRY per entry of the variable
+PASSES_PER_ENTRY = 4
+
+
+class Hessian(ClaimKind):
+    name = "hessian"
+    noun = "Hessian"
+    layout = "n x n for a variable with n entries (a scalar for a scalar variable)"
+    needs_scalar_f = True
+    fd_tol = 1e-4
+    fd_ratio = 2.0
+    taylor_order = "second"
+    taylor_expected = 4.0
+    taylor_pass = 3.0
+    taylor_exact = "quadratic"
+    new_help = "A Hessian claim (a vector)."
+    template_var = "x"
+    template_body = """\
+  $key: {shape: [$dim, 1]}  # a column vector; [$dim] is a plain vector
+  $other: {shape: [$dim, $dim]}
+f: "$var.T @ $other @ $var"  # a scalar ([1, 1] counts as one)
+hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $var
+  $key: "$other + $other.T"
+"""
+    template_title = "Hessian of the quadratic form $var^T $other $var"
+    template_latex = (
+        r"\frac{\partial^2 $var^T$other$var}{\partial $var\,\partial $var^T} = $other + $other^T"
+    )
+
+    def expected_shape(self, var_shape: Shape, f_shape: Shape) -> Shape:
+        n = numel(var_shape)
+        return () if var_shape == () else (n, n)
+
+    def shape_problem(self, var: str, var_shape: Shape, f_shape: Shape) -> tuple[str, str] | None:
+        problem = super().shape_problem(var, var_shape, f_shape)
+        if problem is None and not (var_shape == () or is_vector(var_shape)):
+            return (
+                f"a hessian claim needs a vector (or scalar) variable, but {var} has shape "
+                f"{fmt_shape(var_shape)}; use a differential of the gradient instead",
+                f"{self.name}.{var}",
+            )
+        return problem
+
+    def truth_elements(self, var_shape: Shape, f_shape: Shape) -> int:
+        return numel(var_shape) ** 2
+
+    def truth(self, torch: Any, run: Any, var: str, first_pass: dict[str, Any]) -> Any:
+        leaves, env = run.leaves([var])
+        x = leaves[var]
+        t = run.trials
+        n = numel(x.shape[1:])
+        out = run.f(env).reshape(t)
+        zero = torch.zeros(t, n, n, dtype=x.dtype, device=x.device)
+        if not out.requires_grad:
+            return zero
+        (g,) = torch.autograd.grad(out.sum(), [x], create_graph=True, allow_unused=True)
+        if g is None or not g.requires_grad:
+            return zero
+        g = g.reshape(t, n)
+        hrows = []
+        for i in range(n):
+            (h,) = torch.autograd.grad(g[:, i].sum(), [x], retain_graph=True, allow_unused=True)
+            hrows.append(torch.zeros_like(g) if h is None else h.reshape(t, n))
+        return torch.stack(hrows, dim=1)
+
+    # -- witnesses: the central second difference (the finite difference of the
+    # finite-difference gradient):
+    # (f(x+h e_i+h e_j) - f(x+h e_i-h e_j) - f(x-h e_i+h e_j) + f(x-h e_i-h e_j)) / 4h^2
+
+    def fd_points(self, entries: int) -> int:
+        return 2 * entries * entries + 1
+
+    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any]:
+        x = ev.x[var]
+        t, shape = x.shape[0], x.shape[1:]
+        n = numel(tuple(shape))
+        flat = x.reshape(t, n)
+        h = scale * SECOND_STEP * flat.abs().clamp(min=1.0)  # [T, n]
+        # Coefficients of the evaluation points, in units of h: 2 e_i and -2 e_i for the
+        # diagonal, (+-e_i, +-e_j) for i < j.
+        coefs = []
+        for i in range(n):
+            for s in (2.0, -2.0):
+                c = [0.0] * n
+                c[i] = s
+                coefs.append(c)
+        pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+        for i, j in pairs:
+            for a, b in ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0)):
+                c = [0.0] * n
+                c[i], c[j] = a, b
+                coefs.append(c)
+        coef = torch.tensor(coefs, dtype=torch.float64, device=x.device)  # [M, n]
+
+        def points(start: int, stop: int) -> Any:
+            p = flat.unsqueeze(0) + coef[start:stop].unsqueeze(1) * h.unsqueeze(0)
+            return p.reshape(stop - start, t, *shape)
+
+        vals = ev.f_along(var, coef.shape[0], points).reshape(coef.shape[0], t)  # [M, T]
+        f0 = ev.f().reshape(t)
+        hess = torch.zeros(t, n, n, dtype=torch.float64, device=x.device)
+        slack = torch.zeros_like(hess)
+        for i in range(n):
+            fp, fm = vals[2 * i], vals[2 * i + 1]
+            den = 4 * h[:, i] ** 2
+            hess[:, i, i] = (fp - 2 * f0 + fm) / den
+            slack[:, i, i] = ROUNDING * EPS * (fp.abs() + 2 * f0.abs() + fm.abs()) / den
+        base = 2 * n
+        for k, (i, j) in enumerate(pairs):
+            pp, pm, mp, mm = (vals[base + 4 * k + q] for q in range(4))
+            den = 4 * h[:, i] * h[:, j]
+            hess[:, i, j] = hess[:, j, i] = (pp - pm - mp + mm) / den
+            slack[:, i, j] = slack[:, j, i] = (
+                ROUNDING * EPS * (pp.abs() + pm.abs() + mp.abs() + mm.abs()) / den
+            )
+        if shape == ():
+            return hess.reshape(t), slack.reshape(t)
+        return hess, slack
+
+    def taylor_directions(self, ev: Any, var: str, k: int, draw: Any) -> tuple[Any, Any | None]:
+        v = draw()
+        return v, draw()
+
+    def taylor_remainder(
+        self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
+        vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
+    ) -> tuple[Any, Any]:
+        # With a second unit direction u, the mixed second difference
+        # r(h) = |f(x+hu+hv) - f(x+hu-hv) - f(x-hu+hv) + f(x-hu-hv) - 4h^2 u^T H v|
+        assert u is not None
+        t = ev.x[claim.var].shape[0]
+        hess = ev.claim(claim, bound)
+        vf, uf = v.reshape(t, -1), u.reshape(t, -1)
+        n = vf.shape[1]
+        hess = full(hess, torch.empty(t, n, n)).reshape(t, n, n)
+        mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
+        q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
+        rem = vals[0] - vals[1] - vals[2] + vals[3] - q
+        terms = vals.abs().sum(dim=0) + q.abs()
+        return rem, terms
+
+    def passes(self, entries: int) -> int:
+        return PASSES + PASSES_PER_ENTRY * entries
+
+
+KIND = Hessian()
