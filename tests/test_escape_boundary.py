@@ -23,7 +23,7 @@ import matgrad.api  # noqa: F401
 import matgrad.engine.core  # noqa: F401
 import matgrad.report.table  # noqa: F401
 from matgrad.cli import app
-from matgrad.report import escape
+from matgrad.report import FORMATS, escape
 
 # Everything a terminal, a CI runner, a browser or GitHub's Markdown would act on.
 HOSTILE = (
@@ -104,23 +104,29 @@ def _no_live_html(out: str) -> None:
     assert not re.search(r"""href\s*=\s*(?!["']#)""", out)  # only links within the page
 
 
+def _csv_safe(out: str) -> None:
+    for row in csv.reader(io.StringIO(out)):
+        assert not [c for c in row if c.startswith(("=", "+", "-", "@")) and not _number(c)]
+
+
+# What each report format must also hold to, beyond no raw control character and no CI command
+# line. A new format must add its entry here (test_every_format_has_a_sink_check).
+SINK_CHECKS = {
+    "table": _markup_is_text,
+    "json": json.loads,
+    "junit": lambda out: ET.fromstring(out.encode("utf-8")),  # still well-formed XML
+    "github": lambda out: None,  # its own command lines are checked in _no_command_line
+    "markdown": _no_live_markdown,
+    "html": _no_live_html,
+    "csv": _csv_safe,
+}
+
+
 def _check_sink(fmt: str, out: str) -> None:
     """The assertions for what ``fmt`` produced."""
     _no_raw_control(out)
     _no_command_line(out, own=fmt == "github")
-    if fmt == "table":
-        _markup_is_text(out)
-    elif fmt == "markdown":
-        _no_live_markdown(out)
-    elif fmt == "html":
-        _no_live_html(out)
-    elif fmt == "junit":
-        ET.fromstring(out.encode("utf-8"))  # still well-formed XML
-    elif fmt == "json":
-        json.loads(out)
-    elif fmt == "csv":
-        for row in csv.reader(io.StringIO(out)):
-            assert not [c for c in row if c.startswith(("=", "+", "-", "@")) and not _number(c)]
+    SINK_CHECKS[fmt](out)
 
 
 def _number(cell: str) -> bool:
@@ -135,7 +141,8 @@ def _invoke(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(app, list(args), env=env)
 
 
-FORMATS = ["table", "json", "junit", "github", "markdown", "html", "csv"]
+def test_every_format_has_a_sink_check() -> None:
+    assert set(SINK_CHECKS) == set(FORMATS)
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -150,20 +157,14 @@ def test_check_prints_hostile_text_escaped(hostile: Path, fmt: str) -> None:
 def test_check_reports_and_step_summary_are_escaped(hostile: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    files = {
-        "json": "r.json", "junit": "r.xml", "markdown": "r.md", "html": "r.html",
-        "csv": "r.csv", "table": "r.txt", "github": "github:r.github",
-    }  # fmt: skip
-    reports = [v if ":" in v else str(out / v) for v in files.values()]
-    reports = [r.replace("github:", f"github:{out}/") for r in reports]
     summary = out / "summary.md"
     args = ["check", str(hostile), "--format", "json"]
-    for report in reports:
-        args += ["--report", report]
+    for fmt in FORMATS:
+        args += ["--report", f"{fmt}:{out / fmt}"]
     r = _invoke(*args, env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert r.exit_code == 3, r.output
-    for fmt, name in files.items():
-        _check_sink(fmt, (out / name.removeprefix("github:")).read_text(encoding="utf-8"))
+    for fmt in FORMATS:
+        _check_sink(fmt, (out / fmt).read_text(encoding="utf-8"))
     _check_sink("markdown", summary.read_text(encoding="utf-8"))
 
 
@@ -230,6 +231,19 @@ def test_functions_table_shows_shapes_in_brackets() -> None:
     row = next(line for line in r.stdout.splitlines() if "inv(" in line and "pinv" not in line)
     assert "[n, n]" in row
     assert "pseudo-inverse of ;" not in r.stdout
+
+
+def test_new_prints_the_file_name_escaped(tmp_path: Path) -> None:
+    # The name goes into the template too, which refuses control characters (a clean error).
+    refused = _invoke("new", "fresh", "-o", str(tmp_path / HOSTILE_NAME))
+    assert refused.exit_code == 2 and "control characters" in refused.stderr
+    target = tmp_path / "[bold red]x \u202e @org.yaml"
+    r = _invoke("new", "fresh", "-o", str(target))
+    assert r.exit_code == 0 and target.exists(), r.output
+    for out in (refused.output, r.output):
+        _no_raw_control(out)
+        _no_command_line(out)
+    assert "[bold red]x \\u202e @org.yaml" in r.stderr
 
 
 def test_pytest_plugin_failure_text_is_escaped(pytester: pytest.Pytester) -> None:
@@ -383,3 +397,31 @@ def test_json_text_is_the_same_data_without_raw_controls() -> None:
 def test_workflow_command(text: str, data: str, prop: str) -> None:
     assert escape.workflow_data(text) == data
     assert escape.workflow_property(text) == prop
+
+
+# ---- one owner -------------------------------------------------------------------------
+
+OUTPUT_CODE = ["matgrad/report", "matgrad/cli", "matgrad/pytest_plugin.py"]
+# Escaping done anywhere but escape.py: rich's markup escape, the stdlib's HTML escape,
+# control-character classes, workflow-command escapes, the CSV formula guard.
+BYPASS = re.compile(
+    r"rich\.markup|^\s*import html\b|html\.escape|\\x00-|\\x1b|%0[AD]|%25|FORMULA|\.replace\(\"\|\""
+)
+
+
+def test_escaping_lives_in_one_module() -> None:
+    root = Path(__file__).resolve().parent.parent
+    files = [
+        f
+        for p in OUTPUT_CODE
+        for f in ((root / p).rglob("*.py") if (root / p).is_dir() else [root / p])
+        if f.name != "escape.py"
+    ]
+    assert len(files) > 20
+    found = [
+        f"{f.relative_to(root)}:{n}: {line.strip()}"
+        for f in files
+        for n, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+        if BYPASS.search(line)
+    ]
+    assert found == []

@@ -2,20 +2,16 @@
 messages that quote a file) is escaped here, where it leaves the program, for the sink it
 enters. Every renderer and every command prints user text through one of these functions.
 
-===================  ==========================================================
-sink                 function
-===================  ==========================================================
-any (first step)     :func:`visible`: control characters written out
-terminal, plain      :func:`terminal` (str for ``rich.text.Text``), :func:`text`
-terminal, markup     :func:`markup` (inside a rich markup string)
-CI log line          :func:`log_lines` (part of every plain-text sink)
-HTML                 :func:`html`
-Markdown table cell  :func:`markdown`
-JUnit / XML          :func:`xml`, :func:`xml_document`
-CSV                  :func:`csv_cell`
-JSON printed         :func:`json_text`
-GitHub commands      :func:`workflow_data`, :func:`workflow_property`
-===================  ==========================================================
+- any sink, first: :func:`visible` (control characters written out)
+- terminal: :func:`terminal` (a str for ``rich.text.Text`` or plain printing), :func:`text`
+  (a ``Text``), :func:`markup` (inside a rich markup string)
+- CI log lines: :func:`log_lines` (part of every plain-text sink)
+- HTML: :func:`html`
+- Markdown table cells: :func:`markdown` (:func:`markdown_trusted` for matgrad's own text)
+- JUnit / XML: :func:`xml`, :func:`xml_document`
+- CSV: :func:`csv_cell`
+- JSON that is printed: :func:`json_text`
+- GitHub workflow commands: :func:`workflow_data`, :func:`workflow_property`
 
 No torch, and rich only inside the functions that return rich objects.
 """
@@ -126,6 +122,12 @@ def markdown(value: object) -> str:
     for pattern, repl in _MD_LINKS:
         out = pattern.sub(repl, out)
     return out.replace("\r", "").replace("\n", "<br>")
+
+
+def markdown_trusted(value: str) -> str:
+    """Text matgrad itself wrote (the function and domain references), for a Markdown table
+    cell: its own Markdown stays; only ``|`` and newlines, which would break the table, go."""
+    return value.replace("|", "\\|").replace("\n", " ")
 
 
 def xml(value: object) -> str:
