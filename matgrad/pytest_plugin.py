@@ -232,7 +232,7 @@ class ClaimItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (MatgradFailure, MatgradCheckError)):
-            return str(excinfo.value)
+            return _failure_text(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:
@@ -251,11 +251,18 @@ class InvalidItem(pytest.Item):
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, MatgradCheckError):
-            return str(excinfo.value)
+            return _failure_text(excinfo.value)
         return super().repr_failure(excinfo)
 
     def reportinfo(self) -> tuple[Path, int, str]:
         return self.path, (self.invalid.line or 1) - 1, self.name
+
+
+def _failure_text(error: BaseException) -> str:
+    """A failure as pytest prints it (terminal, CI log): user text escaped at the boundary."""
+    from matgrad.report.escape import terminal
+
+    return terminal(error, newlines=True)
 
 
 def _claim_failure(claim: ClaimResult, result: IdentityResult, state: _State) -> str:

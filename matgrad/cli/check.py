@@ -7,7 +7,6 @@ import sys
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from matgrad.cli import common
 from matgrad.cli.common import (
@@ -125,6 +124,7 @@ def check(
     from matgrad.cli.progress import run_progress
     from matgrad.report import ReportWriteError, github, renderer, write_atomic
     from matgrad.report import table as table_report
+    from matgrad.report.escape import markup
     from matgrad.runner import exit_code, take_shard
 
     selected = api.collect(where, select=filter or [], limits=limits)
@@ -171,7 +171,9 @@ def check(
         try:
             github.append_step_summary(summary_file, result)
         except OSError as e:
-            common.err_console().print(f"warning: cannot append to GITHUB_STEP_SUMMARY: {escape(str(e))}")
+            common.err_console().print(
+                f"warning: cannot append to GITHUB_STEP_SUMMARY: {markup(e)}"
+            )
     if format is None:
         format = OutFormat.github if github.enabled() else OutFormat.table
     with common.reader_may_leave():

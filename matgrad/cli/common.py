@@ -13,7 +13,6 @@ import enum
 import functools
 import gc
 import io
-import json
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -22,7 +21,6 @@ from typing import Annotated, Any, Optional, TypeVar
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from matgrad._version import __version__
 from matgrad.config import Config, load_config
@@ -62,7 +60,9 @@ def err_console() -> Console:
 
 
 def fail(message: str, code: ExitCode) -> typer.Exit:
-    err_console().print(f"error: {escape(message)}")
+    from matgrad.report.escape import markup
+
+    err_console().print(f"error: {markup(message, newlines=True)}")
     return typer.Exit(int(code))
 
 
@@ -347,6 +347,7 @@ def parse_shard(text: str | None) -> Any:
 
 
 def list_collected(items: list[Any], quiet: int, as_json: bool) -> None:
+    from matgrad.report.escape import json_text, terminal
     from matgrad.spec.schema import Invalid
 
     invalid = [it for it in items if isinstance(it, Invalid)]
@@ -355,14 +356,12 @@ def list_collected(items: list[Any], quiet: int, as_json: bool) -> None:
             {"id": it.id, "file": it.path, "line": it.line, "valid": not isinstance(it, Invalid)}
             for it in items
         ]
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        sys.stdout.write(json_text(rows, indent=2) + "\n")
     else:
-        from matgrad.report.text import visible
-
         for it in items:
-            name = visible(it.id or "-", newlines=False)
-            where = visible(it.path if it.line is None else f"{it.path}:{it.line}", newlines=False)
-            bad = f" (invalid: {visible(str(it.error), newlines=False)})" if it in invalid else ""
+            name = terminal(it.id or "-")
+            where = terminal(it.path if it.line is None else f"{it.path}:{it.line}")
+            bad = f" (invalid: {terminal(it.error)})" if it in invalid else ""
             typer.echo(name if quiet else f"{where}: {name}{bad}")
         if not quiet:
             files = len({it.path for it in items})

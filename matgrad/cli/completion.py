@@ -12,6 +12,7 @@ from pathlib import Path
 
 from matgrad.config import load_config
 from matgrad.errors import MatgradError
+from matgrad.report.escape import terminal
 from matgrad.spec.schema import Identity, load_all
 
 DEFAULT_FOLDER = "identities"
@@ -35,9 +36,10 @@ def search_paths(typed: Sequence[str] | None, cwd: Path | None = None) -> list[s
 
 def ids(paths: Sequence[str], incomplete: str = "") -> list[tuple[str, str]]:
     """``(id, title)`` of each readable identity under ``paths`` whose id starts with
-    ``incomplete``, in file order."""
+    ``incomplete``, in file order. The title is shown by the shell (zsh, fish) beside the id:
+    one line, control characters written out."""
     out: list[tuple[str, str]] = []
     for item in load_all(list(paths)):
         if isinstance(item, Identity) and item.id.startswith(incomplete):
-            out.append((item.id, item.title or ""))
+            out.append((item.id, terminal(item.title or "")))
     return out

@@ -43,9 +43,11 @@ def functions(
         return
     from rich.table import Table
 
+    from matgrad.report.escape import text
+
     t = Table(header_style="bold")
     for col in ("function", "meaning", "result"):
         t.add_column(col)
     for sig, summary, result in functions_rows():
-        t.add_row(sig, summary, result)
+        t.add_row(text(sig), text(summary), text(result))
     common.out_console().print(t)

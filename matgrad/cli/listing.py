@@ -7,7 +7,6 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from matgrad.cli import common
 from matgrad.cli.common import FilterOpt, LimitOpt, PathsArg, app
@@ -34,6 +33,7 @@ def list_(
     Example: matgrad list identities/ -k trace --format json
     """
     from matgrad.report import catalogue
+    from matgrad.report.escape import markup
     from matgrad.spec.schema import Identity
 
     items, _ = common.select_items(paths, filter, limit)
@@ -46,6 +46,6 @@ def list_(
         out.print(catalogue.summary(good))
     bad = [item for item in items if not isinstance(item, Identity)]
     for item in bad:
-        common.err_console().print(f"invalid {escape(str(item.error))}", soft_wrap=True)
+        common.err_console().print(f"invalid {markup(item.error, newlines=True)}", soft_wrap=True)
     if bad:
         raise typer.Exit(int(ExitCode.INVALID))

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from matgrad.claims import DEFAULT, KINDS
 from matgrad.claims import differential as differential_kind
@@ -65,9 +64,10 @@ def new(
         sys.stdout.write(text)
         return
     from matgrad.report import write_atomic
+    from matgrad.report.escape import markup
 
     write_atomic(output, text)
     common.err_console().print(
-        f"wrote {escape(str(output))}; check it with: matgrad check {escape(str(output))}",
+        f"wrote {markup(output)}; check it with: matgrad check {markup(output)}",
         soft_wrap=True,
     )

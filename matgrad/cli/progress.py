@@ -12,7 +12,6 @@ import os
 from collections.abc import Iterator, Mapping
 
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -23,6 +22,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from matgrad.report.escape import markup
 from matgrad.results import IdentityResult
 from matgrad.spec.schema import Identity, Invalid
 
@@ -54,7 +54,7 @@ class RunProgress:
 
     def on_start(self, item: Identity | Invalid) -> None:
         name = item.id if item.id is not None else os.path.basename(item.path)
-        self._progress.update(self._task, description=f"checking {escape(name)}")
+        self._progress.update(self._task, description=f"checking {markup(name)}")
 
     def on_result(self, result: IdentityResult) -> None:
         self._progress.advance(self._task)

@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.markup import escape
 
 from matgrad.cli import common
 from matgrad.cli.common import (
@@ -61,6 +60,7 @@ def show(
     limits = parse_limits(limit)
     import difflib
 
+    from matgrad.report.escape import markup
     from matgrad.spec.schema import Invalid, load_all
 
     items = load_all([str(p) for p in search], limits)
@@ -70,11 +70,13 @@ def show(
         close = difflib.get_close_matches(ident, ids, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         where = ", ".join(str(p) for p in search)
-        common.err_console().print(f"error: no identity with id {escape(ident)!r} in {escape(where)}{escape(hint)}")
+        common.err_console().print(
+            f"error: no identity with id {markup(repr(ident))} in {markup(where)}{markup(hint)}"
+        )
         raise typer.Exit(int(ExitCode.NO_IDENTITIES))
     item = found[0]
     if isinstance(item, Invalid):
-        common.err_console().print(f"error: {escape(str(item.error))}")
+        common.err_console().print(f"error: {markup(item.error, newlines=True)}")
         raise typer.Exit(int(ExitCode.INVALID))
     common.import_torch()
     from matgrad.engine import core as engine

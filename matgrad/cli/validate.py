@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.markup import escape
 
 from matgrad.cli import common
 from matgrad.cli.common import FilterOpt, LimitOpt, PathsArg, app
@@ -17,13 +16,14 @@ def validate(paths: PathsArg = None, filter: FilterOpt = None, limit: LimitOpt =
 
     Example: matgrad validate identities/
     """
+    from matgrad.report.escape import markup
     from matgrad.spec.schema import validate as validate_items
 
     items, limits = common.select_items(paths, filter, limit)
     problems = [(item, err) for item, err in validate_items(items, limits) if err is not None]
     out = common.out_console()
     for _, err in problems:
-        out.print(f"[bold magenta]invalid[/] {escape(str(err))}")
+        out.print(f"[bold magenta]invalid[/] {markup(err, newlines=True)}")
     files = len({item.path for item in items})
     n = len(items)
     if problems:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
 from rich.table import Table
 from rich.text import Text
 
+from matgrad.report.escape import json_text, terminal
 from matgrad.spec.schema import Identity
 
 
@@ -26,7 +26,7 @@ def entry(ident: Identity) -> dict[str, Any]:
 
 
 def render_json(identities: Sequence[Identity]) -> str:
-    return json.dumps([entry(i) for i in identities], indent=2, ensure_ascii=False) + "\n"
+    return json_text([entry(i) for i in identities], indent=2, ensure_ascii=False) + "\n"
 
 
 def render_table(identities: Sequence[Identity]) -> Table:
@@ -36,10 +36,15 @@ def render_table(identities: Sequence[Identity]) -> Table:
     t.add_column("source", overflow="fold")
     t.add_column("claims")
     for ident in identities:
-        claims = ", ".join(c.label for c in ident.claims)
+        claims = ", ".join(terminal(c.label) for c in ident.claims)
         if ident.expect == "fail":
             claims += " (expect: fail)"
-        t.add_row(Text(ident.id), Text(ident.title or ""), Text(ident.source or ""), Text(claims))
+        t.add_row(
+            Text(terminal(ident.id)),
+            Text(terminal(ident.title or "")),
+            Text(terminal(ident.source or "")),
+            Text(claims),
+        )
     return t
 
 

@@ -3,9 +3,9 @@ fields and the claim's, named as in the JSON report with nesting flattened by do
 (``claim.worst.autograd``).
 
 Floats keep full precision (``repr``); an empty cell is a missing value; lists are JSON. User
-text is quoted by the csv module, control characters are written out, and a text cell that a
-spreadsheet would run as a formula (starting with ``= + - @``, tab or CR) gets a leading
-``'``, as OWASP advises for CSV injection.
+text is quoted by the csv module and escaped by :func:`matgrad.report.escape.csv_cell`
+(control characters written out; a leading ``'`` on a text cell that a spreadsheet would run
+as a formula, as OWASP advises for CSV injection; no line a CI log would run).
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ import json
 import math
 from typing import Any
 
-from matgrad.report.text import visible
+from matgrad.report.escape import csv_cell
 from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst
-
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _names(cls: type, prefix: str = "") -> list[str]:
@@ -51,8 +49,7 @@ def cell(value: Any) -> str:
         return str(value)
     if isinstance(value, (list, tuple)):
         return json.dumps(list(value))
-    text = visible(str(value))
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return csv_cell(str(value))
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

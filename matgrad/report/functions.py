@@ -6,14 +6,11 @@ import json
 
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.functions import REGISTRY
+from matgrad.report.escape import markdown_trusted as _md_cell
 
 
 def functions_rows() -> list[tuple[str, str, str]]:
     return [(f.signature, f.summary, f.result) for f in REGISTRY.values()]
-
-
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
 
 
 def functions_markdown() -> str:

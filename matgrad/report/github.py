@@ -3,8 +3,8 @@ line of the claim (GitHub shows it on the pull request's diff), the full list fo
 log group, and a Markdown step summary.
 
 Workflow commands are parsed from any stdout line that starts with ``::``, so user text never
-reaches the log raw: message data is %-escaped as GitHub's toolkit does (``%``, CR, LF), and
-properties also escape ``:`` and ``,``.
+reaches the log raw: command data and properties are %-escaped as GitHub's toolkit does, and
+every other line is a CI log line (both in :mod:`matgrad.report.escape`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ import stat
 from collections.abc import Mapping
 
 from matgrad.report import markdown
+from matgrad.report.escape import terminal, workflow_data, workflow_property
 from matgrad.report.text import (
     claim_lines,
     identity_lines,
     summary,
     verdict,
-    visible,
     where,
 )
 from matgrad.results import IdentityResult, RunReport
@@ -34,17 +34,9 @@ def enabled(environ: Mapping[str, str] = os.environ) -> bool:
     return environ.get("GITHUB_ACTIONS") == "true"
 
 
-def escape_data(text: str) -> str:
-    return visible(text).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def escape_property(text: str) -> str:
-    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
-
-
 def command(name: str, message: str, **props: str | int | None) -> str:
-    given = ",".join(f"{k}={escape_property(str(v))}" for k, v in props.items() if v is not None)
-    return f"::{name}{' ' + given if given else ''}::{escape_data(message)}"
+    given = ",".join(f"{k}={workflow_property(v)}" for k, v in props.items() if v is not None)
+    return f"::{name}{' ' + given if given else ''}::{workflow_data(message)}"
 
 
 def annotations(r: IdentityResult, seed: int) -> list[str]:
@@ -68,12 +60,11 @@ def annotations(r: IdentityResult, seed: int) -> list[str]:
 def render(report: RunReport) -> str:
     lines = [f"::group::matgrad: {len(report.results)} identities"]
     for r in report.results:
-        ident = visible(r.id, newlines=False)
-        lines.append(f"{verdict(r.status):<5} {ident} ({visible(where(r), newlines=False)})")
+        lines.append(f"{verdict(r.status):<5} {terminal(r.id)} ({terminal(where(r))})")
     lines.append("::endgroup::")
     for r in report.results:
         lines.extend(annotations(r, report.seed))
-    lines.append(visible(summary(report), newlines=False))
+    lines.append(terminal(summary(report)))
     return "\n".join(lines) + "\n"
 
 

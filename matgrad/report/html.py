@@ -4,19 +4,20 @@ MathML, and what went wrong where something did.
 
 Nothing is loaded at view time (no script, no font, no stylesheet: a Content-Security-Policy
 forbids it), so the file can be archived as a CI artifact and opened anywhere. Every string
-from a result is escaped; the MathML that latex2mathml produces is parsed and rebuilt from an
-allowlist of MathML elements and attributes, and LaTeX that does not convert is shown as text.
+from a result is escaped (:func:`matgrad.report.escape.html`); the MathML that latex2mathml
+produces is parsed and rebuilt from an allowlist of MathML elements and attributes, and LaTeX
+that does not convert is shown as text.
 """
 
 from __future__ import annotations
 
-import html
 import math
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from latex2mathml.converter import convert as _latex_to_mathml
 
+from matgrad.report.escape import html as esc
 from matgrad.report.text import (
     STATUSES,
     XPASS_TEXT,
@@ -26,14 +27,9 @@ from matgrad.report.text import (
     reproduce,
     tolerance,
     verdict,
-    visible,
     where,
 )
 from matgrad.results import ClaimResult, IdentityResult, RunReport
-
-
-def esc(text: object) -> str:
-    return html.escape(visible(str(text)), quote=True)
 
 
 def _status(status: str) -> str:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
+from matgrad.report.escape import json_text
 from matgrad.results import RunReport
 
 
@@ -20,4 +20,4 @@ def _finite(obj: Any) -> Any:
 
 
 def render(report: RunReport) -> str:
-    return json.dumps(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"
+    return json_text(_finite(report.to_dict()), indent=2, allow_nan=False) + "\n"

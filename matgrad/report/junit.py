@@ -3,8 +3,8 @@ file, one ``<testcase>`` per identity.
 
 A failed identity (or one that passed against ``expect: fail``) is a ``<failure>``, one that
 could not be checked an ``<error>``; an expected failure passes, with its status in
-``<system-out>``. The XML is built with ElementTree, so markup in user text is escaped; control
-characters, which XML 1.0 cannot hold at all, are written out by :func:`visible`.
+``<system-out>``. The XML is built with ElementTree, so markup in user text is escaped; what
+XML 1.0 cannot hold, and lines a CI log would run, are handled by :mod:`matgrad.report.escape`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,9 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
-from matgrad.report.text import failure_message, identity_lines, visible
+from matgrad.report.escape import xml, xml_document
+from matgrad.report.text import failure_message, identity_lines
 from matgrad.results import IdentityResult, RunReport
-
-
-def _t(text: str) -> str:
-    return visible(text)
 
 
 def seconds(x: float) -> str:
@@ -57,26 +54,26 @@ def _properties(report: RunReport) -> ET.Element:
     if not report.complete:
         pairs.append(("complete", "false"))
     for name, value in pairs:
-        ET.SubElement(props, "property", name=name, value=_t(value))
+        ET.SubElement(props, "property", name=name, value=xml(value))
     return props
 
 
 def _testcase(r: IdentityResult, seed: int) -> ET.Element:
     case = ET.Element(
-        "testcase", name=_t(r.id), classname=_t(classname(r.file)), time=seconds(r.seconds)
+        "testcase", name=xml(r.id), classname=xml(classname(r.file)), time=seconds(r.seconds)
     )
     body = "\n".join(identity_lines(r, seed))
     if r.status in ("failed", "xpassed"):
         kind = "mismatch" if r.status == "failed" else "unexpected-pass"
-        el = ET.SubElement(case, "failure", message=_t(failure_message(r)), type=kind)
-        el.text = _t(body)
+        el = ET.SubElement(case, "failure", message=xml(failure_message(r)), type=kind)
+        el.text = xml(body)
     elif r.status == "error":
         kind = "internal-error" if r.internal else "invalid"
-        el = ET.SubElement(case, "error", message=_t(failure_message(r)), type=kind)
-        el.text = _t(body)
+        el = ET.SubElement(case, "error", message=xml(failure_message(r)), type=kind)
+        el.text = xml(body)
     else:
         out = ET.SubElement(case, "system-out")
-        out.text = _t(f"{r.status}\n{body}" if body else r.status)
+        out.text = xml(f"{r.status}\n{body}" if body else r.status)
     return case
 
 
@@ -91,13 +88,13 @@ def render(report: RunReport) -> str:
         suite = ET.SubElement(
             root,
             "testsuite",
-            name=_t(file),
+            name=xml(file),
             tests=str(len(results)),
             failures=str(n_fail),
             errors=str(n_err),
             skipped="0",
             time=seconds(time),
-            file=_t(file),
+            file=xml(file),
         )
         suite.append(_properties(report))
         for r in results:
@@ -111,5 +108,5 @@ def render(report: RunReport) -> str:
     root.set("errors", str(errors))
     root.set("time", seconds(report.seconds or total_time))
     ET.indent(root, space="  ")
-    xml = ET.tostring(root, encoding="unicode")
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n"
+    text = ET.tostring(root, encoding="unicode")
+    return xml_document('<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n")

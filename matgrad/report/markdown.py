@@ -1,33 +1,21 @@
 """A Markdown summary (GitHub-flavoured) fit for a pull-request comment or a step summary:
 the counts, a table of what did not meet its expect, and every claim in a folded table.
 
-User text is escaped for table cells: Markdown punctuation and ``<``/``&`` are
-backslash-escaped (so no link, emphasis, HTML or entity can be smuggled in), ``|`` cannot
-break the table, and newlines become ``<br>``.
+User text is escaped for table cells by :func:`matgrad.report.escape.markdown`.
 """
 
 from __future__ import annotations
 
-import re
-
+from matgrad.report.escape import markdown as md
 from matgrad.report.text import (
     headline,
     identity_lines,
     num,
     verdict,
-    visible,
     where,
     worst_line,
 )
 from matgrad.results import IdentityResult, RunReport
-
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#!|~&$^])")
-
-
-def md(text: str) -> str:
-    """Escape user text for a Markdown table cell (one line)."""
-    out = _SPECIAL.sub(r"\\\1", visible(text))
-    return out.replace("\r", "").replace("\n", "<br>")
 
 
 def _row(cells: list[str]) -> str:

@@ -11,6 +11,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from matgrad.report.escape import terminal
 from matgrad.report.table import STYLE
 from matgrad.report.text import VERDICT
 from matgrad.results import ClaimView, Matrix, View
@@ -99,15 +100,15 @@ def _longest(text: Text) -> int:
 
 def _header(v: View) -> list[RenderableType]:
     head = Text()
-    head.append(v.id, style="bold")
-    head.append(f"  ({v.file}:{v.line})")
+    head.append(terminal(v.id), style="bold")
+    head.append(f"  ({terminal(f'{v.file}:{v.line}')})")
     lines: list[RenderableType] = [head]
     if v.title:
-        lines.append(Text(f"  {v.title}"))
+        lines.append(Text(f"  {terminal(v.title)}"))
     if v.latex:
-        lines.append(Text(f"  latex: {v.latex}"))
+        lines.append(Text(f"  latex: {terminal(v.latex)}"))
     if v.source:
-        lines.append(Text(f"  source: {v.source}"))
+        lines.append(Text(f"  source: {terminal(v.source)}"))
     lines.append(
         Text(f"  seed {v.seed}, trial {v.trial} of {v.trials} (0-based), {v.dtype}", style="dim")
     )
@@ -120,7 +121,7 @@ def _variables(v: View) -> RenderableType:
     t.add_column(f"value (trial {v.trial})")
     for name, domain, m in v.variables:
         shape = "[" + ", ".join(str(d) for d in m.shape) + "]"
-        t.add_row(Text(f"{name} {shape}\n{domain}"), matrix_text(m))
+        t.add_row(Text(f"{terminal(name)} {shape}\n{terminal(domain)}"), matrix_text(m))
     if v.f is not None:
         shape = "[" + ", ".join(str(d) for d in v.f.shape) + "]"
         t.add_row(Text(f"f {shape}"), matrix_text(v.f))
@@ -129,7 +130,7 @@ def _variables(v: View) -> RenderableType:
 
 def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
     head = Text()
-    head.append(c.label, style="bold")
+    head.append(terminal(c.label), style="bold")
     verdict = {"passed": "PASS", "failed": "FAIL", "error": "ERROR"}[c.status]
     head.append(f"  {verdict}", style=STYLE[c.status])
     if c.convention:
@@ -138,14 +139,14 @@ def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
         head.append(f"  witnesses: {c.agreement}")
     out: list[RenderableType] = [head]
     if c.message:
-        out.append(Text(f"  {c.message}"))
+        out.append(Text(f"  {terminal(c.message, newlines=True)}"))
     if c.hint:
-        out.append(Text(f"  hint: {c.hint}", style="yellow"))
+        out.append(Text(f"  hint: {terminal(c.hint, newlines=True)}", style="yellow"))
     for line in c.witnesses:
-        out.append(Text(f"  {line}", style="dim"))
+        out.append(Text(f"  {terminal(line, newlines=True)}", style="dim"))
     if c.direction is not None:
         t = Table(box=None, show_header=True, header_style="bold", padding=(0, 2, 0, 0))
-        t.add_column(f"d{c.var} (direction)")
+        t.add_column(Text(f"d{terminal(c.var)} (direction)"))
         t.add_row(matrix_text(c.direction))
         out.append(t)
     if c.claimed is None or c.autograd is None or c.difference is None:
@@ -161,14 +162,14 @@ def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
     if width is None or need <= width:
         t = Table(show_header=True, header_style="bold", padding=(0, 1))
         for name, _ in texts:
-            t.add_column(name, no_wrap=True)
+            t.add_column(Text(name), no_wrap=True)
         t.add_row(*[text for _, text in texts])
     else:  # too wide for side by side: one above the other
         t = Table(show_header=False, padding=(0, 1), show_lines=True)
         t.add_column(no_wrap=True, style="bold")
         t.add_column(no_wrap=True)
         for name, text in texts:
-            t.add_row(name, text)
+            t.add_row(Text(name), text)
     out.append(t)
     if c.worst is not None and c.max_abs_err is not None:
         k = c.claimed.flat(c.worst)
@@ -192,7 +193,7 @@ def render(v: View, width: int | None = None) -> list[RenderableType]:
     tail = Text()
     tail.append(VERDICT.get(v.status, v.status.upper()), style=STYLE.get(v.status, ""))
     if v.message and not v.claims:
-        tail.append(f"  {v.message}")
+        tail.append(f"  {terminal(v.message, newlines=True)}")
     blocks.append(tail)
     spaced: list[RenderableType] = []
     for i, block in enumerate(blocks):

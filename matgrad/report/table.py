@@ -9,7 +9,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from matgrad.report.text import VERDICT, claim_lines, reproduce, visible
+from matgrad.report.escape import terminal
+from matgrad.report.text import VERDICT, claim_lines, reproduce
 from matgrad.results import ClaimResult, IdentityResult, RunReport
 
 STYLE = {
@@ -57,7 +58,7 @@ def table(report: RunReport) -> Table:
     for r in report.results:
         style = STYLE[r.status]
         verdict = Text(VERDICT[r.status], style=style)
-        ident = Text(visible(r.id, newlines=False))
+        ident = Text(terminal(r.id))
         timing = f"{r.seconds * 1000:.0f} ms"
         trials = "—" if r.trials is None else str(r.trials)
         if not r.claims:
@@ -67,7 +68,7 @@ def table(report: RunReport) -> Table:
             claim_style = STYLE["passed" if c.status == "passed" else "failed"]
             if c.status == "error":
                 claim_style = STYLE["error"]
-            claim = Text(c.label, style=claim_style if r.status != "xfailed" else "")
+            claim = Text(terminal(c.label), style=claim_style if r.status != "xfailed" else "")
             t.add_row(
                 ident if i == 0 else "",
                 claim,
@@ -77,7 +78,7 @@ def table(report: RunReport) -> Table:
                 trials if i == 0 else "",
                 timing if i == 0 else "",
                 *([_fmt_slope(_slope(c))] if slopes else []),
-                *([Text(_short_hint(c.hint), style="yellow")] if hints else []),
+                *([Text(terminal(_short_hint(c.hint)), style="yellow")] if hints else []),
             )
     return t
 
@@ -112,12 +113,14 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
             continue
         head = Text()
         head.append(f"{VERDICT[r.status]} ", style=STYLE[r.status])
-        head.append(visible(r.id, newlines=False), style="bold")
+        head.append(terminal(r.id), style="bold")
         where = r.file if r.line is None else f"{r.file}:{r.line}"
-        head.append(f"  ({visible(where, newlines=False)})")
+        head.append(f"  ({terminal(where)})")
         lines: list[RenderableType] = [head]
         if r.ok:
-            lines.extend(Text(f"  {visible(x)}") for c in r.claims for x in claim_lines(c))
+            lines.extend(
+                Text(f"  {terminal(x, newlines=True)}") for c in r.claims for x in claim_lines(c)
+            )
             out.append(Group(*lines))
             continue
         if r.status == "xpassed":
@@ -130,29 +133,30 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
         for c in r.claims:
             if c.status == "passed":
                 continue
-            lines.append(Text(f"  {visible(c.message)}"))
+            lines.append(Text(f"  {terminal(c.message, newlines=True)}"))
             if c.hint:
-                lines.append(Text(f"    hint: {visible(c.hint)}", style="yellow"))
+                lines.append(Text(f"    hint: {terminal(c.hint, newlines=True)}", style="yellow"))
             if c.agreement:
                 lines.append(Text(f"    witnesses: {c.agreement}"))
             for w in c.witnesses:
                 said = w.message or (
                     f"max abs err {w.max_abs_err:.3g}" if w.max_abs_err is not None else ""
                 )
-                lines.append(
-                    Text(f"    {w.name}: {w.verdict}" + (f" ({visible(said)})" if said else ""), style="dim")
-                )
+                said = f" ({terminal(said, newlines=True)})" if said else ""
+                lines.append(Text(f"    {w.name}: {w.verdict}{said}", style="dim"))
         if not r.claims and r.message:
-            lines.append(Text(f"  {visible(r.message)}"))
+            lines.append(Text(f"  {terminal(r.message, newlines=True)}"))
         if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
             lines.append(
                 Text(
-                    f"  reproduce: {visible(reproduce(r, report.seed, run_flags(report)))}",
+                    "  reproduce: "
+                    + terminal(reproduce(r, report.seed, run_flags(report)), newlines=True),
                     style="dim",
                 )
             )
             if r.claims:
-                lines.append(Text(f"  show: {visible(show_command(r, report))}", style="dim"))
+                command = terminal(show_command(r, report), newlines=True)
+                lines.append(Text(f"  show: {command}", style="dim"))
         out.append(Group(*lines))
     return out
 
@@ -175,7 +179,7 @@ def summary_line(report: RunReport) -> Text:
     if report.shard:
         line.append(f" (shard {report.shard})")
     if report.stopped:
-        line.append(f"; {report.stopped}", style="bold yellow")
+        line.append(f"; {terminal(report.stopped)}", style="bold yellow")
     if report.witnesses:
         line.append(f" (also judged by {' and '.join(report.witnesses)})")
     if not report.complete:

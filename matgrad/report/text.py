@@ -1,13 +1,13 @@
-"""Plain-text pieces shared by the renderers: verdict words, numbers, the lines that describe
-an identity's claims, and :func:`visible`, which makes control characters in user text
-harmless before any format-specific escaping."""
+"""Plain-text pieces shared by the renderers: verdict words, numbers and the lines that
+describe an identity's claims. They are not escaped: each renderer escapes them for its sink
+with :mod:`matgrad.report.escape` (``visible`` is re-exported from there)."""
 
 from __future__ import annotations
 
-import re
 import shlex
 from collections.abc import Sequence
 
+from matgrad.report.escape import visible as visible  # re-exported for older imports
 from matgrad.results import ClaimResult, IdentityResult, RunReport
 
 VERDICT = {
@@ -22,28 +22,6 @@ XPASS_TEXT = (
     "expected to fail (expect: fail), but every claim passed: the identity is right after "
     "all, or its wrong variant is too close to the truth"
 )
-
-# C0 controls (but tab and newline), DEL, C1 controls, lone surrogates, the two non-characters
-# XML forbids, and the bidirectional overrides that can make a line read differently from
-# what it holds.
-_HIDDEN = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff\u202a-\u202e\u2066-\u2069]"
-)
-
-
-def _show(m: re.Match[str]) -> str:
-    code = ord(m.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str, *, newlines: bool = True) -> str:
-    """``text`` with each control character written out as ``\\xNN`` (``\\uNNNN``), so that
-    no report carries a raw escape sequence; with ``newlines=False`` newlines go too."""
-    out = _HIDDEN.sub(_show, text)
-    if not newlines:
-        out = out.replace("\n", "\\n")
-    return out
-
 
 def verdict(status: str) -> str:
     return VERDICT.get(status, status.upper())
