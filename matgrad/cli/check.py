@@ -185,7 +185,7 @@ def check(
             sys.stdout.flush()
     code = exit_code(result)
     for problem in unwritten:
-        common.err_console().print(f"error: {escape(problem)}")
+        common.err_console().print(f"error: {markup(problem)}")
     if unwritten:
         code = ExitCode.USAGE
     if code is ExitCode.INTERRUPTED:
