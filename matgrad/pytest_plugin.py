@@ -132,11 +132,6 @@ def pytest_configure(config: pytest.Config) -> None:
     except MatgradError as e:
         raise pytest.UsageError(f"matgrad: {e}") from None
     config.stash[_STATE] = _State(roots, settings, config.invocation_params.dir)
-    # Collect the roots even when the command line names other tests only. Workers of
-    # pytest-xdist run this hook too and reach the same arguments.
-    for root in roots:
-        if not any(_under(root, arg, config.invocation_params.dir) for arg in config.args):
-            config.args.append(str(root))
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -144,11 +139,6 @@ def _relative(path: Path, base: Path) -> str:
         return str(path.relative_to(base.resolve()))
     except ValueError:
         return str(path)
-
-
-def _under(root: Path, arg: str, base: Path) -> bool:
-    target = (base / arg.split("::")[0]).resolve()
-    return root == target or target in root.parents
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
@@ -161,6 +151,30 @@ def pytest_report_header(config: pytest.Config) -> str | None:
         f"matgrad: {roots} (seed {c.seed or 0}, {c.dtype or 'float64'}"
         f"{', settings from ' + str(c.file) if c.file else ''})"
     )
+
+
+@pytest.hookimpl(tryfirst=True)  # before -k / -m deselect, so they apply to identities too
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    """Add the identities of the ``--matgrad`` paths that the command line did not collect.
+
+    Only identity files are collected from those paths, as nodes hung on the session: pytest
+    never walks the folders, so a ``conftest.py`` or ``test_*.py`` beside the identities (in a
+    pull request, say) is neither imported nor run. Workers of pytest-xdist run this hook too
+    and collect the same items.
+    """
+    state = config.stash.get(_STATE, None)
+    if state is None:
+        return
+    from matgrad.spec.schema import discover
+
+    done = {item.path.resolve() for item in items if isinstance(item, (ClaimItem, InvalidItem))}
+    for name in discover([str(r) for r in state.roots]):
+        path = Path(name).resolve()
+        if path not in done:
+            done.add(path)
+            items.extend(session.genitems(IdentityFile.from_parent(session, path=path)))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:

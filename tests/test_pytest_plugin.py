@@ -247,3 +247,21 @@ def test_plugin_import_is_light() -> None:
     code = "import sys, matgrad.pytest_plugin\nprint('torch' in sys.modules, 'matgrad.spec.schema' in sys.modules)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.split() == ["False", "False"], r.stderr
+
+
+def test_python_files_beside_identities_are_never_run(project: pytest.Pytester) -> None:
+    # an identity folder comes from pull requests: only identity files are collected from it
+    marker = project.path / "ran"
+    code = f"open({str(marker)!r}, 'a').write('{{}}\\n')\n"
+    (project.path / "identities" / "conftest.py").write_text(code.format("conftest"))
+    (project.path / "identities" / "test_evil.py").write_text(
+        "def test_evil():\n    " + code.format("test")
+    )
+    result = project.runpytest_subprocess(*PLUGIN, "test_plain.py", "--matgrad", "identities", "-q")
+    result.assert_outcomes(passed=3, failed=2, xfailed=2)
+    assert not marker.exists(), marker.read_text()
+    ids = project.runpytest_subprocess(
+        *PLUGIN, "test_plain.py", "--matgrad", "identities", "--collect-only", "-q"
+    )
+    assert "test_evil" not in ids.stdout.str()
+    assert "identities/ids.yaml::right::grad[X]" in ids.stdout.str()
