@@ -9,10 +9,11 @@ import pytest
 
 from matgrad.engine import degeneracy
 from matgrad.lang import functions
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Scope, bind, parse
 from matgrad.lang.functions import REGISTRY, SENSITIVITIES, Arg, register
 from matgrad.spec import budget
-from matgrad.spec.schema import compile_identity, load_text
+from matgrad.spec.schema import compile_identity, load_text, symmetric_vars
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -111,3 +112,42 @@ def test_guard_reads_the_sensitivity_on_the_entry(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setitem(REGISTRY, "expm", dataclasses.replace(REGISTRY["expm"], sensitive="cond"))
     monkeypatch.setitem(REGISTRY, "pinv", dataclasses.replace(REGISTRY["pinv"], sensitive=None))
     assert _sites() == [("expm", "cond", "X"), ("logdet", "cond", "X"), ("eigvecsh", "gap", "X")]
+
+
+def test_guard_reads_the_conditioning_on_the_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    entry = dataclasses.replace(DOMAINS["invertible"], conditioned=False)
+    monkeypatch.setitem(DOMAINS, "invertible", entry)
+    assert ("logdet", "cond", "Q") in _sites()
+
+
+@pytest.mark.parametrize(
+    ("shape", "domain", "work"),
+    [
+        # the numbers the work budget always gave: a side table before, the entries now
+        ((5, 5), "real", 2 * 30 * 25),
+        ((5,), "positive", 2 * 30 * 5),
+        ((5, 5), "spd", 2 * 30 * 25 + 60 * 125),
+        ((5, 5), "orthogonal", 2 * 30 * 25 + 60 * 125),
+        ((5, 5), "invertible", 2 * 30 * 25 + 60 * 2 * 125),
+        ((3, 5), "fullrank", 2 * 30 * 15 + 60 * (27 + 125)),
+        ((5, 5), "diagonal", 2 * 30 * 25),
+    ],
+)
+def test_draw_work_comes_from_the_domain(shape: tuple[int, ...], domain: str, work: int) -> None:
+    assert budget.sample_work(shape, domain) == work
+
+
+def test_symmetric_vars_read_the_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    (ident,) = load_text(IDENT, "<test>")
+    assert symmetric_vars(ident) == frozenset()
+    monkeypatch.setitem(DOMAINS, "real", dataclasses.replace(DOMAINS["real"], symmetric=True))
+    assert symmetric_vars(ident) == {"X"}
+
+
+def test_new_file_template_names_every_domain(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matgrad.spec import scaffold
+
+    text = scaffold.template("x")
+    assert all(name in text for name in DOMAINS)
+    monkeypatch.setitem(DOMAINS, "lower", dataclasses.replace(DOMAINS["real"], name="lower"))
+    assert scaffold._vars_comment().rstrip().endswith("fullrank, lower)")

@@ -521,10 +521,9 @@ def _probe(
             x = xs[v.name]
             if len(v.shape) != 2 or v.shape[0] != v.shape[1] or v.shape[0] < 2:
                 continue
-            if v.domain in ("real", "positive"):
-                changed[v.name] = 0.5 * (x + x.transpose(-1, -2))
-            elif v.domain in ("invertible", "fullrank"):
-                changed[v.name] = x @ x.transpose(-1, -2)
+            symmetrized = domains.DOMAINS[v.domain].symmetrized
+            if symmetrized is not None:
+                changed[v.name] = symmetrized(x)
         tries = [[name] for name in changed] if len(changed) > 1 else []
         for names in tries + ([list(changed)] if changed else []):
             draw = ({**xs, **{k: changed[k] for k in names}}, ds)

@@ -37,14 +37,13 @@ from typing import Any
 import torch
 
 from matgrad.errors import EvalError
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Name
 from matgrad.lang.functions import REGISTRY
 from matgrad.spec.schema import Compiled
 
 # The sensitivities measured by a condition number: a conditioned domain makes them safe.
 CONDITION_NUMBERS = frozenset({"cond", "cond_nonzero"})
-# Domains whose draws have singular values in [0.5, 2] (condition number <= 4) by construction.
-CONDITIONED = frozenset({"invertible", "spd", "orthogonal", "diagonal", "fullrank"})
 
 # (smallest relative eigenvalue gap, largest condition number) per dtype. A derivative through
 # eigenvectors carries rounding errors of about eps/gap^2 (relative), one through an inverse
@@ -75,7 +74,7 @@ class Site:
 def sites(compiled: Compiled) -> list[Site]:
     """Every sensitive call of an identity whose argument must be measured."""
     ident = compiled.identity
-    guaranteed = {v.name for v in ident.vars.values() if v.domain in CONDITIONED}
+    guaranteed = {v.name for v in ident.vars.values() if DOMAINS[v.domain].conditioned}
     found: list[Site] = []
     seen: set[tuple[str, str]] = set()
 

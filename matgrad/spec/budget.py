@@ -24,6 +24,7 @@ import dataclasses
 from collections.abc import Iterable
 
 from matgrad.errors import LimitError
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import BinOp, Bound, Call, Name, Transpose
 from matgrad.lang.functions import ENTRY, REGISTRY, Arg, Shape, entrywise, numel
 from matgrad.limits import Limits
@@ -115,13 +116,10 @@ def _node_work(b: Bound) -> int:
 
 
 def sample_work(shape: Shape, domain: str) -> int:
-    """Estimated work per trial of drawing one variable and its direction."""
+    """Estimated work per trial of drawing one variable and its direction: the entries, and
+    the random orthogonal matrices that the domain's entry says a draw takes."""
     cheap = 2 * ENTRY * numel(shape)
-    if len(shape) != 2:
-        return cheap
-    m, n = shape
-    qrs = {"orthogonal": n**3, "spd": n**3, "invertible": 2 * n**3, "fullrank": m**3 + n**3}
-    return cheap + QR * qrs.get(domain, 0)
+    return cheap + QR * sum(n**3 for n in DOMAINS[domain].orthogonals(shape))
 
 
 def passes_over_f(kinds_and_sizes: Iterable[tuple[str, int]]) -> int:

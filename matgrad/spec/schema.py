@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from matgrad.errors import ExprError, LimitError, SpecError
-from matgrad.lang.domains import DOMAINS, SYMMETRIC
+from matgrad.lang.domains import DEFAULT as DEFAULT_DOMAIN
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Scope, bind, check_size, parse
 from matgrad.lang.functions import (
     REGISTRY,
@@ -521,7 +522,7 @@ def _vars(
         _check_name(vf, name, name, "variable", taken)
         if isinstance(v, YSeq):  # shorthand: X: [n, n]
             shape_node: YNode | None = v
-            domain = "real"
+            domain = DEFAULT_DOMAIN
             keypath = name
         elif isinstance(v, YMap):
             one = _Fields(v, vf.keypath + name + ".")
@@ -529,7 +530,7 @@ def _vars(
             shape_node = v.items.get("shape")
             if shape_node is None:
                 raise one.err(None, "missing required key 'shape', e.g. shape: [n, n]")
-            domain = one.text("domain") or "real"
+            domain = one.text("domain") or DEFAULT_DOMAIN
             if domain not in DOMAINS:
                 close = difflib.get_close_matches(domain, list(DOMAINS), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -753,7 +754,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
 
 
 def symmetric_vars(ident: Identity) -> frozenset[str]:
-    return frozenset(v.name for v in ident.vars.values() if v.domain in SYMMETRIC)
+    return frozenset(v.name for v in ident.vars.values() if DOMAINS[v.domain].symmetric)
 
 
 def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
