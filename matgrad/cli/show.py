@@ -19,7 +19,7 @@ from matgrad.cli.common import (
     complete_ids,
     parse_limits,
 )
-from matgrad.errors import ExitCode
+from matgrad.errors import ExitCode, did_you_mean
 
 
 @app.command()
@@ -59,16 +59,13 @@ def show(
     search = paths or [Path(".")]
     common.check_paths(search)
     limits = parse_limits(limit)
-    import difflib
-
     from matgrad.spec.schema import Invalid, load_all
 
     items = load_all([str(p) for p in search], limits)
     found = [it for it in items if it.id == ident]
     if not found:
         ids = [it.id for it in items if it.id]
-        close = difflib.get_close_matches(ident, ids, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(ident, ids)
         where = ", ".join(str(p) for p in search)
         common.err_console().print(f"error: no identity with id {escape(ident)!r} in {escape(where)}{escape(hint)}")
         raise typer.Exit(int(ExitCode.NO_IDENTITIES))

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from matgrad.errors import ExprError, LimitError
+from matgrad.errors import ExprError, LimitError, did_you_mean
 from matgrad.lang.functions import (
     CONSTRUCTORS,
     REGISTRY,
@@ -231,7 +231,7 @@ def _convert(
         fname = node.func.id
         fn = REGISTRY.get(fname)
         if fn is None:
-            raise _err(f"unknown function {fname!r}{_suggest(fname, REGISTRY)}", src, node)
+            raise _err(f"unknown function {fname!r}{did_you_mean(fname, REGISTRY)}", src, node)
         if node.keywords:
             raise _err(f"keyword arguments are not allowed (in {fname}(...))", src, node)
         if any(isinstance(a, ast.Starred) for a in node.args):
@@ -274,13 +274,6 @@ def _op_symbol(op: ast.AST) -> str:
         ast.Not: "not",
         ast.Invert: "~",
     }.get(type(op), type(op).__name__)
-
-
-def _suggest(word: str, known: Mapping[str, Any] | frozenset[str] | set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # ---- binding: names, shapes and constants ------------------------------------------------
@@ -332,7 +325,7 @@ def _bind(node: Node, scope: Scope, limits: Limits) -> Bound:
             raise ExprError(f"name {node.name!r} {scope.hidden[node.name]}")
         known = set(scope.shapes) | set(scope.dims)
         raise ExprError(
-            f"unknown name {node.name!r}{_suggest(node.name, known)}; "
+            f"unknown name {node.name!r}{did_you_mean(node.name, known)}; "
             f"declare it under vars or dims"
         )
     if isinstance(node, Neg):
