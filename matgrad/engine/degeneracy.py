@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from matgrad.engine import tensors
 from matgrad.errors import EvalError
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Name
@@ -106,13 +107,6 @@ def sites(compiled: Compiled) -> list[Site]:
     return found
 
 
-def _value(bound: Bound, env: dict[str, Any], like: Any) -> Any:
-    out = bound.evaluate(env, torch, like)
-    if isinstance(out, float):
-        return torch.full((like.shape[0], *bound.shape), out, dtype=like.dtype)
-    return out
-
-
 def all_finite(x: Any) -> bool:
     """Whether every entry of ``x`` is finite, in two tensor operations (cheaper than
     ``isfinite().all()``): finite * 0 is 0, while Inf * 0 and NaN * 0 are NaN."""
@@ -159,9 +153,7 @@ def _env(compiled: Compiled, draw: Draw) -> tuple[dict[str, Any], Any]:
     env: dict[str, Any] = dict(xs)
     env.update({"d" + k: v for k, v in ds.items()})
     with torch.no_grad():
-        for name, bound in compiled.lets:
-            env[name] = _value(bound, env, like)
-    return env, like
+        return tensors.with_lets(compiled.lets, env, like), like
 
 
 def _survey(compiled: Compiled, found: list[Site], draw: Draw, dtype: str) -> list[tuple[Site, Any, Any]]:
@@ -169,7 +161,7 @@ def _survey(compiled: Compiled, found: list[Site], draw: Draw, dtype: str) -> li
     out = []
     with torch.no_grad():
         for site in found:
-            value = measure(site, _value(site.arg, env, like))
+            value = measure(site, tensors.evaluate(site.arg, env, like))
             out.append((site, value, _bad(site, value, dtype)))
     return out
 
@@ -194,13 +186,9 @@ def guard(
         if attempt > MAX_REDRAWS:
             raise EvalError(_message(survey, dtype))
         nx, nd = redraw(attempt)
-        xs = {k: torch.where(_rows(bad, v), nx[k], v) for k, v in xs.items()}
-        ds = {k: torch.where(_rows(bad, v), nd[k], v) for k, v in ds.items()}
+        xs = {k: torch.where(tensors.rows(bad, v), nx[k], v) for k, v in xs.items()}
+        ds = {k: torch.where(tensors.rows(bad, v), nd[k], v) for k, v in ds.items()}
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _rows(mask: Any, like: Any) -> Any:
-    return mask.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:

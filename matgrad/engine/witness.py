@@ -37,12 +37,13 @@ from typing import Any
 
 import torch
 
+from matgrad.engine import tensors
 from matgrad.errors import LimitError
 from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
-from matgrad.results import ClaimResult, WitnessResult, Worst
+from matgrad.results import ClaimResult, WitnessResult, Worst, ravel
 from matgrad.spec.schema import Claim, Compiled
 
 ORDER = ("autograd", "fd", "taylor")
@@ -101,25 +102,16 @@ class Evaluator:
         self.device = device
         self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
 
-    def _value(self, bound: Bound, env: dict[str, Any], like: Any) -> Any:
-        out = bound.evaluate(env, torch, like)
-        if isinstance(out, float):
-            return torch.full((like.shape[0], *bound.shape), out, dtype=torch.float64, device=self.device)
-        return out
-
     def _env(self, xs: dict[str, Any], batch: int) -> tuple[dict[str, Any], Any]:
         like = torch.zeros(batch, dtype=torch.float64, device=self.device)
-        env: dict[str, Any] = dict(xs)
-        for name, bound in self.c.lets:
-            env[name] = self._value(bound, env, like)
-        return env, like
+        return tensors.with_lets(self.c.lets, dict(xs), like), like
 
     @torch.no_grad()
     def f(self, xs: dict[str, Any] | None = None) -> Any:
         xs = self.x if xs is None else xs
         batch = next(iter(xs.values())).shape[0]
         env, like = self._env(xs, batch)
-        return self._value(self.c.f, env, like)
+        return tensors.evaluate(self.c.f, env, like)
 
     @torch.no_grad()
     def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:
@@ -144,7 +136,7 @@ class Evaluator:
         env, like = self._env(dict(self.x), self.trials)
         if claim.kind == "differential":
             env["d" + claim.var] = self.d[claim.var] if direction is None else direction
-        return self._value(bound, env, like)
+        return tensors.evaluate(bound, env, like)
 
 
 # ---- finite differences ---------------------------------------------------------------------
@@ -217,14 +209,14 @@ def _fd_directional(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
     t = x.shape[0]
     xmax = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
     dmax = d.reshape(t, -1).abs().amax(dim=1).clamp(min=1e-300)
-    h = _rows(scale * FIRST_STEP * xmax / dmax, x)
+    h = tensors.rows(scale * FIRST_STEP * xmax / dmax, x)
 
     def points(start: int, stop: int) -> Any:
         both = torch.stack([x + h * d, x - h * d])
         return both[start:stop]
 
     vals = ev.f_along(var, 2, points)
-    hf = _rows(h.reshape(t), vals[0])
+    hf = tensors.rows(h.reshape(t), vals[0])
     out = (vals[0] - vals[1]) / (2 * hf)
     slack = ROUNDING * EPS * (vals[0].abs() + vals[1].abs()) / (2 * hf)
     return out, slack
@@ -276,11 +268,6 @@ def _fd_hessian(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
     if shape == ():
         return hess.reshape(t), slack.reshape(t)
     return hess, slack
-
-
-def _rows(v: Any, like: Any) -> Any:
-    """A per-trial vector [T] shaped to broadcast against ``like`` [T, ...]."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 # ---- the Taylor test ------------------------------------------------------------------------
@@ -350,7 +337,7 @@ def _remainders(
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
-    v = v / _rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
+    v = v / tensors.rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
     xscale = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
     second = claim.kind == "hessian"
     main = TAYLOR_STEPS["second" if second else "first"]
@@ -358,7 +345,7 @@ def _remainders(
     hs = steps.unsqueeze(1) * xscale.unsqueeze(0)  # [K, T]
     k = steps.shape[0]
     if u is not None:
-        u = u / _rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
+        u = u / tensors.rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
         moves = [u + v, u - v, -u + v, -u - v]
     else:
         moves = [v]
@@ -372,7 +359,7 @@ def _remainders(
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
         terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
     elif claim.kind == "grad":
-        c = _full(ev.claim(claim, bound), x)
+        c = tensors.fill_like(ev.claim(claim, bound), x)
         if convention == "free":
             c = torch.triu(c)
         lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
@@ -383,7 +370,7 @@ def _remainders(
         hess = ev.claim(claim, bound)
         vf, uf = v.reshape(t, -1), u.reshape(t, -1)
         n = vf.shape[1]
-        hess = _full(hess, torch.empty(t, n, n)).reshape(t, n, n)
+        hess = tensors.fill_like(hess, torch.empty(t, n, n)).reshape(t, n, n)
         mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
         q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
         rem = vals[0] - vals[1] - vals[2] + vals[3] - q
@@ -392,13 +379,6 @@ def _remainders(
     km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
     return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise
-
-
-def _full(c: Any, like: Any) -> Any:
-    """A claim value as [T, *shape of like] (a constant scalar claim fills the shape)."""
-    if c.shape == like.shape:
-        return c
-    return c.reshape(c.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
 
 
 def taylor_result(claim: Claim, slopes: list[float | None], defined: bool) -> WitnessResult:
@@ -499,9 +479,7 @@ def judge(
         if convention in ("frobenius", "free") and results["taylor"].verdict == "agrees":
             # Symmetric directions only see the symmetric part (free: the upper triangle) of
             # the claim; a gradient in these conventions is symmetric, so check that too.
-            c = _full(value64, ev.x[claim.var])
-            ct = c.transpose(-1, -2)
-            if not bool(((c - ct).abs() <= rtol * c.abs() + atol * c.abs().amax().clamp(min=1.0)).all()):
+            if not _symmetric(tensors.fill_like(value64, ev.x[claim.var]), rtol, atol):
                 results["taylor"].verdict = "disagrees"
                 results["taylor"].message = (
                     f"the claim is not symmetric, but a {convention} gradient is (the Taylor "
@@ -525,8 +503,8 @@ def judge(
     if agreement == "autograd vs fd" and autograd_vs_fd is not None and autograd_vs_fd.worst:
         # The entry worth looking at is where autograd and finite differences part.
         w = autograd_vs_fd.worst
-        flat = _flat_index(w.index, expected)
-        claimed = float(_full_like(value64, fd_value).reshape(value64.shape[0], -1)[w.trial, flat])
+        claimed_all = tensors.fill_like(value64, fd_value).reshape(value64.shape[0], -1)
+        claimed = float(claimed_all[w.trial, ravel(w.index, expected)])
         res.worst = Worst(w.trial, w.index, w.claimed, claimed)
     res.agreement = agreement
     res.message = _message(claim, res, status, agreement, results, autograd_vs_fd)
@@ -536,17 +514,11 @@ def judge(
     return res, reference, value if "autograd" in witnesses else value64
 
 
-def _flat_index(index: list[int], shape: Shape) -> int:
-    k = 0
-    for i, d in zip(index, shape):
-        k = k * d + i
-    return k
-
-
-def _full_like(value: Any, like: Any) -> Any:
-    if value.numel() == like.numel():
-        return value.reshape(like.shape)
-    return value.reshape(value.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
+def _symmetric(c: Any, rtol: float, atol: float) -> bool:
+    """Whether every trial of ``c`` [T, n, n] equals its transpose by the check's tolerance."""
+    t = c.shape[0]
+    err = (c - c.transpose(-1, -2)).abs().reshape(t, -1)
+    return bool((err <= tensors.tolerance(c.abs().reshape(t, -1), rtol, atol)).all())
 
 
 def _as_fd(res: ClaimResult) -> ClaimResult:
