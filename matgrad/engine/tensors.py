@@ -10,19 +10,14 @@ from typing import Any
 
 import torch
 
-from matgrad.lang.expr import Bound
+from matgrad.lang.expr import Bound, as_tensor
 
 
 def evaluate(bound: Bound, env: dict[str, Any], like: Any) -> Any:
     """``bound`` evaluated on the batched tensors of ``env``. An expression that folds to a
     constant (a Python float) is filled to ``[T, *bound.shape]``; ``like`` gives ``T``, the
     dtype and the device."""
-    out = bound.evaluate(env, torch, like)
-    if isinstance(out, float):
-        return torch.full(
-            (like.shape[0], *bound.shape), out, dtype=like.dtype, device=like.device
-        )
-    return out
+    return as_tensor(bound.evaluate(env, torch, like), bound.shape, torch, like)
 
 
 def with_lets(lets: Iterable[tuple[str, Bound]], env: dict[str, Any], like: Any) -> dict[str, Any]:

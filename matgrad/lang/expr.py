@@ -487,7 +487,7 @@ def _evaluate(b: Bound, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
             if i in fn.static_args:
                 vals.append(int(a.static))  # type: ignore[arg-type]
             else:
-                vals.append(_as_tensor(_evaluate(a, env, torch, like), a.shape, torch, like))
+                vals.append(as_tensor(_evaluate(a, env, torch, like), a.shape, torch, like))
         if fn.name in CONSTRUCTORS:
             out = fn.impl(torch, *vals, like=like)
             return out.expand(like.shape[0], *out.shape)
@@ -495,8 +495,9 @@ def _evaluate(b: Bound, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
     raise AssertionError(f"unhandled node {type(node).__name__}")  # pragma: no cover
 
 
-def _as_tensor(v: Any, shape: Shape, torch: Any, like: Any) -> Any:
-    """A constant argument as a batched tensor of its (scalar) shape."""
+def as_tensor(v: Any, shape: Shape, torch: Any, like: Any) -> Any:
+    """A value as a batched tensor: a constant (a Python float, what a static expression
+    evaluates to) is filled to ``[T, *shape]``, ``like`` giving ``T``, dtype and device."""
     if isinstance(v, float):
         return torch.full((like.shape[0], *shape), v, dtype=like.dtype, device=like.device)
     return v
