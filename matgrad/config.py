@@ -19,14 +19,13 @@ Python API never reads it implicitly (pass :func:`load_config`'s values yourself
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from matgrad.errors import LimitError, MatgradError
+from matgrad.errors import LimitError, MatgradError, did_you_mean
 from matgrad.limits import DEFAULT_LIMITS, Limits
 
 if sys.version_info >= (3, 11):
@@ -127,8 +126,7 @@ def parse_table(table: Any, path: Path) -> Config:
         raise err(None, "must be a table")
     for key in table:
         if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(key, KEYS)
             raise err(key, f"unknown key{hint}; known keys: {', '.join(KEYS)}")
 
     def integer(key: str, minimum: int) -> int | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 
 
 class ExitCode(enum.IntEnum):
@@ -90,3 +91,18 @@ class LimitError(MatgradError):
 
 class EvalError(MatgradError):
     """An identity that parsed but could not be evaluated (NaN, domain violation, ...)."""
+
+
+def closest(word: str, known: Iterable[str]) -> str | None:
+    """The known name most like ``word`` (difflib's similarity of at least 0.6), or None."""
+    import difflib  # only on the error path
+
+    close = difflib.get_close_matches(word, list(known), n=1)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """The hint appended to an "unknown name" message: `` (did you mean 'x'?)``, or ``""``
+    when no known name is close."""
+    close = closest(word, known)
+    return f" (did you mean {close!r}?)" if close is not None else ""

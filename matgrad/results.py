@@ -11,6 +11,23 @@ from typing import Any
 
 SCHEMA_VERSION = 1
 
+
+def unravel(flat: int, shape: list[int] | tuple[int, ...]) -> list[int]:
+    """The index of entry ``flat`` of a row-major ``shape`` (``[]`` for a scalar)."""
+    out = []
+    for d in reversed(shape):
+        out.append(flat % d)
+        flat //= d
+    return list(reversed(out))
+
+
+def ravel(index: list[int], shape: list[int] | tuple[int, ...]) -> int:
+    """The row-major position of ``index`` in ``shape``; the inverse of :func:`unravel`."""
+    k = 0
+    for i, d in zip(index, shape):
+        k = k * d + i
+    return k
+
 IDENTITY_STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
 CLAIM_STATUSES = ("passed", "failed", "error")
 
@@ -170,17 +187,10 @@ class Matrix:
     values: list[float]
 
     def index(self, flat: int) -> list[int]:
-        out = []
-        for d in reversed(self.shape):
-            out.append(flat % d)
-            flat //= d
-        return list(reversed(out))
+        return unravel(flat, self.shape)
 
     def flat(self, index: list[int]) -> int:
-        k = 0
-        for i, d in zip(index, self.shape):
-            k = k * d + i
-        return k
+        return ravel(index, self.shape)
 
 
 @dataclasses.dataclass

@@ -93,3 +93,76 @@ def test_tangent_directions() -> None:
     assert torch.allclose(s, s.mT)
     free = domains.direction(torch, "spd", draw("spd", (3, 3)), gen, tangent=False)
     assert not torch.allclose(free, free.mT)
+
+
+# ---- every domain owns every fact about itself ----------------------------------------------
+
+
+def _shape(dom: domains.Domain) -> tuple[int, ...]:
+    return (4, 4) if dom.fits((4, 4)) else (4,)
+
+
+@pytest.mark.parametrize("name", sorted(domains.DOMAINS))
+def test_every_domain_has_every_part(name: str) -> None:
+    dom = domains.DOMAINS[name]
+    assert dom.name == name and dom.summary and dom.shapes
+    assert callable(dom.fits) and callable(dom.sample) and callable(dom.tangent)
+    assert callable(dom.orthogonals)
+    assert isinstance(dom.symmetric, bool) and isinstance(dom.conditioned, bool)
+    assert dom.symmetrized is None or callable(dom.symmetrized)
+    shape = _shape(dom)
+    x = draw(name, shape)
+    for tangent in (False, True):
+        d = domains.direction(torch, name, x, torch.Generator().manual_seed(1), tangent)
+        assert d.shape == x.shape and d.dtype == torch.float64
+
+
+def test_a_domain_cannot_leave_out_a_part() -> None:
+    with pytest.raises(TypeError):
+        domains.Domain(  # type: ignore[call-arg]
+            "lower",
+            "lower triangular",
+            "square [n, n]",
+            lambda s: True,
+            sample=lambda torch, shape, t, gen: None,
+            tangent=lambda d, x: d,
+            symmetric=False,
+            orthogonals=lambda s: (),
+            symmetrized=None,
+        )  # no `conditioned`
+
+
+@pytest.mark.parametrize("name", sorted(domains.DOMAINS))
+@pytest.mark.parametrize("shape", [(4, 4), (3, 5), (5, 3), (4,)])
+def test_the_declared_draw_cost_is_what_the_sampler_draws(
+    name: str, shape: tuple[int, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dom = domains.DOMAINS[name]
+    if not dom.fits(shape):
+        return
+    sizes: list[int] = []
+    real = domains._orthogonal
+
+    def counting(torch_: object, t: int, n: int, gen: object) -> torch.Tensor:
+        sizes.append(n)
+        return real(torch_, t, n, gen)
+
+    monkeypatch.setattr(domains, "_orthogonal", counting)
+    draw(name, shape)
+    assert sorted(sizes) == sorted(dom.orthogonals(shape))
+
+
+@pytest.mark.parametrize("name", sorted(domains.DOMAINS))
+def test_the_symmetric_and_conditioned_facts_hold_for_the_draws(name: str) -> None:
+    dom = domains.DOMAINS[name]
+    if not dom.fits((4, 4)):
+        return
+    x = draw(name, (4, 4))
+    off = x - torch.diag_embed(torch.diagonal(x, dim1=-2, dim2=-1))
+    assert dom.symmetric == (torch.allclose(x, x.mT) and bool((off != 0).any()))
+    s = torch.linalg.svdvals(x)
+    in_range = bool((s >= domains.LO - 1e-12).all() and (s <= domains.HI + 1e-12).all())
+    assert dom.conditioned == in_range
+    if dom.symmetrized is not None:
+        y = dom.symmetrized(x)
+        assert torch.allclose(y, y.mT)

@@ -26,18 +26,6 @@ SECOND_STEP = EPS ** (1 / 4)  # ~1e-4: the same balance for a second difference
 ROUNDING = 16.0  # rounding error of one difference: ROUNDING * eps * |f| / step
 
 
-def rows(v: Any, like: Any) -> Any:
-    """A per-trial vector [T] shaped to broadcast against ``like`` [T, ...]."""
-    return v.reshape(-1, *([1] * (like.dim() - 1)))
-
-
-def full(c: Any, like: Any) -> Any:
-    """A claim value as [T, *shape of like] (a constant scalar claim fills the shape)."""
-    if c.shape == like.shape:
-        return c
-    return c.reshape(c.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
-
-
 class ClaimKind:
     """One kind of claim. Subclasses set every class attribute below and implement every
     method that raises :class:`NotImplementedError`; :func:`register` refuses a kind that

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind, rows
+from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind
 from matgrad.lang import domains
+from matgrad.lang.batch import rows
 from matgrad.lang.functions import Shape
 
 PASSES = 9  # reverse over reverse: about nine passes over f per claim

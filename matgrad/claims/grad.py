@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind, full
-from matgrad.lang.domains import SYMMETRIC
+from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind
+from matgrad.lang.batch import fill_like
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.functions import Shape, numel
 
 CONVENTIONS = ("entrywise", "frobenius", "free")
@@ -28,7 +29,7 @@ def apply_convention(torch: Any, g: Any, convention: str) -> Any:
 
 
 def _symmetric(ident: Any, var: str) -> bool:
-    return ident.vars[var].domain in SYMMETRIC
+    return DOMAINS[ident.vars[var].domain].symmetric
 
 
 class Grad(ClaimKind):
@@ -130,7 +131,7 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         # r(h) = |f(x + hv) - f(x) - h <claim, v>|
         x = ev.x[claim.var]
         t = x.shape[0]
-        c = full(ev.claim(claim, bound), x)
+        c = fill_like(ev.claim(claim, bound), x)
         if convention == "free":
             c = torch.triu(c)
         lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)

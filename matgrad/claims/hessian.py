@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, ROUNDING, SECOND_STEP, ClaimKind, full
+from matgrad.claims.base import EPS, ROUNDING, SECOND_STEP, ClaimKind
+from matgrad.lang.batch import fill_like
 from matgrad.lang.functions import Shape, fmt_shape, is_vector, numel
 
 PASSES = 5  # per claim, plus PASSES_PER_ENTRY per entry of the variable
@@ -142,7 +143,7 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         hess = ev.claim(claim, bound)
         vf, uf = v.reshape(t, -1), u.reshape(t, -1)
         n = vf.shape[1]
-        hess = full(hess, torch.empty(t, n, n)).reshape(t, n, n)
+        hess = fill_like(hess, torch.empty(t, n, n)).reshape(t, n, n)
         mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
         q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
         rem = vals[0] - vals[1] - vals[2] + vals[3] - q

@@ -18,7 +18,7 @@ from matgrad.cli.common import (
     complete_ids,
     parse_limits,
 )
-from matgrad.errors import ExitCode
+from matgrad.errors import ExitCode, did_you_mean
 
 
 @app.command()
@@ -58,8 +58,6 @@ def show(
     search = paths or [Path(".")]
     common.check_paths(search)
     limits = parse_limits(limit)
-    import difflib
-
     from matgrad.report.escape import markup
     from matgrad.spec.schema import Invalid, load_all
 
@@ -67,8 +65,7 @@ def show(
     found = [it for it in items if it.id == ident]
     if not found:
         ids = [it.id for it in items if it.id]
-        close = difflib.get_close_matches(ident, ids, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(ident, ids)
         where = ", ".join(str(p) for p in search)
         common.err_console().print(
             f"error: no identity with id {markup(repr(ident))} in {markup(where)}{markup(hint)}"

@@ -25,13 +25,13 @@ import torch  # noqa: E402
 
 from matgrad._version import __version__
 from matgrad.claims import KINDS
-from matgrad.engine import degeneracy, diagnose, witness
+from matgrad.engine import degeneracy, diagnose, tensors, witness
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
 from matgrad.limits import DEFAULT_LIMITS, Limits
-from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst
+from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst, unravel
 from matgrad.spec.schema import (
     DEFAULT_TRIALS,
     Claim,
@@ -127,17 +127,10 @@ class _Run:
         return self._env
 
     def _with_lets(self, env: dict[str, Any]) -> dict[str, Any]:
-        for name, bound in self.c.lets:
-            env[name] = self.compute(bound, env)
-        return env
+        return tensors.with_lets(self.c.lets, env, self.like)
 
     def compute(self, bound: Bound, env: dict[str, Any]) -> Any:
-        out = bound.evaluate(env, torch, self.like)
-        if isinstance(out, float):
-            return torch.full(
-                (self.trials, *bound.shape), out, dtype=self.like.dtype, device=self.like.device
-            )
-        return out
+        return tensors.evaluate(bound, env, self.like)
 
     def f(self, env: dict[str, Any]) -> Any:
         return self.compute(self.c.f, env)
@@ -212,14 +205,6 @@ def _first_bad_trial(x: Any) -> int | None:
     return int(idx[0, 0]) if idx.numel() else None
 
 
-def _unravel(k: int, shape: Shape) -> list[int]:
-    out = []
-    for d in reversed(shape):
-        out.append(k % d)
-        k //= d
-    return list(reversed(out))
-
-
 def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
@@ -236,15 +221,11 @@ def compare(
     """Compare a claimed value with the autograd truth, both batched [T, ...]. ``slack``
     ([T, ...]) widens the bound entrywise (the error estimate of a finite difference)."""
     res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
-    t = truth.shape[0]
-    tr = truth.reshape(t, -1)
-    cl = value.reshape(t, -1)
-    if cl.shape[1] == 1 and tr.shape[1] > 1:
-        cl = cl.expand_as(tr)  # a constant scalar claim fills the whole shape
+    tr, cl = tensors.per_trial(truth, value)  # a constant scalar claim fills the whole shape
+    t = tr.shape[0]
     err = (cl - tr).abs_()
     mag = tr.abs()
-    top = mag.amax(dim=1, keepdim=True)
-    bound = torch.add(top.clamp_min(1.0).mul_(atol), mag, alpha=rtol)
+    bound = tensors.tolerance(mag, rtol, atol)
     if slack is not None:
         bound = bound + slack.reshape(t, -1).expand_as(bound)
     ratio = err / bound
@@ -258,7 +239,7 @@ def compare(
     # the largest |autograd| and the largest error, so those two also say whether either
     # side had a non-finite entry; which trial it was is looked up only then.
     top_mag, max_abs, max_ratio, max_rel, claimed, autograd = torch.stack(
-        [top.max(), err.max(), ratio.max(), rel.max(), torch.take(cl, flat), torch.take(tr, flat)]
+        [mag.max(), err.max(), ratio.max(), rel.max(), torch.take(cl, flat), torch.take(tr, flat)]
     ).tolist()
     if not math.isfinite(top_mag):
         res.status = "error"
@@ -286,7 +267,7 @@ def compare(
     res.max_abs_err = max_abs
     res.max_ratio = max_ratio
     res.max_rel_err = max_rel if any_nz else None
-    res.worst = Worst(trial, _unravel(k, expected), autograd, claimed)
+    res.worst = Worst(trial, unravel(k, expected), autograd, claimed)
     if ok:
         return res
     res.status = "failed"
@@ -433,10 +414,9 @@ def _probe(
             x = xs[v.name]
             if len(v.shape) != 2 or v.shape[0] != v.shape[1] or v.shape[0] < 2:
                 continue
-            if v.domain in ("real", "positive"):
-                changed[v.name] = 0.5 * (x + x.transpose(-1, -2))
-            elif v.domain in ("invertible", "fullrank"):
-                changed[v.name] = x @ x.transpose(-1, -2)
+            symmetrized = domains.DOMAINS[v.domain].symmetrized
+            if symmetrized is not None:
+                changed[v.name] = symmetrized(x)
         tries = [[name] for name in changed] if len(changed) > 1 else []
         for names in tries + ([list(changed)] if changed else []):
             draw = ({**xs, **{k: changed[k] for k in names}}, ds)

@@ -3,17 +3,19 @@
 A few functions are not differentiable (or have a derivative that blows up) at special
 arguments: the eigen-decomposition at repeated eigenvalues, the inverse and its relatives at
 singular matrices. Random draws land near such points rarely, but when they do a right claim can
-fail and a wrong one can pass by luck. So, before any derivative is taken, every argument of
-such a function (in ``let``, ``f`` and the claims) is measured on every trial:
+fail and a wrong one can pass by luck. So, before any derivative is taken, the first argument of
+every such function (in ``let``, ``f`` and the claims) is measured on every trial. What is
+measured is the ``sensitive`` fact on the function's registry entry
+(``matgrad.lang.functions``); today:
 
 * ``eigvecsh``: the smallest gap between two eigenvalues of the symmetric part, relative to
   the largest eigenvalue in size (``eigvalsh`` is not measured: the derivative of a simple
   eigenvalue exists even where other eigenvalues repeat, as for the top eigenvalue of a
   rank-one matrix, and its autograd formula has no 1/gap term);
 * ``inv``, ``solve`` (its matrix), ``det``, ``logdet``: the 2-norm condition number;
-* ``pinv``: the condition number over the singular values above rounding level (pinv is
-  smooth where the rank is constant, so exact zeros of the maths are fine; a tiny nonzero
-  singular value is not).
+* ``pinv``: the condition number over the singular values above rounding level
+  (``cond_nonzero``: pinv is smooth where the rank is constant, so exact zeros of the maths are
+  fine; a tiny nonzero singular value is not).
 
 A trial that is too close is drawn again (only that trial, from a generator derived from the
 identity's seed, so every other trial keeps its draw and an identity that is never near a
@@ -21,8 +23,9 @@ degenerate point keeps all of its draws). A trial still degenerate after :data:`
 redraws means the identity itself sits on the degenerate set (e.g. ``inv(X @ X.T)`` with a wide
 ``X``): the check is refused with the measured gap or condition number, never a flaky verdict.
 
-Arguments that are a variable whose domain already guarantees the conditioning (invertible,
-spd, orthogonal, diagonal, fullrank) are not measured: that keeps the guard free for them.
+Arguments that are a variable whose domain already guarantees the conditioning (the
+``conditioned`` fact of its entry in ``matgrad.lang.domains``: invertible, spd, orthogonal,
+diagonal, fullrank) are not measured for a condition number: that keeps the guard free for them.
 """
 
 from __future__ import annotations
@@ -33,21 +36,15 @@ from typing import Any
 
 import torch
 
+from matgrad.engine import tensors
 from matgrad.errors import EvalError
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Name
+from matgrad.lang.functions import REGISTRY
 from matgrad.spec.schema import Compiled
 
-# What is measured for each function (the argument index is the matrix that matters).
-SENSITIVE: dict[str, str] = {
-    "eigvecsh": "gap",
-    "inv": "cond",
-    "solve": "cond",
-    "det": "cond",
-    "logdet": "cond",
-    "pinv": "cond",
-}
-# Domains whose draws have singular values in [0.5, 2] (condition number <= 4) by construction.
-CONDITIONED = frozenset({"invertible", "spd", "orthogonal", "diagonal", "fullrank"})
+# The sensitivities measured by a condition number: a conditioned domain makes them safe.
+CONDITION_NUMBERS = frozenset({"cond", "cond_nonzero"})
 
 # (smallest relative eigenvalue gap, largest condition number) per dtype. A derivative through
 # eigenvectors carries rounding errors of about eps/gap^2 (relative), one through an inverse
@@ -65,9 +62,11 @@ Draw = tuple[dict[str, Any], dict[str, Any]]  # (variables, directions), float64
 
 @dataclasses.dataclass(frozen=True)
 class Site:
-    """One call of a sensitive function: ``fn`` applied to ``arg``, found in ``where``."""
+    """One call of a sensitive function: ``fn`` applied to ``arg``, found in ``where``;
+    ``sensitive`` is what is measured on ``arg`` (the function's registry fact)."""
 
     fn: str
+    sensitive: str
     arg: Bound
     text: str
     where: str
@@ -76,7 +75,7 @@ class Site:
 def sites(compiled: Compiled) -> list[Site]:
     """Every sensitive call of an identity whose argument must be measured."""
     ident = compiled.identity
-    guaranteed = {v.name for v in ident.vars.values() if v.domain in CONDITIONED}
+    guaranteed = {v.name for v in ident.vars.values() if DOMAINS[v.domain].conditioned}
     found: list[Site] = []
     seen: set[tuple[str, str]] = set()
 
@@ -84,10 +83,13 @@ def sites(compiled: Compiled) -> list[Site]:
         for a in b.args:
             walk(a, where)
         node = b.node
-        if not (isinstance(node, Call) and node.fn in SENSITIVE and b.args):
+        if not (isinstance(node, Call) and b.args):
+            return
+        sensitive = REGISTRY[node.fn].sensitive
+        if sensitive is None:
             return
         arg = b.args[0]
-        if SENSITIVE[node.fn] == "cond" and isinstance(arg.node, Name):
+        if sensitive in CONDITION_NUMBERS and isinstance(arg.node, Name):
             if arg.node.name in guaranteed:
                 return
         if arg.static is not None or len(arg.shape) != 2:
@@ -95,7 +97,7 @@ def sites(compiled: Compiled) -> list[Site]:
         key = (node.fn, arg.node.text)
         if key not in seen:
             seen.add(key)
-            found.append(Site(node.fn, arg, node.text, where))
+            found.append(Site(node.fn, sensitive, arg, node.text, where))
 
     for name, bound in compiled.lets:
         walk(bound, f"let {name}")
@@ -103,13 +105,6 @@ def sites(compiled: Compiled) -> list[Site]:
     for claim, bound in compiled.claims:
         walk(bound, claim.label)
     return found
-
-
-def _value(bound: Bound, env: dict[str, Any], like: Any) -> Any:
-    out = bound.evaluate(env, torch, like)
-    if isinstance(out, float):
-        return torch.full((like.shape[0], *bound.shape), out, dtype=like.dtype)
-    return out
 
 
 def all_finite(x: Any) -> bool:
@@ -122,7 +117,7 @@ def measure(site: Site, m: Any) -> Any:
     """Per trial: the relative eigenvalue gap (``gap``) or the condition number (``cond``)."""
     if not all_finite(m):
         m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
-    if SENSITIVE[site.fn] == "gap":
+    if site.sensitive == "gap":
         lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
         if lam.shape[-1] < 2:
             return torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
@@ -131,7 +126,7 @@ def measure(site: Site, m: Any) -> Any:
         return torch.where(scale > 0, gap / scale, torch.zeros_like(gap))
     s = torch.linalg.svdvals(m)
     big = s[:, 0]
-    if site.fn == "pinv":
+    if site.sensitive == "cond_nonzero":
         # pinv is smooth where the rank is constant: singular values at rounding level are
         # exact zeros of the maths (e.g. pinv(lam*I - A) at an eigenvalue lam), so the one
         # that matters is the smallest singular value above them.
@@ -146,7 +141,7 @@ def measure(site: Site, m: Any) -> Any:
 
 def _bad(site: Site, value: Any, dtype: str) -> Any:
     min_gap, max_cond = THRESHOLDS[dtype]
-    if SENSITIVE[site.fn] == "gap":
+    if site.sensitive == "gap":
         return ~(value >= min_gap)
     return ~(value <= max_cond)
 
@@ -158,9 +153,7 @@ def _env(compiled: Compiled, draw: Draw) -> tuple[dict[str, Any], Any]:
     env: dict[str, Any] = dict(xs)
     env.update({"d" + k: v for k, v in ds.items()})
     with torch.no_grad():
-        for name, bound in compiled.lets:
-            env[name] = _value(bound, env, like)
-    return env, like
+        return tensors.with_lets(compiled.lets, env, like), like
 
 
 def _survey(compiled: Compiled, found: list[Site], draw: Draw, dtype: str) -> list[tuple[Site, Any, Any]]:
@@ -168,7 +161,7 @@ def _survey(compiled: Compiled, found: list[Site], draw: Draw, dtype: str) -> li
     out = []
     with torch.no_grad():
         for site in found:
-            value = measure(site, _value(site.arg, env, like))
+            value = measure(site, tensors.evaluate(site.arg, env, like))
             out.append((site, value, _bad(site, value, dtype)))
     return out
 
@@ -193,13 +186,9 @@ def guard(
         if attempt > MAX_REDRAWS:
             raise EvalError(_message(survey, dtype))
         nx, nd = redraw(attempt)
-        xs = {k: torch.where(_rows(bad, v), nx[k], v) for k, v in xs.items()}
-        ds = {k: torch.where(_rows(bad, v), nd[k], v) for k, v in ds.items()}
+        xs = {k: torch.where(tensors.rows(bad, v), nx[k], v) for k, v in xs.items()}
+        ds = {k: torch.where(tensors.rows(bad, v), nd[k], v) for k, v in ds.items()}
     raise AssertionError("unreachable")  # pragma: no cover
-
-
-def _rows(mask: Any, like: Any) -> Any:
-    return mask.reshape(-1, *([1] * (like.dim() - 1)))
 
 
 def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
@@ -210,7 +199,7 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
             continue
         trial = int(idx[0, 0])
         v = float(value[trial])
-        if SENSITIVE[site.fn] == "gap":
+        if site.sensitive == "gap":
             what = f"has repeated eigenvalues: relative gap {v:.2g} (needs >= {min_gap:g})"
             advice = "eigenvalues and eigenvectors are not differentiable where two coincide"
         else:

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from matgrad.engine import tensors
 from matgrad.lang.functions import Shape
 
 CONVENTION_WORDS = {
@@ -59,16 +60,10 @@ class Probe:
 
 def within(truth: Any, value: Any, rtol: float, atol: float) -> Any:
     """Per trial: does ``value`` match ``truth`` by the check's test? ([T] booleans)"""
-    t = truth.shape[0]
-    tr = truth.reshape(t, -1)
-    cl = value.reshape(t, -1)
-    if cl.shape[1] == 1 and tr.shape[1] > 1:
-        cl = cl.expand_as(tr)
+    tr, cl = tensors.per_trial(truth, value)
     if cl.shape != tr.shape:
-        return torch.zeros(t, dtype=torch.bool, device=tr.device)
-    mag = tr.abs()
-    scale = mag.amax(dim=1, keepdim=True).clamp(min=1.0)
-    ok = (cl - tr).abs() <= atol * scale + rtol * mag
+        return torch.zeros(tr.shape[0], dtype=torch.bool, device=tr.device)
+    ok = (cl - tr).abs() <= tensors.tolerance(tr.abs(), rtol, atol)
     finite = torch.isfinite(tr).all(dim=1) & torch.isfinite(cl).all(dim=1)
     return ok.all(dim=1) & finite
 

@@ -132,18 +132,17 @@ def _claim_view(res: ClaimResult) -> ClaimView:
 def _fill(cv: ClaimView, truth: Any, value: Any, rtol: float | None, atol: float | None) -> None:
     import torch
 
+    from matgrad.engine import tensors
+
     truth = truth.detach().to(device="cpu").double()
     value = value.detach().to(device="cpu").double()
-    if value.numel() == 1 and truth.numel() > 1:
-        value = value.reshape(-1).expand(truth.numel()).reshape(truth.shape)
-    value = value.reshape(truth.shape)
+    value = tensors.fill_like(value.unsqueeze(0), truth.unsqueeze(0))[0]
     diff = value - truth
     cv.autograd, cv.claimed, cv.difference = _matrix(truth), _matrix(value), _matrix(diff)
     if diff.numel():
         # The worst entry by the check's own measure: error over the entry's tolerance.
         err = diff.abs().reshape(-1)
-        mag = truth.abs().reshape(-1)
-        bound = (atol or 0.0) * max(1.0, float(mag.max())) + (rtol or 0.0) * mag
+        bound = tensors.tolerance(truth.abs().reshape(1, -1), rtol or 0.0, atol or 0.0)[0]
         ratio = err / bound if bool((bound > 0).all()) else err
         ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, float("inf")), ratio)
         k = int(torch.argmax(ratio))

@@ -39,13 +39,12 @@ import torch
 
 from matgrad.claims import KINDS
 from matgrad.claims.base import EPS
-from matgrad.claims.base import full as _full
-from matgrad.claims.base import rows as _rows
+from matgrad.engine import tensors
 from matgrad.errors import LimitError
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
-from matgrad.results import ClaimResult, WitnessResult, Worst
+from matgrad.results import ClaimResult, WitnessResult, Worst, ravel
 from matgrad.spec.schema import Claim, Compiled
 
 ORDER = ("autograd", "fd", "taylor")
@@ -98,25 +97,16 @@ class Evaluator:
         self.device = device
         self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
 
-    def _value(self, bound: Bound, env: dict[str, Any], like: Any) -> Any:
-        out = bound.evaluate(env, torch, like)
-        if isinstance(out, float):
-            return torch.full((like.shape[0], *bound.shape), out, dtype=torch.float64, device=self.device)
-        return out
-
     def _env(self, xs: dict[str, Any], batch: int) -> tuple[dict[str, Any], Any]:
         like = torch.zeros(batch, dtype=torch.float64, device=self.device)
-        env: dict[str, Any] = dict(xs)
-        for name, bound in self.c.lets:
-            env[name] = self._value(bound, env, like)
-        return env, like
+        return tensors.with_lets(self.c.lets, dict(xs), like), like
 
     @torch.no_grad()
     def f(self, xs: dict[str, Any] | None = None) -> Any:
         xs = self.x if xs is None else xs
         batch = next(iter(xs.values())).shape[0]
         env, like = self._env(xs, batch)
-        return self._value(self.c.f, env, like)
+        return tensors.evaluate(self.c.f, env, like)
 
     @torch.no_grad()
     def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:
@@ -141,7 +131,7 @@ class Evaluator:
         env, like = self._env(dict(self.x), self.trials)
         if KINDS[claim.kind].uses_direction:
             env["d" + claim.var] = self.d[claim.var] if direction is None else direction
-        return self._value(bound, env, like)
+        return tensors.evaluate(bound, env, like)
 
 
 # ---- finite differences ---------------------------------------------------------------------
@@ -243,14 +233,14 @@ def _remainders(
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
-    v = v / _rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
+    v = v / tensors.rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
     xscale = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
     main = TAYLOR_STEPS[KINDS[claim.kind].taylor_order]
     steps = torch.tensor(main + TAYLOR_TINY, dtype=torch.float64, device=x.device)
     hs = steps.unsqueeze(1) * xscale.unsqueeze(0)  # [K, T]
     k = steps.shape[0]
     if u is not None:
-        u = u / _rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
+        u = u / tensors.rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
         moves = [u + v, u - v, -u + v, -u - v]
     else:
         moves = [v]
@@ -367,9 +357,7 @@ def judge(
         if convention in ("frobenius", "free") and results["taylor"].verdict == "agrees":
             # Symmetric directions only see the symmetric part (free: the upper triangle) of
             # the claim; a gradient in these conventions is symmetric, so check that too.
-            c = _full(value64, ev.x[claim.var])
-            ct = c.transpose(-1, -2)
-            if not bool(((c - ct).abs() <= rtol * c.abs() + atol * c.abs().amax().clamp(min=1.0)).all()):
+            if not _symmetric(tensors.fill_like(value64, ev.x[claim.var]), rtol, atol):
                 results["taylor"].verdict = "disagrees"
                 results["taylor"].message = (
                     f"the claim is not symmetric, but a {convention} gradient is (the Taylor "
@@ -393,8 +381,8 @@ def judge(
     if agreement == "autograd vs fd" and autograd_vs_fd is not None and autograd_vs_fd.worst:
         # The entry worth looking at is where autograd and finite differences part.
         w = autograd_vs_fd.worst
-        flat = _flat_index(w.index, expected)
-        claimed = float(_full_like(value64, fd_value).reshape(value64.shape[0], -1)[w.trial, flat])
+        claimed_all = tensors.fill_like(value64, fd_value).reshape(value64.shape[0], -1)
+        claimed = float(claimed_all[w.trial, ravel(w.index, expected)])
         res.worst = Worst(w.trial, w.index, w.claimed, claimed)
     res.agreement = agreement
     res.message = _message(claim, res, status, agreement, results, autograd_vs_fd)
@@ -404,17 +392,11 @@ def judge(
     return res, reference, value if "autograd" in witnesses else value64
 
 
-def _flat_index(index: list[int], shape: Shape) -> int:
-    k = 0
-    for i, d in zip(index, shape):
-        k = k * d + i
-    return k
-
-
-def _full_like(value: Any, like: Any) -> Any:
-    if value.numel() == like.numel():
-        return value.reshape(like.shape)
-    return value.reshape(value.shape[0], *([1] * (like.dim() - 1))).expand_as(like)
+def _symmetric(c: Any, rtol: float, atol: float) -> bool:
+    """Whether every trial of ``c`` [T, n, n] equals its transpose by the check's tolerance."""
+    t = c.shape[0]
+    err = (c - c.transpose(-1, -2)).abs().reshape(t, -1)
+    return bool((err <= tensors.tolerance(c.abs().reshape(t, -1), rtol, atol)).all())
 
 
 def _as_fd(res: ClaimResult) -> ClaimResult:

@@ -5,8 +5,12 @@ the CPU, so a draw is the same on every device and dtype. Structured domains are
 maths is well-defined and well-conditioned: singular values or eigenvalues lie in
 [0.5, 2], so condition numbers are at most 4.
 
-The shape rules (which domain fits which shape) live here too and import no torch, so
-``matgrad validate`` stays fast.
+Each domain is one :class:`Domain` entry in :data:`DOMAINS` that carries every fact about it:
+which shapes it fits, how it is drawn, its tangent directions, whether its draws are symmetric
+or well-conditioned by construction, what drawing costs, and how the diagnosis makes a draw
+symmetric. Adding a domain is adding one entry; the schema, the budget, the engine, the
+degeneracy guard and the docs read the entry. ``torch`` is passed in, so this module imports
+no torch and ``matgrad validate`` stays fast.
 """
 
 from __future__ import annotations
@@ -20,12 +24,31 @@ from matgrad.lang.functions import Shape
 LO, HI = 0.5, 2.0
 
 
+DEFAULT = "real"  # the domain of a variable that names none
+
+
 @dataclasses.dataclass(frozen=True)
 class Domain:
+    """One domain. Every field is required: a new domain cannot leave a fact out."""
+
     name: str
     summary: str
     shapes: str  # which shapes it accepts, in words
     fits: Callable[[Shape], bool]
+    # (torch, shape, trials, generator) -> float64 CPU tensor [trials, *shape]
+    sample: Callable[[Any, Shape, int, Any], Any]
+    # (d, point) -> a tangent direction at ``point`` made from the standard normal ``d``
+    tangent: Callable[[Any, Any], Any]
+    # draws are symmetric matrices with free off-diagonal entries: the gradient conventions
+    # (entrywise, frobenius, free) apply to them ("diagonal" has no off-diagonal freedom)
+    symmetric: bool
+    conditioned: bool  # singular values in [LO, HI] (condition number <= 4) by construction
+    # shape -> the sizes of the random orthogonal matrices one draw takes (what drawing costs
+    # beyond the entries; the work budget weighs each n by QR * n^3)
+    orthogonals: Callable[[Shape], tuple[int, ...]]
+    # a draw -> a symmetric draw like it, for the diagnosis "symmetric inputs only"; None when
+    # the domain's draws are symmetric already or have no symmetric counterpart
+    symmetrized: Callable[[Any], Any] | None
 
 
 def _any(shape: Shape) -> bool:
@@ -40,44 +63,6 @@ def _matrix(shape: Shape) -> bool:
     return len(shape) == 2
 
 
-DOMAINS: dict[str, Domain] = {
-    d.name: d
-    for d in [
-        Domain("real", "independent standard normal entries (the default)", "any", _any),
-        Domain("positive", f"entries uniform in [{LO}, {HI}]", "any", _any),
-        Domain("symmetric", "X = (A + A^T)/sqrt(2), A standard normal", "square [n, n]", _square),
-        Domain(
-            "spd",
-            f"symmetric positive definite, eigenvalues uniform in [{LO}, {HI}]",
-            "square [n, n]",
-            _square,
-        ),
-        Domain(
-            "invertible",
-            f"U diag(s) V^T, U, V random orthogonal, s uniform in [{LO}, {HI}] (not symmetric)",
-            "square [n, n]",
-            _square,
-        ),
-        Domain("orthogonal", "Haar-random orthogonal matrix", "square [n, n]", _square),
-        Domain(
-            "diagonal",
-            f"diagonal matrix, diagonal entries of random sign and size in [{LO}, {HI}]",
-            "square [n, n]",
-            _square,
-        ),
-        Domain(
-            "fullrank",
-            f"full column/row rank, singular values uniform in [{LO}, {HI}]",
-            "matrix [m, n]",
-            _matrix,
-        ),
-    ]
-}
-
-# Domains whose matrices are symmetric (gradient conventions and tangent directions use it).
-SYMMETRIC = frozenset({"symmetric", "spd"})
-
-
 def _uniform(torch: Any, shape: tuple[int, ...], gen: Any) -> Any:
     return LO + (HI - LO) * torch.rand(shape, generator=gen, dtype=torch.float64)
 
@@ -90,56 +75,213 @@ def _orthogonal(torch: Any, t: int, n: int, gen: Any) -> Any:
     return q * signs.unsqueeze(-2)
 
 
+def _mT(x: Any) -> Any:
+    return x.transpose(-1, -2)
+
+
+# ---- samplers ------------------------------------------------------------------------------
+
+
+def _sample_real(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    return torch.randn((trials, *shape), generator=gen, dtype=torch.float64)
+
+
+def _sample_positive(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    return _uniform(torch, (trials, *shape), gen)
+
+
+def _sample_symmetric(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    a = torch.randn((trials, *shape), generator=gen, dtype=torch.float64)
+    return (a + _mT(a)) / 2**0.5
+
+
+def _sample_spd(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    q = _orthogonal(torch, trials, n, gen)
+    s = _uniform(torch, (trials, n), gen)
+    x = (q * s.unsqueeze(-2)) @ _mT(q)
+    return 0.5 * (x + _mT(x))
+
+
+def _sample_invertible(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    u = _orthogonal(torch, trials, n, gen)
+    v = _orthogonal(torch, trials, n, gen)
+    s = _uniform(torch, (trials, n), gen)
+    return (u * s.unsqueeze(-2)) @ _mT(v)
+
+
+def _sample_orthogonal(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    return _orthogonal(torch, trials, shape[0], gen)
+
+
+def _sample_diagonal(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    s = _uniform(torch, (trials, n), gen)
+    sign = torch.where(torch.rand((trials, n), generator=gen) < 0.5, -1.0, 1.0)
+    return torch.diag_embed(s * sign.to(torch.float64))
+
+
+def _sample_fullrank(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    m, k = shape
+    r = min(m, k)
+    u = _orthogonal(torch, trials, m, gen)[..., :r]
+    v = _orthogonal(torch, trials, k, gen)[..., :r]
+    s = _uniform(torch, (trials, r), gen)
+    return (u * s.unsqueeze(-2)) @ _mT(v)
+
+
+# ---- tangent directions, draw costs, symmetric counterparts ----------------------------------
+
+
+def _free(d: Any, point: Any) -> Any:
+    return d
+
+
+def _symmetric_direction(d: Any, point: Any) -> Any:
+    return (d + _mT(d)) / 2**0.5
+
+
+def _diagonal_direction(d: Any, point: Any) -> Any:
+    return d.diagonal(dim1=-2, dim2=-1).diag_embed()
+
+
+def _orthogonal_direction(d: Any, point: Any) -> Any:
+    return point @ ((d - _mT(d)) / 2**0.5)  # X S with S skew-symmetric
+
+
+def _no_orthogonals(shape: Shape) -> tuple[int, ...]:
+    return ()
+
+
+def _one_orthogonal(shape: Shape) -> tuple[int, ...]:
+    return (shape[-1],)
+
+
+def _symmetric_part(x: Any) -> Any:
+    return 0.5 * (x + _mT(x))
+
+
+def _gram(x: Any) -> Any:
+    return x @ _mT(x)
+
+
+DOMAINS: dict[str, Domain] = {
+    d.name: d
+    for d in [
+        Domain(
+            "real",
+            "independent standard normal entries (the default)",
+            "any",
+            _any,
+            sample=_sample_real,
+            tangent=_free,
+            symmetric=False,
+            conditioned=False,
+            orthogonals=_no_orthogonals,
+            symmetrized=_symmetric_part,
+        ),
+        Domain(
+            "positive",
+            f"entries uniform in [{LO}, {HI}]",
+            "any",
+            _any,
+            sample=_sample_positive,
+            tangent=_free,
+            symmetric=False,
+            conditioned=False,
+            orthogonals=_no_orthogonals,
+            symmetrized=_symmetric_part,
+        ),
+        Domain(
+            "symmetric",
+            "X = (A + A^T)/sqrt(2), A standard normal",
+            "square [n, n]",
+            _square,
+            sample=_sample_symmetric,
+            tangent=_symmetric_direction,
+            symmetric=True,
+            conditioned=False,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "spd",
+            f"symmetric positive definite, eigenvalues uniform in [{LO}, {HI}]",
+            "square [n, n]",
+            _square,
+            sample=_sample_spd,
+            tangent=_symmetric_direction,
+            symmetric=True,
+            conditioned=True,
+            orthogonals=_one_orthogonal,
+            symmetrized=None,
+        ),
+        Domain(
+            "invertible",
+            f"U diag(s) V^T, U, V random orthogonal, s uniform in [{LO}, {HI}] (not symmetric)",
+            "square [n, n]",
+            _square,
+            sample=_sample_invertible,
+            tangent=_free,
+            symmetric=False,
+            conditioned=True,
+            orthogonals=lambda shape: (shape[-1], shape[-1]),
+            symmetrized=_gram,
+        ),
+        Domain(
+            "orthogonal",
+            "Haar-random orthogonal matrix",
+            "square [n, n]",
+            _square,
+            sample=_sample_orthogonal,
+            tangent=_orthogonal_direction,
+            symmetric=False,
+            conditioned=True,
+            orthogonals=_one_orthogonal,
+            symmetrized=None,
+        ),
+        Domain(
+            "diagonal",
+            f"diagonal matrix, diagonal entries of random sign and size in [{LO}, {HI}]",
+            "square [n, n]",
+            _square,
+            sample=_sample_diagonal,
+            tangent=_diagonal_direction,
+            symmetric=False,
+            conditioned=True,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "fullrank",
+            f"full column/row rank, singular values uniform in [{LO}, {HI}]",
+            "matrix [m, n]",
+            _matrix,
+            sample=_sample_fullrank,
+            tangent=_free,
+            symmetric=False,
+            conditioned=True,
+            orthogonals=lambda shape: (shape[0], shape[1]),
+            symmetrized=_gram,
+        ),
+    ]
+}
+
+
 def sample(torch: Any, domain: str, shape: Shape, trials: int, gen: Any) -> Any:
     """A float64 CPU tensor of shape ``[trials, *shape]`` drawn from ``domain``."""
-    full = (trials, *shape)
-    if domain == "real":
-        return torch.randn(full, generator=gen, dtype=torch.float64)
-    if domain == "positive":
-        return _uniform(torch, full, gen)
-    if domain == "symmetric":
-        a = torch.randn(full, generator=gen, dtype=torch.float64)
-        return (a + a.transpose(-1, -2)) / 2**0.5
-    n = shape[0] if shape else 0
-    if domain == "spd":
-        q = _orthogonal(torch, trials, n, gen)
-        s = _uniform(torch, (trials, n), gen)
-        x = (q * s.unsqueeze(-2)) @ q.transpose(-1, -2)
-        return 0.5 * (x + x.transpose(-1, -2))
-    if domain == "invertible":
-        u = _orthogonal(torch, trials, n, gen)
-        v = _orthogonal(torch, trials, n, gen)
-        s = _uniform(torch, (trials, n), gen)
-        return (u * s.unsqueeze(-2)) @ v.transpose(-1, -2)
-    if domain == "orthogonal":
-        return _orthogonal(torch, trials, n, gen)
-    if domain == "diagonal":
-        s = _uniform(torch, (trials, n), gen)
-        sign = torch.where(torch.rand((trials, n), generator=gen) < 0.5, -1.0, 1.0)
-        return torch.diag_embed(s * sign.to(torch.float64))
-    if domain == "fullrank":
-        m, k = shape
-        r = min(m, k)
-        u = _orthogonal(torch, trials, m, gen)[..., :r]
-        v = _orthogonal(torch, trials, k, gen)[..., :r]
-        s = _uniform(torch, (trials, r), gen)
-        return (u * s.unsqueeze(-2)) @ v.transpose(-1, -2)
-    raise KeyError(domain)
+    return DOMAINS[domain].sample(torch, shape, trials, gen)
 
 
 def direction(torch: Any, domain: str, point: Any, gen: Any, tangent: bool) -> Any:
     """A random direction at ``point`` (float64, CPU, batched like ``point``).
 
-    Unconstrained (standard normal) unless ``tangent``: then symmetric for symmetric/spd,
-    diagonal for diagonal, and X S with S skew-symmetric for orthogonal X.
+    Unconstrained (standard normal) unless ``tangent``: then the domain's own tangent
+    direction (symmetric for symmetric/spd, diagonal for diagonal, X S with S skew-symmetric
+    for orthogonal X).
     """
     d = torch.randn(point.shape, generator=gen, dtype=torch.float64)
     if not tangent:
         return d
-    if domain in SYMMETRIC:
-        return (d + d.transpose(-1, -2)) / 2**0.5
-    if domain == "diagonal":
-        return torch.diag_embed(torch.diagonal(d, dim1=-2, dim2=-1))
-    if domain == "orthogonal":
-        return point @ ((d - d.transpose(-1, -2)) / 2**0.5)
-    return d
+    return DOMAINS[domain].tangent(d, point)

@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from matgrad.errors import ExprError, LimitError
+from matgrad.errors import ExprError, LimitError, did_you_mean
 from matgrad.lang.functions import (
     CONSTRUCTORS,
     REGISTRY,
@@ -231,7 +231,7 @@ def _convert(
         fname = node.func.id
         fn = REGISTRY.get(fname)
         if fn is None:
-            raise _err(f"unknown function {fname!r}{_suggest(fname, REGISTRY)}", src, node)
+            raise _err(f"unknown function {fname!r}{did_you_mean(fname, REGISTRY)}", src, node)
         if node.keywords:
             raise _err(f"keyword arguments are not allowed (in {fname}(...))", src, node)
         if any(isinstance(a, ast.Starred) for a in node.args):
@@ -274,13 +274,6 @@ def _op_symbol(op: ast.AST) -> str:
         ast.Not: "not",
         ast.Invert: "~",
     }.get(type(op), type(op).__name__)
-
-
-def _suggest(word: str, known: Mapping[str, Any] | frozenset[str] | set[str]) -> str:
-    import difflib
-
-    close = difflib.get_close_matches(word, list(known), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 # ---- binding: names, shapes and constants ------------------------------------------------
@@ -332,7 +325,7 @@ def _bind(node: Node, scope: Scope, limits: Limits) -> Bound:
             raise ExprError(f"name {node.name!r} {scope.hidden[node.name]}")
         known = set(scope.shapes) | set(scope.dims)
         raise ExprError(
-            f"unknown name {node.name!r}{_suggest(node.name, known)}; "
+            f"unknown name {node.name!r}{did_you_mean(node.name, known)}; "
             f"declare it under vars or dims"
         )
     if isinstance(node, Neg):
@@ -494,7 +487,7 @@ def _evaluate(b: Bound, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
             if i in fn.static_args:
                 vals.append(int(a.static))  # type: ignore[arg-type]
             else:
-                vals.append(_as_tensor(_evaluate(a, env, torch, like), a.shape, torch, like))
+                vals.append(as_tensor(_evaluate(a, env, torch, like), a.shape, torch, like))
         if fn.name in CONSTRUCTORS:
             out = fn.impl(torch, *vals, like=like)
             return out.expand(like.shape[0], *out.shape)
@@ -502,8 +495,9 @@ def _evaluate(b: Bound, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
     raise AssertionError(f"unhandled node {type(node).__name__}")  # pragma: no cover
 
 
-def _as_tensor(v: Any, shape: Shape, torch: Any, like: Any) -> Any:
-    """A constant argument as a batched tensor of its (scalar) shape."""
+def as_tensor(v: Any, shape: Shape, torch: Any, like: Any) -> Any:
+    """A value as a batched tensor: a constant (a Python float, what a static expression
+    evaluates to) is filled to ``[T, *shape]``, ``like`` giving ``T``, dtype and device."""
     if isinstance(v, float):
         return torch.full((like.shape[0], *shape), v, dtype=like.dtype, device=like.device)
     return v

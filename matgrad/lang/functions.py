@@ -6,6 +6,12 @@ result shape from the argument shapes (before any tensor exists), and how to eva
 *batched* tensors: every tensor argument has a leading trial dimension, so a sample of
 shape ``[m, n]`` arrives as ``[T, m, n]``. ``torch`` is passed in by the evaluator, so this
 module imports no torch and ``matgrad functions`` stays fast.
+
+Each entry also carries what the rest of matgrad needs to know about it, so adding a function
+is one ``@register`` here: its ``cost`` (estimated work in multiply-adds, read by the work
+budget in ``matgrad.spec.budget``) and its ``sensitive`` set (what the degeneracy guard in
+``matgrad.engine.degeneracy`` measures on its first argument, or None). ``register`` takes both
+as required keywords, so no function can leave them out by accident.
 """
 
 from __future__ import annotations
@@ -50,6 +56,44 @@ class Arg:
     static: float | None = None
 
 
+# ---- cost: estimated work of one call, in multiply-adds of a matrix product ----------------
+
+# Work is counted in multiply-adds of a matrix product (the cheapest operation per unit on a
+# CPU); other operations are weighted by what they cost relative to it, as measured with
+# torch in float64 on a CPU (see matgrad.spec.budget for how the estimate is used).
+ENTRY = 30  # one elementwise operation on one entry
+
+Cost = Callable[[Sequence[Arg], Shape], int]  # (arguments, result shape) -> work per trial
+
+
+def entrywise(args: Sequence[Arg], out: Shape) -> int:
+    """ENTRY per entry of the largest of the result and the arguments."""
+    return ENTRY * max([numel(out)] + [numel(a.shape) for a in args])
+
+
+def cubic(factor: int) -> Cost:
+    """``factor * n^3`` for a function of an n x n matrix (n: the last size of the first
+    argument), plus the entrywise work."""
+
+    def cost(args: Sequence[Arg], out: Shape) -> int:
+        shape = args[0].shape if args else ()
+        n = shape[-1] if shape else 1
+        return factor * n**3 + entrywise(args, out)
+
+    return cost
+
+
+# ---- sensitivity: what the degeneracy guard measures on the first argument ------------------
+
+SENSITIVITIES = {
+    "gap": "the smallest gap between two eigenvalues of the symmetric part, relative to the "
+    "largest eigenvalue in size",
+    "cond": "the 2-norm condition number",
+    "cond_nonzero": "the condition number over the singular values above rounding level (for "
+    "a function smooth where the rank is constant)",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Function:
     name: str
@@ -62,6 +106,8 @@ class Function:
     infer: Callable[[Sequence[Arg]], Shape]
     impl: Callable[..., Any]
     category: str
+    cost: Cost
+    sensitive: str | None  # a key of SENSITIVITIES, or None: differentiable wherever defined
 
 
 REGISTRY: dict[str, Function] = {}
@@ -74,15 +120,39 @@ def register(
     result: str,
     infer: Callable[[Sequence[Arg]], Shape],
     *,
+    cost: Cost,
+    sensitive: str | None,
     nargs: int | tuple[int, int] = 1,
     static: Sequence[int] = (),
     category: str = "matrix",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Add a function to :data:`REGISTRY` (used as a decorator on its batched ``impl``).
+
+    ``cost`` and ``sensitive`` have no default: every function says what it costs and
+    whether the degeneracy guard must measure its argument (``sensitive=None`` if not)."""
+    if not callable(cost):
+        raise TypeError(f"function {name!r}: cost must be callable, got {cost!r}")
+    if sensitive is not None and sensitive not in SENSITIVITIES:
+        raise ValueError(
+            f"function {name!r}: sensitive must be None or one of "
+            f"{', '.join(SENSITIVITIES)}, got {sensitive!r}"
+        )
     lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
 
     def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
         REGISTRY[name] = Function(
-            name, signature, summary, result, lo, hi, frozenset(static), infer, impl, category
+            name,
+            signature,
+            summary,
+            result,
+            lo,
+            hi,
+            frozenset(static),
+            infer,
+            impl,
+            category,
+            cost,
+            sensitive,
         )
         return impl
 
@@ -155,34 +225,75 @@ def _flat(x: Any) -> Any:
 # ---- scalar-valued matrix functions --------------------------------------------------------
 
 
-@register("tr", "tr(M)", "Trace: sum of the diagonal", "[]", _square_scalar)
+@register(
+    "tr",
+    "tr(M)",
+    "Trace: sum of the diagonal",
+    "[]",
+    _square_scalar,
+    cost=entrywise,
+    sensitive=None,
+)
 def _tr(torch: Any, m: Any) -> Any:
     return m.diagonal(dim1=-2, dim2=-1).sum(-1)
 
 
-@register("det", "det(M)", "Determinant", "[]", _square_scalar)
+@register("det", "det(M)", "Determinant", "[]", _square_scalar, cost=cubic(1), sensitive="cond")
 def _det(torch: Any, m: Any) -> Any:
     return torch.linalg.det(m)
 
 
 @register(
-    "logdet", "logdet(M)", "log|det M| (equals log det M for SPD matrices)", "[]", _square_scalar
+    "logdet",
+    "logdet(M)",
+    "log|det M| (equals log det M for SPD matrices)",
+    "[]",
+    _square_scalar,
+    cost=cubic(1),
+    sensitive="cond",
 )
 def _logdet(torch: Any, m: Any) -> Any:
     return torch.linalg.slogdet(m).logabsdet
 
 
-@register("sum", "sum(M)", "Sum of all entries", "[]", _scalar_result, category="reduction")
+@register(
+    "sum",
+    "sum(M)",
+    "Sum of all entries",
+    "[]",
+    _scalar_result,
+    category="reduction",
+    cost=entrywise,
+    sensitive=None,
+)
 def _sum(torch: Any, x: Any) -> Any:
     return _flat(x).sum(-1)
 
 
-@register("mean", "mean(M)", "Mean of all entries", "[]", _scalar_result, category="reduction")
+@register(
+    "mean",
+    "mean(M)",
+    "Mean of all entries",
+    "[]",
+    _scalar_result,
+    category="reduction",
+    cost=entrywise,
+    sensitive=None,
+)
 def _mean(torch: Any, x: Any) -> Any:
     return _flat(x).mean(-1)
 
 
-@register("prod", "prod(M)", "Product of all entries", "[]", _scalar_result, category="reduction")
+@register(
+    "prod",
+    "prod(M)",
+    "Product of all entries",
+    "[]",
+    _scalar_result,
+    category="reduction",
+    cost=entrywise,
+    sensitive=None,
+)
 def _prod(torch: Any, x: Any) -> Any:
     return _flat(x).prod(-1)
 
@@ -202,6 +313,8 @@ def _dot_infer(args: Sequence[Arg]) -> Shape:
     _dot_infer,
     nargs=2,
     category="reduction",
+    cost=entrywise,
+    sensitive=None,
 )
 def _dot(torch: Any, a: Any, b: Any) -> Any:
     return (_flat(a) * _flat(b)).sum(-1)
@@ -214,6 +327,8 @@ def _dot(torch: Any, a: Any, b: Any) -> Any:
     "[]",
     _scalar_result,
     category="reduction",
+    cost=entrywise,
+    sensitive=None,
 )
 def _norm(torch: Any, x: Any) -> Any:
     return torch.linalg.vector_norm(_flat(x), dim=-1)
@@ -226,6 +341,8 @@ def _norm(torch: Any, x: Any) -> Any:
     "[]",
     _scalar_result,
     category="reduction",
+    cost=entrywise,
+    sensitive=None,
 )
 def _logsumexp(torch: Any, x: Any) -> Any:
     return torch.logsumexp(_flat(x), dim=-1)
@@ -234,7 +351,9 @@ def _logsumexp(torch: Any, x: Any) -> Any:
 # ---- matrix-valued functions ------------------------------------------------------------
 
 
-@register("inv", "inv(M)", "Matrix inverse", "[n, n]", _square_same)
+@register(
+    "inv", "inv(M)", "Matrix inverse", "[n, n]", _square_same, cost=cubic(6), sensitive="cond"
+)
 def _inv(torch: Any, m: Any) -> Any:
     return torch.linalg.inv(m)
 
@@ -245,6 +364,13 @@ def _pinv_infer(args: Sequence[Arg]) -> Shape:
     return (n, m)
 
 
+def _pinv_cost(args: Sequence[Arg], out: Shape) -> int:
+    shape = args[0].shape
+    if len(shape) != 2:
+        return entrywise(args, out)
+    return 5 * shape[0] * shape[1] * min(shape) + entrywise(args, out)
+
+
 @register(
     "pinv",
     "pinv(M)",
@@ -252,6 +378,8 @@ def _pinv_infer(args: Sequence[Arg]) -> Shape:
     "count as zero",
     "[n, m]",
     _pinv_infer,
+    cost=_pinv_cost,
+    sensitive="cond_nonzero",
 )
 def _pinv(torch: Any, m: Any) -> Any:
     # torch's default cut-off (eps * max(m, n)) inverts the rounding noise of an exactly
@@ -277,6 +405,8 @@ def _solve_infer(args: Sequence[Arg]) -> Shape:
     "shape of B",
     _solve_infer,
     nargs=2,
+    cost=cubic(6),
+    sensitive="cond",
 )
 def _solve(torch: Any, a: Any, b: Any) -> Any:
     if b.dim() == 2:
@@ -299,6 +429,8 @@ def _diag_infer(args: Sequence[Arg]) -> Shape:
     "Square matrix: its diagonal as a vector [n]. Vector [n] or [n, 1]: the diagonal matrix",
     "[n] or [n, n]",
     _diag_infer,
+    cost=entrywise,
+    sensitive=None,
 )
 def _diag(torch: Any, x: Any) -> Any:
     if x.dim() == 3 and x.shape[-1] == x.shape[-2]:
@@ -330,6 +462,8 @@ def _kron_infer(args: Sequence[Arg]) -> Shape:
     "[ma*mb, na*nb]",
     _kron_infer,
     nargs=2,
+    cost=entrywise,
+    sensitive=None,
 )
 def _kron(torch: Any, a: Any, b: Any) -> Any:
     t = a.shape[0]
@@ -347,7 +481,14 @@ def _outer_infer(args: Sequence[Arg]) -> Shape:
 
 
 @register(
-    "outer", "outer(x, y)", "Outer product x y^T of two vectors", "[n, m]", _outer_infer, nargs=2
+    "outer",
+    "outer(x, y)",
+    "Outer product x y^T of two vectors",
+    "[n, m]",
+    _outer_infer,
+    nargs=2,
+    cost=entrywise,
+    sensitive=None,
 )
 def _outer(torch: Any, x: Any, y: Any) -> Any:
     return _flat(x)[:, :, None] * _flat(y)[:, None, :]
@@ -357,7 +498,15 @@ def _vec_infer(args: Sequence[Arg]) -> Shape:
     return (numel(args[0].shape), 1)
 
 
-@register("vec", "vec(M)", "Stack the columns of M into one column", "[m*n, 1]", _vec_infer)
+@register(
+    "vec",
+    "vec(M)",
+    "Stack the columns of M into one column",
+    "[m*n, 1]",
+    _vec_infer,
+    cost=entrywise,
+    sensitive=None,
+)
 def _vec(torch: Any, m: Any) -> Any:
     t = m.shape[0]
     if m.dim() == 3:
@@ -365,12 +514,22 @@ def _vec(torch: Any, m: Any) -> Any:
     return m.reshape(t, -1, 1)
 
 
-@register("sym", "sym(M)", "Symmetric part (M + M^T) / 2", "[n, n]", _square_same)
+@register(
+    "sym",
+    "sym(M)",
+    "Symmetric part (M + M^T) / 2",
+    "[n, n]",
+    _square_same,
+    cost=entrywise,
+    sensitive=None,
+)
 def _sym(torch: Any, m: Any) -> Any:
     return 0.5 * (m + _mT(m))
 
 
-@register("expm", "expm(M)", "Matrix exponential", "[n, n]", _square_same)
+@register(
+    "expm", "expm(M)", "Matrix exponential", "[n, n]", _square_same, cost=cubic(20), sensitive=None
+)
 def _expm(torch: Any, m: Any) -> Any:
     return torch.linalg.matrix_exp(m)
 
@@ -382,12 +541,15 @@ def _sin_cos_m(torch: Any, m: Any) -> tuple[Any, Any]:
     return e.imag, e.real
 
 
-@register("sinm", "sinm(M)", "Matrix sine", "[n, n]", _square_same)
+# sinm and cosm: the exponential of a complex n x n matrix
+@register("sinm", "sinm(M)", "Matrix sine", "[n, n]", _square_same, cost=cubic(80), sensitive=None)
 def _sinm(torch: Any, m: Any) -> Any:
     return _sin_cos_m(torch, m)[0]
 
 
-@register("cosm", "cosm(M)", "Matrix cosine", "[n, n]", _square_same)
+@register(
+    "cosm", "cosm(M)", "Matrix cosine", "[n, n]", _square_same, cost=cubic(80), sensitive=None
+)
 def _cosm(torch: Any, m: Any) -> Any:
     return _sin_cos_m(torch, m)[1]
 
@@ -398,6 +560,14 @@ def _matpow_infer(args: Sequence[Arg]) -> Shape:
     return args[0].shape
 
 
+def _matpow_cost(args: Sequence[Arg], out: Shape) -> int:
+    # repeated squaring: about two products per bit of k
+    shape = args[0].shape
+    n = shape[-1] if shape else 1
+    k = int(args[1].static or 0)
+    return 2 * max(1, k.bit_length()) * n**3
+
+
 @register(
     "matpow",
     "matpow(M, k)",
@@ -406,6 +576,8 @@ def _matpow_infer(args: Sequence[Arg]) -> Shape:
     _matpow_infer,
     nargs=2,
     static=(1,),
+    cost=_matpow_cost,
+    sensitive=None,
 )
 def _matpow(torch: Any, m: Any, k: int) -> Any:
     return torch.linalg.matrix_power(m, k)
@@ -418,6 +590,8 @@ def _matpow(torch: Any, m: Any, k: int) -> Any:
     "[n]",
     lambda a: (_need_square(a[0]),),
     category="eigen",
+    cost=cubic(10),
+    sensitive=None,
 )
 def _eigvalsh(torch: Any, m: Any) -> Any:
     return torch.linalg.eigvalsh(0.5 * (m + _mT(m)))
@@ -430,6 +604,8 @@ def _eigvalsh(torch: Any, m: Any) -> Any:
     "[n, n]",
     _square_same,
     category="eigen",
+    cost=cubic(30),
+    sensitive="gap",
 )
 def _eigvecsh(torch: Any, m: Any) -> Any:
     return torch.linalg.eigh(0.5 * (m + _mT(m))).eigenvectors
@@ -453,6 +629,8 @@ def _col_infer(args: Sequence[Arg]) -> Shape:
     nargs=2,
     static=(1,),
     category="indexing",
+    cost=entrywise,
+    sensitive=None,
 )
 def _col(torch: Any, m: Any, j: int) -> Any:
     return m[:, :, j : j + 1]
@@ -478,6 +656,8 @@ def _entry_infer(args: Sequence[Arg]) -> Shape:
     nargs=(2, 3),
     static=(1, 2),
     category="indexing",
+    cost=entrywise,
+    sensitive=None,
 )
 def _entry(torch: Any, x: Any, *idx: int) -> Any:
     return x[(slice(None), *idx)]
@@ -499,6 +679,8 @@ def _eye_infer(args: Sequence[Arg]) -> Shape:
     _eye_infer,
     static=(0,),
     category="constructor",
+    cost=entrywise,
+    sensitive=None,
 )
 def _eye(torch: Any, n: int, *, like: Any) -> Any:
     return torch.eye(n, dtype=like.dtype, device=like.device)
@@ -517,6 +699,8 @@ def _fill_infer(args: Sequence[Arg]) -> Shape:
     nargs=(1, 2),
     static=(0, 1),
     category="constructor",
+    cost=entrywise,
+    sensitive=None,
 )
 def _ones(torch: Any, *sizes: int, like: Any) -> Any:
     return torch.ones(sizes, dtype=like.dtype, device=like.device)
@@ -531,6 +715,8 @@ def _ones(torch: Any, *sizes: int, like: Any) -> Any:
     nargs=(1, 2),
     static=(0, 1),
     category="constructor",
+    cost=entrywise,
+    sensitive=None,
 )
 def _zeros(torch: Any, *sizes: int, like: Any) -> Any:
     return torch.zeros(sizes, dtype=like.dtype, device=like.device)
@@ -543,7 +729,16 @@ CONSTRUCTORS = frozenset({"eye", "ones", "zeros"})
 
 
 def _elementwise(name: str, summary: str, op: Callable[[Any, Any], Any]) -> None:
-    register(name, f"{name}(x)", summary, "shape of x", _same, category="elementwise")(op)
+    register(
+        name,
+        f"{name}(x)",
+        summary,
+        "shape of x",
+        _same,
+        cost=entrywise,
+        sensitive=None,
+        category="elementwise",
+    )(op)
 
 
 _elementwise("exp", "Elementwise exponential", lambda torch, x: torch.exp(x))
@@ -569,6 +764,8 @@ _elementwise(
     "shape of x",
     _same,
     category="elementwise",
+    cost=entrywise,
+    sensitive=None,
 )
 def _softmax(torch: Any, x: Any) -> Any:
     if x.dim() == 3 and x.shape[-1] != 1:

@@ -10,10 +10,10 @@ The work budget ``max_work`` bounds the time. Work is counted in multiply-adds o
 product (the cheapest operation per unit on a CPU); other operations are weighted by what they
 cost relative to it, as measured with torch in float64 on a CPU: an exponential or an addition
 about 30 multiply-adds per entry, an inverse about 6 n^3, a matrix exponential about 20 n^3,
-the QR decomposition behind a random orthogonal matrix about 60 n^3. The estimate then counts
-how often autograd goes over f: once to check it, five times more for the gradients, nine for
-each directional derivative (reverse over reverse), and five plus four per entry for each
-hessian. Each launch of a tensor operation adds a fixed 200,000 (tens of microseconds),
+the QR decomposition behind a random orthogonal matrix about 60 n^3 (each function's weight is
+the ``cost`` on its entry in ``matgrad.lang.functions``). The estimate then counts how often
+autograd goes over f: once to check it, five times more for the gradients, nine for each
+directional derivative (reverse over reverse), and five plus four per entry for each hessian. Each launch of a tensor operation adds a fixed 200,000 (tens of microseconds),
 whatever its size. It is an estimate, within a few times of the truth, meant to refuse the
 identities that would run for many minutes, not to time the others. No torch here.
 """
@@ -25,8 +25,9 @@ from collections.abc import Iterable
 
 from matgrad.claims import KINDS
 from matgrad.errors import LimitError
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import BinOp, Bound, Call, Name, Transpose
-from matgrad.lang.functions import Shape, numel
+from matgrad.lang.functions import ENTRY, REGISTRY, Arg, Shape, entrywise, numel
 from matgrad.limits import Limits
 
 
@@ -91,51 +92,27 @@ def check_total(per_trial: int, trials: int, limits: Limits) -> None:
 
 # ---- work -----------------------------------------------------------------------------------
 
-ENTRY = 30  # one elementwise operation on one entry, in multiply-adds
-CUBIC = {  # cost / n^3 of a function of one n x n matrix
-    "inv": 6,
-    "det": 1,
-    "logdet": 1,
-    "solve": 6,
-    "expm": 20,
-    "sinm": 80,  # the exponential of a complex n x n matrix
-    "cosm": 80,
-    "eigvalsh": 10,
-    "eigvecsh": 30,
-}
 OVERHEAD = 200_000  # the fixed cost of launching one tensor operation (about 40 us)
 QR = 60  # cost / n^3 of the QR decomposition behind a random orthogonal n x n matrix
 
 
 def _node_work(b: Bound) -> int:
     node = b.node
-    out = numel(b.shape)
     if isinstance(node, Transpose):
         return 0  # a view
-    biggest = max([out] + [numel(a.shape) for a in b.args])
     if isinstance(node, BinOp) and node.op == "@":
-        return out * b.args[0].shape[-1]
+        return numel(b.shape) * b.args[0].shape[-1]
+    args = [Arg(a.shape, a.static) for a in b.args]
     if isinstance(node, Call):
-        shape = b.args[0].shape if b.args else ()
-        n = shape[-1] if shape else 1
-        if node.fn in CUBIC:
-            return CUBIC[node.fn] * n**3 + ENTRY * biggest
-        if node.fn == "pinv" and len(shape) == 2:
-            return 5 * shape[0] * shape[1] * min(shape) + ENTRY * biggest
-        if node.fn == "matpow":
-            k = int(b.args[1].static or 0)
-            return 2 * max(1, k.bit_length()) * n**3
-    return ENTRY * biggest
+        return REGISTRY[node.fn].cost(args, b.shape)  # each function states its own cost
+    return entrywise(args, b.shape)
 
 
 def sample_work(shape: Shape, domain: str) -> int:
-    """Estimated work per trial of drawing one variable and its direction."""
+    """Estimated work per trial of drawing one variable and its direction: the entries, and
+    the random orthogonal matrices that the domain's entry says a draw takes."""
     cheap = 2 * ENTRY * numel(shape)
-    if len(shape) != 2:
-        return cheap
-    m, n = shape
-    qrs = {"orthogonal": n**3, "spd": n**3, "invertible": 2 * n**3, "fullrank": m**3 + n**3}
-    return cheap + QR * qrs.get(domain, 0)
+    return cheap + QR * sum(n**3 for n in DOMAINS[domain].orthogonals(shape))
 
 
 def passes_over_f(kinds_and_sizes: Iterable[tuple[str, int]]) -> int:

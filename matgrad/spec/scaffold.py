@@ -5,14 +5,27 @@ from __future__ import annotations
 
 import keyword
 import string
+import textwrap
 
 import yaml
 
 from matgrad.claims import DEFAULT, KINDS
 from matgrad.errors import MatgradError
+from matgrad.lang.domains import DEFAULT as DEFAULT_DOMAIN
+from matgrad.lang.domains import DOMAINS
 from matgrad.spec import schema as spec
 
-_HEAD = """\
+
+def _vars_comment() -> str:
+    """The comment on ``vars:``: every domain, as the domain registry lists them."""
+    others = ", ".join(d for d in DOMAINS if d != DEFAULT_DOMAIN)
+    text = f"shape, and domain: how values are drawn ({DEFAULT_DOMAIN} by default; also {others})"
+    lines = textwrap.wrap(text, width=88, initial_indent="vars:  # ", subsequent_indent="       # ")
+    return "\n".join(lines) + "\n"
+
+
+_HEAD = (
+    """\
 # $id: a matrix-calculus identity for matgrad, started by `matgrad new`.
 # Edit it, then check it with:  matgrad check $file
 # Format: docs/identity-format.md; functions: `matgrad functions`.
@@ -21,9 +34,9 @@ title: "$title"  # one line, shown by `matgrad list` and in reports
 # source: "Matrix Cookbook (2012) eq. ..."  # where the identity comes from
 # latex: '$latex'
 dims: {$dim: 3}  # named sizes, usable as integers in expressions
-vars:  # shape, and domain: how values are drawn (real by default; also positive,
-       # symmetric, spd, invertible, orthogonal, diagonal, fullrank)
 """
+    + _vars_comment()
+)
 
 _TAIL = """\
 # expect: fail  # keep a known-wrong identity as a negative example

@@ -9,7 +9,6 @@ imports torch.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import keyword
 import math
 import re
@@ -19,8 +18,9 @@ from pathlib import Path
 
 from matgrad.claims import KINDS
 from matgrad.claims.grad import CONVENTIONS
-from matgrad.errors import ExprError, LimitError, SpecError
-from matgrad.lang.domains import DOMAINS, SYMMETRIC
+from matgrad.errors import ExprError, LimitError, SpecError, closest, did_you_mean
+from matgrad.lang.domains import DEFAULT as DEFAULT_DOMAIN
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Scope, bind, check_size, parse
 from matgrad.lang.functions import (
     REGISTRY,
@@ -282,8 +282,7 @@ class _Fields:
     def check_keys(self, allowed: tuple[str, ...], what: str) -> None:
         for key in self.node.items:
             if key not in allowed:
-                close = difflib.get_close_matches(key, allowed, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(key, allowed)
                 raise self.err(
                     key,
                     f"unknown key {key!r} in {what}{hint}; known keys: {', '.join(allowed)}"
@@ -406,8 +405,7 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         cf = _Fields(c, prefix + kind + ".")
         for var, expr_node in c.items.items():
             if var not in vars_:
-                close = difflib.get_close_matches(var, list(vars_), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(var, vars_)
                 raise cf.err(
                     var,
                     f"{kind} claim for {var!r}, which is not declared in vars{hint}"
@@ -467,8 +465,7 @@ def _witness(fs: _Fields) -> tuple[str, ...] | None:
     for item in items:
         name = item.raw if isinstance(item, YScalar) and item.tag == "str" else None
         if name not in WITNESSES:
-            close = difflib.get_close_matches(str(name), WITNESSES, n=1) if name else []
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(str(name), WITNESSES) if name else ""
             raise fs.err(
                 "witness",
                 f"witness must be a list of {', '.join(WITNESSES)}, got {_show(item)}{hint}",
@@ -522,7 +519,7 @@ def _vars(
         _check_name(vf, name, name, "variable", taken)
         if isinstance(v, YSeq):  # shorthand: X: [n, n]
             shape_node: YNode | None = v
-            domain = "real"
+            domain = DEFAULT_DOMAIN
             keypath = name
         elif isinstance(v, YMap):
             one = _Fields(v, vf.keypath + name + ".")
@@ -530,10 +527,9 @@ def _vars(
             shape_node = v.items.get("shape")
             if shape_node is None:
                 raise one.err(None, "missing required key 'shape', e.g. shape: [n, n]")
-            domain = one.text("domain") or "real"
+            domain = one.text("domain") or DEFAULT_DOMAIN
             if domain not in DOMAINS:
-                close = difflib.get_close_matches(domain, list(DOMAINS), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(domain, DOMAINS)
                 raise one.err(
                     "domain",
                     f"unknown domain {domain!r}{hint}; known: {', '.join(DOMAINS)}",
@@ -566,8 +562,8 @@ def _shape(
         if isinstance(item, YScalar) and item.tag == "str":
             if item.value not in dims:
                 known = ", ".join(dims) or "none declared"
-                close = difflib.get_close_matches(item.value, list(dims), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                close = closest(item.value, dims)
+                hint = f"; did you mean {close!r}?" if close else ""
                 raise vf.err(key, f"unknown dim {item.value!r} (known: {known}){hint}", item)
             out.append(dims[item.value])
             continue
@@ -744,7 +740,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
 
 
 def symmetric_vars(ident: Identity) -> frozenset[str]:
-    return frozenset(v.name for v in ident.vars.values() if v.domain in SYMMETRIC)
+    return frozenset(v.name for v in ident.vars.values() if DOMAINS[v.domain].symmetric)
 
 
 def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
