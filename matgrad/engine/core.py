@@ -9,7 +9,6 @@ what to show.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
@@ -30,8 +29,8 @@ from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
-from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst
+from matgrad.settings import DEFAULT_TOL, Settings
 from matgrad.spec.schema import (
     DEFAULT_TRIALS,
     Claim,
@@ -42,26 +41,8 @@ from matgrad.spec.schema import (
     symmetric_vars,
 )
 
-# Default tolerances per dtype, for |claim - autograd| <= atol*scale + rtol*|autograd|, where
-# scale = max(1, largest |autograd| entry of that trial). Sampled inputs are well-conditioned
-# (condition numbers <= 4), so rounding differences are ~1e-13 in float64; a wrong claim
-# differs by O(1).
-DEFAULT_TOL = {"float64": (1e-6, 1e-9), "float32": (2e-3, 1e-4)}
-
 # Below this many elements per batch, torch's intra-op threads cost more than they save.
 SMALL_WORK = 1 << 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    seed: int = 0
-    trials: int | None = None  # overrides the files' trials
-    dtype: str = "float64"
-    device: str = "auto"
-    limits: Limits = DEFAULT_LIMITS
-    rtol: float | None = None  # default tolerances of identities without `tol` (None: per dtype)
-    atol: float | None = None
-    witnesses: tuple[str, ...] = ()  # added to every identity's own (--fd, --taylor)
 
 
 def resolve_device(device: str) -> str:
@@ -398,11 +379,7 @@ def check_compiled(
             f"f evaluates to NaN/Inf on trial {bad}; check the domains (e.g. positive for "
             f"log/sqrt, spd or invertible for logdet/inv)"
         )
-    default_rtol, default_atol = DEFAULT_TOL[settings.dtype]
-    if settings.rtol is not None:
-        default_rtol = settings.rtol
-    if settings.atol is not None:
-        default_atol = settings.atol
+    default_rtol, default_atol = settings.tolerances
     rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
     sym = symmetric_vars(ident)
@@ -662,6 +639,7 @@ def run(
         device=device,
         dtype=settings.dtype,
         witnesses=list(settings.witnesses),
+        settings=settings,
     )
     start = time.perf_counter()
     failures = 0

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from matgrad.report.text import failure_message, identity_lines, visible
 from matgrad.results import IdentityResult, RunReport
+from matgrad.settings import Settings
 
 
 def _t(text: str) -> str:
@@ -61,11 +62,11 @@ def _properties(report: RunReport) -> ET.Element:
     return props
 
 
-def _testcase(r: IdentityResult, seed: int) -> ET.Element:
+def _testcase(r: IdentityResult, settings: Settings) -> ET.Element:
     case = ET.Element(
         "testcase", name=_t(r.id), classname=_t(classname(r.file)), time=seconds(r.seconds)
     )
-    body = "\n".join(identity_lines(r, seed))
+    body = "\n".join(identity_lines(r, settings))
     if r.status in ("failed", "xpassed"):
         kind = "mismatch" if r.status == "failed" else "unexpected-pass"
         el = ET.SubElement(case, "failure", message=_t(failure_message(r)), type=kind)
@@ -101,7 +102,7 @@ def render(report: RunReport) -> str:
         )
         suite.append(_properties(report))
         for r in results:
-            suite.append(_testcase(r, report.seed))
+            suite.append(_testcase(r, report.settings))
         total += len(results)
         failures += n_fail
         errors += n_err
