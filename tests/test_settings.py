@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shlex
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -274,6 +276,32 @@ def test_the_printed_reproduce_command_reproduces(
     assert _numbers(redone) == _numbers(data)
     # "auto" on this machine is the cpu asked for: the record is the same but for that
     assert {**redone["settings"], "device": "cpu"} == data["settings"]
+
+
+# ---- the library leaves the process as it found it ------------------------------------------
+
+
+def test_the_library_leaves_threads_and_warning_filters_alone() -> None:
+    # Was: importing the engine added a process-wide "ignore" warning filter, and a run of
+    # small identities lowered torch's thread count to 1 for good. (A fresh process: the
+    # count cannot be raised back here without breaking torch's batched LU, see engine.core.)
+    code = (
+        "import warnings\n"
+        "before = list(warnings.filters)\n"
+        "import matgrad.engine.core, torch\n"
+        "filters = warnings.filters == before\n"
+        "threads = torch.get_num_threads()\n"
+        "from matgrad import api\n"
+        "ident = api.inline_identity({'id': 's', 'vars': {'X': [2, 2]}, 'f': 'tr(X)',"
+        " 'grad': {'X': 'eye(2)'}})\n"
+        "assert api.check(ident, device='cpu').ok\n"
+        "print(filters, threads, torch.get_num_threads())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    filters, before, after = out.stdout.split()
+    assert filters == "True", out.stderr
+    assert after == before
+    assert "NumPy" not in out.stderr
 
 
 # ---- the API uses the same resolver --------------------------------------------------------

@@ -152,6 +152,10 @@ def check(
             "warning: float32 checks use looser tolerances (rtol 2e-3); prefer float64 for verdicts"
         )
     common.import_torch()
+    if common.owns_process():
+        from matgrad.engine.core import lower_threads_for_small_work
+
+        lower_threads_for_small_work(items, settings)
     out = common.out_console()
     with run_progress(out, len(items)) as bar:
         result = api.check(

@@ -92,6 +92,12 @@ def _settle_collector() -> None:
         gc.enable()
 
 
+def owns_process() -> bool:
+    """Is this the ``matgrad`` command (``main``), whose process-wide settings (the collector,
+    torch's threads) are its own to change? Not when ``app`` is called directly."""
+    return _IN_MAIN
+
+
 def import_torch() -> None:
     """Import the engine, and so torch, with the collector off while torch loads (see above)."""
     global _COLLECTOR_HELD

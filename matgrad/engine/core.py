@@ -17,11 +17,12 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-# torch warns at import when NumPy is absent; matgrad does not use NumPy.
-warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-
-import torch  # noqa: E402
-import torch.autograd.forward_ad as fwAD  # noqa: E402
+# torch warns at import when NumPy is absent; matgrad does not use NumPy. The filter lasts
+# for the import only: the process's own warning filters are left as they were.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    import torch
+    import torch.autograd.forward_ad as fwAD
 
 from matgrad._version import __version__
 from matgrad.engine import degeneracy, diagnose, witness
@@ -594,23 +595,30 @@ def _file_label(path: str) -> str:
     return os.path.basename(path)
 
 
-def _lower_threads_for_small_work(items: list[Identity | Invalid], settings: Settings) -> None:
-    """One intra-op thread when every identity of the run is tiny (thread wake-ups cost more
-    than the work), decided once per run from the variables' sizes.
-
-    The count is only ever lowered, never raised again: in torch 2.x CPU builds, raising it
-    with ``torch.set_num_threads`` makes later batched LU factorisations of large matrices
-    fail ("Pivots given to lu_solve must all be greater or equal to 1").
-    """
-    if torch.get_num_threads() == 1:
-        return
+def _small_work(items: list[Identity | Invalid], settings: Settings) -> bool:
+    """Is every identity of the run tiny (thread wake-ups cost more than the work)?"""
     for item in items:
         if isinstance(item, Identity):
             trials = settings.trials or item.trials or DEFAULT_TRIALS
             biggest = max((numel(v.shape) for v in item.vars.values()), default=1)
             if biggest * trials >= SMALL_WORK:
-                return
-    torch.set_num_threads(1)
+                return False
+    return True
+
+
+def lower_threads_for_small_work(items: Iterable[Identity | Invalid], settings: Settings) -> None:
+    """One intra-op thread for the rest of the process when every identity of a CPU run is
+    tiny. Process-wide and for good, so only the ``matgrad`` command calls it (the library
+    leaves torch's threads alone).
+
+    It cannot be scoped: in torch 2.x CPU builds with MKL, any later ``torch.set_num_threads``
+    above 1 (even back to the count the process had) makes batched LU factorisations of large
+    matrices fail ("Pivots given to lu_solve must all be greater or equal to 1").
+    """
+    if resolve_device(settings.device) != "cpu" or torch.get_num_threads() == 1:
+        return
+    if _small_work(list(items), settings):
+        torch.set_num_threads(1)
 
 
 # ---- a whole run ----------------------------------------------------------------------------
@@ -630,8 +638,6 @@ def run(
     """
     items = list(items)
     device = resolve_device(settings.device)
-    if device == "cpu":
-        _lower_threads_for_small_work(items, settings)
     report = RunReport(
         matgrad=__version__,
         torch=torch.__version__,
@@ -673,6 +679,7 @@ __all__ = [
     "check_identity",
     "compare",
     "identity_seed",
+    "lower_threads_for_small_work",
     "run",
 ]
 
