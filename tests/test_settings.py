@@ -107,6 +107,40 @@ def test_flags_name_only_what_is_not_default(fields: dict, flags: list[str]) -> 
     assert Settings(**fields).flags() == flags
 
 
+# One value other than the default per setting. A new field of Settings must be added here,
+# and the test below then checks it is resolved, recorded and written out as a flag.
+NON_DEFAULT = {
+    "seed": 9,
+    "trials": 4,
+    "dtype": "float32",
+    "device": "cpu",
+    "rtol": 0.5,
+    "atol": 0.25,
+    "limits": DEFAULT_LIMITS.replace(max_dim=8),
+    "witnesses": ("taylor",),
+}
+
+
+def test_every_setting_is_resolved_recorded_and_reprinted() -> None:
+    import dataclasses
+
+    assert sorted(NON_DEFAULT) == sorted(f.name for f in dataclasses.fields(Settings))
+    helps = {cmd: invoke(cmd, "--help").stdout for cmd in ("check", "show")}
+    for name, value in NON_DEFAULT.items():
+        s = Settings(**{name: value})
+        assert resolve(**{name: value}) == s, name
+        if name in {f.name for f in dataclasses.fields(Config)}:
+            assert resolve(Config(**{name: value})) == s, f"{name}: not read from [tool.matgrad]"
+        recorded = s.to_dict()[name]
+        assert recorded == (dataclasses.asdict(value) if name == "limits" else
+                            list(value) if name == "witnesses" else value), name
+        flags = [f"--seed {value}"] if name == "seed" else s.flags()
+        assert flags, f"{name}: not written out in reproduce lines"
+        for cmd, text in helps.items():
+            for flag in flags:
+                assert flag.split()[0] in text, f"matgrad {cmd} has no {flag.split()[0]}"
+
+
 def test_one_list_of_dtypes_and_devices() -> None:
     from matgrad import config
     from matgrad.cli.common import Device, DType
