@@ -17,17 +17,17 @@ import yaml
 
 from matgrad import runner
 from matgrad.claims import KINDS
+from matgrad.config import Config
 from matgrad.errors import MatgradError, SpecError
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import IdentityResult, RunReport
+from matgrad.settings import Settings, resolve
 from matgrad.spec import schema as spec
 from matgrad.spec.schema import Identity, Invalid
 
 PathLike = Union[str, "os.PathLike[str]"]
 Checkable = Union[Identity, Invalid, str, "os.PathLike[str]"]
 
-DTYPES = ("float64", "float32")
-DEVICES = ("auto", "cpu", "cuda")
 INLINE_ID = "inline"
 
 
@@ -107,16 +107,18 @@ def load(
 def check(
     identities: Checkable | Iterable[Checkable],
     *,
-    seed: int = 0,
+    seed: int | None = None,
     trials: int | None = None,
-    device: str = "auto",
-    dtype: str = "float64",
+    device: str | None = None,
+    dtype: str | None = None,
     rtol: float | None = None,
     atol: float | None = None,
     select: Sequence[str] | str = (),
     limits: Limits | None = None,
     maxfail: int | None = None,
     witnesses: Sequence[str] = (),
+    config: Config | None = None,
+    settings: Settings | None = None,
     on_start: Callable[[Identity | Invalid], None] | None = None,
     on_result: Callable[[IdentityResult], None] | None = None,
 ) -> RunReport:
@@ -129,24 +131,31 @@ def check(
 
     Args:
         identities: paths (files or folders), :class:`Identity` objects, or a mix.
-        seed: the run seed; each identity derives its own from it and its id.
+        seed: the run seed (default 0); each identity derives its own from it and its id.
         trials: random draws per identity, overriding the files' ``trials``.
-        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
-        dtype: ``"float64"`` (recommended) or ``"float32"`` (looser default tolerances).
-        rtol, atol: default tolerances for identities without their own ``tol``.
+        device: ``"auto"`` (the default: CUDA when available), ``"cpu"`` or ``"cuda"``.
+        dtype: ``"float64"`` (the default, recommended) or ``"float32"`` (looser default
+            tolerances).
+        rtol, atol: default tolerances for identities without their own ``tol`` (default:
+            per dtype).
         select: id patterns, as for :func:`collect`.
         limits: size and work limits.
         maxfail: stop once this many identities did not meet their ``expect``.
         witnesses: extra judges for every claim besides each identity's own: ``"fd"``
             (finite differences) and/or ``"taylor"`` (the Taylor remainder's slope).
+        config: ``[tool.matgrad]`` settings (:func:`matgrad.config.load_config`) for what
+            the arguments above leave out; not read unless given.
+        settings: the run's settings already resolved (:func:`matgrad.settings.resolve`),
+            instead of the arguments above and ``config``.
         on_start, on_result: called before and after each identity (e.g. a progress bar).
 
     Returns:
         A :class:`~matgrad.results.RunReport`; ``report.ok`` says whether every identity met
-        its ``expect``.
+        its ``expect``; ``report.settings`` holds the settings it ran with.
 
     Raises:
-        ValueError: for an unknown ``dtype`` or ``device``, or ``trials < 1``.
+        ValueError: for an unknown ``dtype``, ``device`` or witness, ``trials < 1``, or
+            ``settings`` given together with any of the arguments it replaces.
         MatgradError: when ``device="cuda"`` but CUDA is not available.
 
     >>> import matgrad
@@ -158,29 +167,20 @@ def check(
     >>> report.to_dict()["summary"]
     {'passed': 1, 'failed': 0, 'xfailed': 1, 'xpassed': 0, 'error': 0}
     """
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if device not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    bad_trials = isinstance(trials, bool) or not isinstance(trials, int) or trials < 1
-    if trials is not None and bad_trials:
-        raise ValueError(f"trials must be a positive integer, got {trials!r}")
-    lim = limits or DEFAULT_LIMITS
+    if settings is None:
+        settings = resolve(
+            config, seed=seed, trials=trials, device=device, dtype=dtype, rtol=rtol, atol=atol,
+            limits=limits, witnesses=tuple(witnesses),
+        )
+    elif witnesses or any(
+        v is not None for v in (seed, trials, device, dtype, rtol, atol, limits, config)
+    ):
+        raise ValueError("give either settings or the separate settings (and config), not both")
     patterns = [select] if isinstance(select, str) else list(select)
-    items = runner.select(_checkables(identities, lim), patterns)
+    items = runner.select(_checkables(identities, settings.limits), patterns)
 
     from matgrad.engine import core as engine
 
-    settings = engine.Settings(
-        seed=seed,
-        trials=trials,
-        dtype=dtype,
-        device=device,
-        limits=lim,
-        rtol=rtol,
-        atol=atol,
-        witnesses=tuple(witnesses),
-    )
     return engine.run(
         items, settings, on_result=on_result, on_start=on_start, maxfail=maxfail
     )
@@ -203,9 +203,11 @@ def check_identity(
     directions: str | None = None,
     title: str | None = None,
     source: str | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    dtype: str = "float64",
+    seed: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    rtol: float | None = None,
+    atol: float | None = None,
     limits: Limits | None = None,
 ) -> IdentityResult:
     """Check one identity given inline, with the keys of an identity file.
@@ -254,12 +256,9 @@ def check_identity(
         "convention": convention,
         "directions": directions,
     }
-    lim = limits or DEFAULT_LIMITS
-    ident = inline_identity({k: v for k, v in fields.items() if v is not None}, lim)
-    report = check(
-        [ident], seed=seed, device=device, dtype=dtype, limits=lim
-    )
-    return report.results[0]
+    settings = resolve(seed=seed, device=device, dtype=dtype, rtol=rtol, atol=atol, limits=limits)
+    ident = inline_identity({k: v for k, v in fields.items() if v is not None}, settings.limits)
+    return check([ident], settings=settings).results[0]
 
 
 def inline_identity(fields: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> Identity:

@@ -1,7 +1,8 @@
 """Project settings from ``[tool.matgrad]`` in the nearest ``pyproject.toml``.
 
-The command line and the pytest plugin read it; command-line flags take precedence. The
-Python API never reads it implicitly (pass :func:`load_config`'s values yourself). No torch.
+The command line and the pytest plugin read it; :func:`matgrad.settings.resolve` applies it
+(command-line flags take precedence). The Python API never reads it implicitly (pass
+``config=load_config()`` to :func:`matgrad.check`). No torch.
 
     [tool.matgrad]
     paths = ["identities"]      # what `matgrad check` / `list` / `validate` read without PATHS
@@ -23,10 +24,11 @@ import math
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from matgrad.errors import LimitError, MatgradError, did_you_mean
 from matgrad.limits import DEFAULT_LIMITS, Limits
+from matgrad.settings import DEVICES, DTYPES
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,9 +36,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 KEYS = ("paths", "seed", "trials", "dtype", "device", "rtol", "atol", "limits")
-DTYPES = ("float64", "float32")
-DEVICES = ("auto", "cpu", "cuda")
-T = TypeVar("T")
 
 
 class ConfigError(MatgradError):
@@ -59,15 +58,6 @@ class Config:
 
 
 EMPTY = Config()
-
-
-def choose(flag: T | None, configured: T | None, default: T) -> T:
-    """The flag if given, else the configured value, else the built-in default."""
-    if flag is not None:
-        return flag
-    if configured is not None:
-        return configured
-    return default
 
 
 def find_pyproject(start: Path) -> Path | None:

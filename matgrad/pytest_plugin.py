@@ -9,7 +9,8 @@ Installed with matgrad (a ``pytest11`` entry point) and off unless asked for::
 Node ids read ``path/file.yaml::identity-id::grad[X]``, so ``-k``, ``-x``, ``--junitxml``,
 ``--lf`` and pytest-xdist work as for any test. An identity marked ``expect: fail`` is a
 strict xfail: it must fail. Settings (seed, trials, dtype, device, tolerances, limits) come
-from ``[tool.matgrad]`` in pyproject.toml, as for the command line.
+from ``[tool.matgrad]`` in pyproject.toml, resolved once per session by the resolver the
+command line uses (:func:`matgrad.settings.resolve`).
 
 Each identity is checked once per process, when its first claim runs; its other claims read
 the cached result. Importing this module stays cheap and torch-free: pytest loads it in every
@@ -27,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from matgrad.config import Config
     from matgrad.results import ClaimResult, IdentityResult
+    from matgrad.settings import Settings
     from matgrad.spec.schema import Claim, Identity, Invalid
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -46,7 +47,8 @@ class MatgradCheckError(Exception):
 @dataclasses.dataclass
 class _State:
     roots: list[Path]  # resolved
-    config: Config
+    settings: Settings  # from [tool.matgrad], resolved once for the session
+    config_file: Path | None  # where they came from
     base: Path  # where pytest was started: file names in messages are relative to it
     items: dict[Path, list[Identity | Invalid]] | None = None
     results: dict[tuple[str, str], IdentityResult] = dataclasses.field(default_factory=dict)
@@ -62,11 +64,11 @@ class _State:
             # Read every root once, so that a repeated id across files is reported.
             self.items = {}
             names = [_relative(r, self.base) for r in self.roots]
-            for item in load_all(names, self.config.limits):
+            for item in load_all(names, self.settings.limits):
                 self.items.setdefault(Path(item.path).resolve(), []).append(item)
         found = self.items.get(path.resolve())
         if found is None:  # a file pytest visits that the discovery above skipped
-            found = load_file(_relative(path.resolve(), self.base), self.config.limits)
+            found = load_file(_relative(path.resolve(), self.base), self.settings.limits)
         return found
 
     def result_for(self, ident: Identity) -> IdentityResult:
@@ -74,17 +76,7 @@ class _State:
         if key not in self.results:
             from matgrad import api
 
-            c = self.config
-            report = api.check(
-                [ident],
-                seed=c.seed or 0,
-                trials=c.trials,
-                dtype=c.dtype or "float64",
-                device=c.device or "auto",
-                rtol=c.rtol,
-                atol=c.atol,
-                limits=c.limits,
-            )
+            report = api.check([ident], settings=self.settings)
             self.results[key] = report.results[0]
         return self.results[key]
 
@@ -126,12 +118,14 @@ def pytest_configure(config: pytest.Config) -> None:
             )
     from matgrad.config import load_config
     from matgrad.errors import MatgradError
+    from matgrad.settings import resolve
 
     try:
-        settings = load_config(config.rootpath)
+        project = load_config(config.rootpath)
+        settings = resolve(project)
     except MatgradError as e:
         raise pytest.UsageError(f"matgrad: {e}") from None
-    config.stash[_STATE] = _State(roots, settings, config.invocation_params.dir)
+    config.stash[_STATE] = _State(roots, settings, project.file, config.invocation_params.dir)
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -145,11 +139,11 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     state = config.stash.get(_STATE, None)
     if state is None:
         return None
-    c = state.config
+    s, file = state.settings, state.config_file
     roots = ", ".join(os.path.relpath(r, config.rootpath) for r in state.roots)
     return (
-        f"matgrad: {roots} (seed {c.seed or 0}, {c.dtype or 'float64'}"
-        f"{', settings from ' + str(c.file) if c.file else ''})"
+        f"matgrad: {roots} (seed {s.seed}, {s.dtype}"
+        f"{', settings from ' + str(file) if file else ''})"
     )
 
 
@@ -299,5 +293,5 @@ def _with_context(message: str, result: IdentityResult, state: _State) -> str:
     return (
         f"{message}\n"
         f"  identity: {result.id} ({where})\n"
-        f"  reproduce: {reproduce(result, state.config.seed or 0)}"
+        f"  reproduce: {reproduce(result, state.settings)}"
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from matgrad.settings import Settings
+
 SCHEMA_VERSION = 1
 
 
@@ -147,6 +149,15 @@ class RunReport:
     stopped: str | None = None  # why the run stopped before the end (maxfail), if it did
     not_run: int = 0  # identities left unchecked because of that stop
     witnesses: list[str] = dataclasses.field(default_factory=list)  # run flags: fd, taylor
+    # Every setting of the run, as resolved (the fields above repeat a few of them). Left out,
+    # it is rebuilt from seed, dtype and witnesses with the other settings at their defaults.
+    settings: Settings = None  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        if self.settings is None:
+            self.settings = Settings(
+                seed=self.seed, dtype=self.dtype, witnesses=tuple(self.witnesses)
+            )
 
     @property
     def summary(self) -> dict[str, int]:
@@ -173,6 +184,7 @@ class RunReport:
             "stopped": self.stopped,
             "not_run": self.not_run,
             "witnesses": list(self.witnesses),
+            "settings": self.settings.to_dict(),
         }
 
 

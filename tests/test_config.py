@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from matgrad.cli import app
-from matgrad.config import EMPTY, ConfigError, choose, find_pyproject, load_config
+from matgrad.config import EMPTY, ConfigError, find_pyproject, load_config
 from matgrad.limits import DEFAULT_LIMITS
 
 IDENT = """
@@ -130,13 +130,6 @@ def test_broken_toml(project) -> None:
 
 def test_paths_accepts_one_string(project) -> None:
     assert load_config(project('[tool.matgrad]\npaths = "identities"\n')).paths == ("identities",)
-
-
-def test_choose() -> None:
-    assert choose(1, 2, 3) == 1
-    assert choose(None, 2, 3) == 2
-    assert choose(None, None, 3) == 3
-    assert choose(0, 2, 3) == 0  # a flag of 0 is still a flag
 
 
 # ---- the command line: flags take precedence ------------------------------------------------

@@ -21,8 +21,8 @@ from matgrad.cli.common import (
     app,
     parse_limits,
 )
-from matgrad.config import choose
 from matgrad.errors import ExitCode
+from matgrad.settings import resolve
 
 
 @app.command()
@@ -117,7 +117,17 @@ def check(
     """
     config = common.project_config()
     where = common.resolve_paths(paths, config)
-    limits = parse_limits(limit, config.limits)
+    settings = resolve(
+        config,
+        seed=seed,
+        trials=trials,
+        dtype=dtype.value if dtype else None,
+        device=device.value if device else None,
+        rtol=rtol,
+        atol=atol,
+        limits=parse_limits(limit, config.limits),
+        witnesses=common.witness_flags(fd, taylor),
+    )
     targets = common.report_targets(report or [])
     chosen_shard = common.parse_shard(shard)
     from matgrad import api
@@ -127,7 +137,7 @@ def check(
     from matgrad.report.escape import markup
     from matgrad.runner import exit_code, take_shard
 
-    selected = api.collect(where, select=filter or [], limits=limits)
+    selected = api.collect(where, select=filter or [], limits=settings.limits)
     if not selected:
         raise common.nothing_found()
     items = take_shard(selected, chosen_shard)
@@ -137,25 +147,21 @@ def check(
         with common.reader_may_leave():
             common.list_collected(items, quiet, format is OutFormat.json)
         return
-    dtype_name = choose(dtype.value if dtype else None, config.dtype, DType.float64.value)
-    if dtype_name == DType.float32.value:
+    if settings.dtype == "float32":
         common.err_console().print(
             "warning: float32 checks use looser tolerances (rtol 2e-3); prefer float64 for verdicts"
         )
     common.import_torch()
+    if common.owns_process():
+        from matgrad.engine.core import lower_threads_for_small_work
+
+        lower_threads_for_small_work(items, settings)
     out = common.out_console()
     with run_progress(out, len(items)) as bar:
         result = api.check(
             items,
-            seed=choose(seed, config.seed, 0),
-            trials=choose(trials, config.trials, None),
-            dtype=dtype_name,
-            device=choose(device.value if device else None, config.device, Device.auto.value),
-            rtol=choose(rtol, config.rtol, None),
-            atol=choose(atol, config.atol, None),
-            limits=limits,
+            settings=settings,
             maxfail=1 if fail_fast else maxfail,
-            witnesses=common.witness_flags(fd, taylor),
             on_start=bar.on_start if bar else None,
             on_result=bar.on_result if bar else None,
         )

@@ -26,6 +26,7 @@ from matgrad._version import __version__
 from matgrad.config import Config, load_config
 from matgrad.errors import ExitCode, LimitError, MatgradError
 from matgrad.limits import DEFAULT_LIMITS, Limits
+from matgrad.settings import DEVICES, DTYPES
 
 app = typer.Typer(
     name="matgrad",
@@ -89,6 +90,12 @@ def _settle_collector() -> None:
         _COLLECTOR_HELD = False
         gc.freeze()
         gc.enable()
+
+
+def owns_process() -> bool:
+    """Is this the ``matgrad`` command (``main``), whose process-wide settings (the collector,
+    torch's threads) are its own to change? Not when ``app`` is called directly."""
+    return _IN_MAIN
 
 
 def import_torch() -> None:
@@ -155,15 +162,9 @@ def _main(
     """
 
 
-class DType(str, enum.Enum):
-    float64 = "float64"
-    float32 = "float32"
-
-
-class Device(str, enum.Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+# The choices of --dtype and --device, from the one list of each (matgrad.settings).
+DType = enum.Enum("DType", [(name, name) for name in DTYPES], type=str)  # type: ignore[misc]
+Device = enum.Enum("Device", [(name, name) for name in DEVICES], type=str)  # type: ignore[misc]
 
 
 class OutFormat(str, enum.Enum):

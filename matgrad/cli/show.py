@@ -19,6 +19,7 @@ from matgrad.cli.common import (
     parse_limits,
 )
 from matgrad.errors import ExitCode, did_you_mean
+from matgrad.settings import resolve
 
 
 @app.command()
@@ -32,7 +33,9 @@ def show(
         Optional[list[Path]],
         typer.Argument(help="Files or folders to search (default: the current folder)."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Run seed, as given to check.")] = 0,
+    seed: Annotated[
+        Optional[int], typer.Option(help="Run seed, as given to check. [default: 0]")
+    ] = None,
     trial: Annotated[
         Optional[int],
         typer.Option(
@@ -42,26 +45,50 @@ def show(
     trials: Annotated[
         Optional[int], typer.Option(min=1, help="Draws per identity, as given to check.")
     ] = None,
-    dtype: Annotated[DType, typer.Option(help="Floating-point type of the check.")] = DType.float64,
-    device: Annotated[Device, typer.Option(help="auto: CUDA when available.")] = Device.auto,
+    dtype: Annotated[
+        Optional[DType], typer.Option(help="Floating-point type of the check. [default: float64]")
+    ] = None,
+    device: Annotated[
+        Optional[Device], typer.Option(help="auto: CUDA when available. [default: auto]")
+    ] = None,
+    rtol: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Default rtol of identities without tol. [default: per dtype]"),
+    ] = None,
+    atol: Annotated[
+        Optional[float],
+        typer.Option(min=0.0, help="Default atol of identities without tol. [default: per dtype]"),
+    ] = None,
     limit: LimitOpt = None,
     fd: FdOpt = False,
     taylor: TaylorOpt = False,
 ) -> None:
     """Show one draw of one identity: its variables, and autograd, the claim and their
     difference side by side for every claim. A failed check prints the show command that
-    reproduces it. Exit codes: 0 shown (whatever the verdict); 2 usage error; 3 the identity
+    reproduces it. Settings come from the flags, then [tool.matgrad] in pyproject.toml, as
+    for check. Exit codes: 0 shown (whatever the verdict); 2 usage error; 3 the identity
     is invalid or cannot be evaluated; 5 no identity with that id.
 
     Example: matgrad show seed-trace-inverse-untransposed identities/seed.yaml --trial 3
     """
     search = paths or [Path(".")]
     common.check_paths(search)
-    limits = parse_limits(limit)
+    config = common.project_config()
+    settings = resolve(
+        config,
+        seed=seed,
+        trials=trials,
+        dtype=dtype.value if dtype else None,
+        device=device.value if device else None,
+        rtol=rtol,
+        atol=atol,
+        limits=parse_limits(limit, config.limits),
+        witnesses=common.witness_flags(fd, taylor),
+    )
     from matgrad.report.escape import markup
     from matgrad.spec.schema import Invalid, load_all
 
-    items = load_all([str(p) for p in search], limits)
+    items = load_all([str(p) for p in search], settings.limits)
     found = [it for it in items if it.id == ident]
     if not found:
         ids = [it.id for it in items if it.id]
@@ -76,14 +103,9 @@ def show(
         common.err_console().print(f"error: {markup(item.error, newlines=True)}")
         raise typer.Exit(int(ExitCode.INVALID))
     common.import_torch()
-    from matgrad.engine import core as engine
     from matgrad.engine.show import view
     from matgrad.report import show as show_report
 
-    settings = engine.Settings(
-        seed=seed, trials=trials, dtype=dtype.value, device=device.value, limits=limits,
-        witnesses=common.witness_flags(fd, taylor),
-    )
     out = common.out_console()
     shown = view(item, settings, trial)
     for block in show_report.render(shown, width=out.width):

@@ -9,7 +9,6 @@ what to show.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import math
 import os
@@ -18,10 +17,11 @@ import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-# torch warns at import when NumPy is absent; matgrad does not use NumPy.
-warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
-
-import torch  # noqa: E402
+# torch warns at import when NumPy is absent; matgrad does not use NumPy. The filter lasts
+# for the import only: the process's own warning filters are left as they were.
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
+    import torch
 
 from matgrad._version import __version__
 from matgrad.claims import KINDS
@@ -30,8 +30,8 @@ from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
-from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst, unravel
+from matgrad.settings import DEFAULT_TOL, Settings
 from matgrad.spec.schema import (
     DEFAULT_TRIALS,
     Claim,
@@ -41,26 +41,8 @@ from matgrad.spec.schema import (
     compile_identity,
 )
 
-# Default tolerances per dtype, for |claim - autograd| <= atol*scale + rtol*|autograd|, where
-# scale = max(1, largest |autograd| entry of that trial). Sampled inputs are well-conditioned
-# (condition numbers <= 4), so rounding differences are ~1e-13 in float64; a wrong claim
-# differs by O(1).
-DEFAULT_TOL = {"float64": (1e-6, 1e-9), "float32": (2e-3, 1e-4)}
-
 # Below this many elements per batch, torch's intra-op threads cost more than they save.
 SMALL_WORK = 1 << 16
-
-
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    seed: int = 0
-    trials: int | None = None  # overrides the files' trials
-    dtype: str = "float64"
-    device: str = "auto"
-    limits: Limits = DEFAULT_LIMITS
-    rtol: float | None = None  # default tolerances of identities without `tol` (None: per dtype)
-    atol: float | None = None
-    witnesses: tuple[str, ...] = ()  # added to every identity's own (--fd, --taylor)
 
 
 def resolve_device(device: str) -> str:
@@ -315,11 +297,7 @@ def check_compiled(
             f"f evaluates to NaN/Inf on trial {bad}; check the domains (e.g. positive for "
             f"log/sqrt, spd or invertible for logdet/inv)"
         )
-    default_rtol, default_atol = DEFAULT_TOL[settings.dtype]
-    if settings.rtol is not None:
-        default_rtol = settings.rtol
-    if settings.atol is not None:
-        default_atol = settings.atol
+    default_rtol, default_atol = settings.tolerances
     rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
 
@@ -509,23 +487,30 @@ def _file_label(path: str) -> str:
     return os.path.basename(path)
 
 
-def _lower_threads_for_small_work(items: list[Identity | Invalid], settings: Settings) -> None:
-    """One intra-op thread when every identity of the run is tiny (thread wake-ups cost more
-    than the work), decided once per run from the variables' sizes.
-
-    The count is only ever lowered, never raised again: in torch 2.x CPU builds, raising it
-    with ``torch.set_num_threads`` makes later batched LU factorisations of large matrices
-    fail ("Pivots given to lu_solve must all be greater or equal to 1").
-    """
-    if torch.get_num_threads() == 1:
-        return
+def _small_work(items: list[Identity | Invalid], settings: Settings) -> bool:
+    """Is every identity of the run tiny (thread wake-ups cost more than the work)?"""
     for item in items:
         if isinstance(item, Identity):
             trials = settings.trials or item.trials or DEFAULT_TRIALS
             biggest = max((numel(v.shape) for v in item.vars.values()), default=1)
             if biggest * trials >= SMALL_WORK:
-                return
-    torch.set_num_threads(1)
+                return False
+    return True
+
+
+def lower_threads_for_small_work(items: Iterable[Identity | Invalid], settings: Settings) -> None:
+    """One intra-op thread for the rest of the process when every identity of a CPU run is
+    tiny. Process-wide and for good, so only the ``matgrad`` command calls it (the library
+    leaves torch's threads alone).
+
+    It cannot be scoped: in torch 2.x CPU builds with MKL, any later ``torch.set_num_threads``
+    above 1 (even back to the count the process had) makes batched LU factorisations of large
+    matrices fail ("Pivots given to lu_solve must all be greater or equal to 1").
+    """
+    if resolve_device(settings.device) != "cpu" or torch.get_num_threads() == 1:
+        return
+    if _small_work(list(items), settings):
+        torch.set_num_threads(1)
 
 
 # ---- a whole run ----------------------------------------------------------------------------
@@ -545,8 +530,6 @@ def run(
     """
     items = list(items)
     device = resolve_device(settings.device)
-    if device == "cpu":
-        _lower_threads_for_small_work(items, settings)
     report = RunReport(
         matgrad=__version__,
         torch=torch.__version__,
@@ -554,6 +537,7 @@ def run(
         device=device,
         dtype=settings.dtype,
         witnesses=list(settings.witnesses),
+        settings=settings,
     )
     start = time.perf_counter()
     failures = 0
@@ -587,6 +571,7 @@ __all__ = [
     "check_identity",
     "compare",
     "identity_seed",
+    "lower_threads_for_small_work",
     "run",
 ]
 

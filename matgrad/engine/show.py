@@ -8,15 +8,13 @@ module does not import torch; calling :func:`view` does.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from matgrad.claims import KINDS
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.results import ClaimResult, ClaimView, Matrix, View
+from matgrad.settings import Settings
 from matgrad.spec.schema import Identity, compile_identity
-
-if TYPE_CHECKING:
-    from matgrad.engine.core import Settings
 
 
 def _matrix(t: Any) -> Matrix:

@@ -24,6 +24,7 @@ from matgrad.report.text import (
     where,
 )
 from matgrad.results import IdentityResult, RunReport
+from matgrad.settings import Settings
 
 # GitHub refuses a step summary over 1 MiB (all writes of the step together).
 STEP_SUMMARY_LIMIT = 1024 * 1024
@@ -39,17 +40,17 @@ def command(name: str, message: str, **props: str | int | None) -> str:
     return f"::{name}{' ' + given if given else ''}::{workflow_data(message)}"
 
 
-def annotations(r: IdentityResult, seed: int) -> list[str]:
+def annotations(r: IdentityResult, settings: Settings) -> list[str]:
     """One ``::error`` per failing claim (or one for the identity), none if it met its expect."""
     if r.ok:
         return []
     title = f"matgrad {verdict(r.status)}: {r.id}"
     bad = [c for c in r.claims if c.status != "passed"]
     if r.status == "xpassed" or not bad:
-        text = "\n".join(identity_lines(r, seed))
+        text = "\n".join(identity_lines(r, settings))
         return [command("error", text, file=r.file, line=r.line, title=title)]
     out = []
-    tail = [x for x in identity_lines(r, seed) if x.startswith("reproduce: ")]
+    tail = [x for x in identity_lines(r, settings) if x.startswith("reproduce: ")]
     for c in bad:
         text = "\n".join(claim_lines(c) + tail)
         line = c.line if c.line is not None else r.line
@@ -63,7 +64,7 @@ def render(report: RunReport) -> str:
         lines.append(f"{verdict(r.status):<5} {terminal(r.id)} ({terminal(where(r))})")
     lines.append("::endgroup::")
     for r in report.results:
-        lines.extend(annotations(r, report.seed))
+        lines.extend(annotations(r, report.settings))
     lines.append(terminal(summary(report)))
     return "\n".join(lines) + "\n"
 

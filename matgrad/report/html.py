@@ -30,6 +30,7 @@ from matgrad.report.text import (
     where,
 )
 from matgrad.results import ClaimResult, IdentityResult, RunReport
+from matgrad.settings import Settings
 
 
 def _status(status: str) -> str:
@@ -310,7 +311,7 @@ def _worst_table(c: ClaimResult) -> str:
     )
 
 
-def _identity(n: int, r: IdentityResult, seed: int) -> str:
+def _identity(n: int, r: IdentityResult, settings: Settings) -> str:
     st = _status(r.status)
     out = [
         f'<article class="identity {st}" id="identity-{n}">',
@@ -344,7 +345,7 @@ def _identity(n: int, r: IdentityResult, seed: int) -> str:
     elif r.message:
         out.append(f'<pre class="msg">{esc(r.message)}</pre>')
     if not r.ok and (r.claims or r.status != "error"):
-        out.append(f"<p>reproduce: <code>{esc(reproduce(r, seed))}</code></p>")
+        out.append(f"<p>reproduce: <code>{esc(reproduce(r, settings))}</code></p>")
     out.append("</article>")
     return "\n".join(out)
 
@@ -386,10 +387,10 @@ def render(report: RunReport) -> str:
             _claim_rows(report.results),
             "</tbody></table></div></section>",
             '<section id="problems"><h2>Did not meet their expect</h2>',
-            "\n".join(_identity(n, r, report.seed) for n, r in problems) or "<p>None.</p>",
+            "\n".join(_identity(n, r, report.settings) for n, r in problems) or "<p>None.</p>",
             "</section>",
             '<section id="identities"><h2>Identities</h2>',
-            "\n".join(_identity(n, r, report.seed) for n, r in enumerate(report.results) if r.ok)
+            "\n".join(_identity(n, r, report.settings) for n, r in enumerate(report.results) if r.ok)
             or "<p>None.</p>",
             "</section>",
             f'<footer class="meta">{esc(counts(report))}</footer>',

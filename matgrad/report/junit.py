@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from matgrad.report.escape import xml, xml_document
 from matgrad.report.text import failure_message, identity_lines
 from matgrad.results import IdentityResult, RunReport
+from matgrad.settings import Settings
 
 
 def seconds(x: float) -> str:
@@ -58,11 +59,11 @@ def _properties(report: RunReport) -> ET.Element:
     return props
 
 
-def _testcase(r: IdentityResult, seed: int) -> ET.Element:
+def _testcase(r: IdentityResult, settings: Settings) -> ET.Element:
     case = ET.Element(
         "testcase", name=xml(r.id), classname=xml(classname(r.file)), time=seconds(r.seconds)
     )
-    body = "\n".join(identity_lines(r, seed))
+    body = "\n".join(identity_lines(r, settings))
     if r.status in ("failed", "xpassed"):
         kind = "mismatch" if r.status == "failed" else "unexpected-pass"
         el = ET.SubElement(case, "failure", message=xml(failure_message(r)), type=kind)
@@ -98,7 +99,7 @@ def render(report: RunReport) -> str:
         )
         suite.append(_properties(report))
         for r in results:
-            suite.append(_testcase(r, report.seed))
+            suite.append(_testcase(r, report.settings))
         total += len(results)
         failures += n_fail
         errors += n_err

@@ -16,6 +16,7 @@ from matgrad.report.text import (
     worst_line,
 )
 from matgrad.results import IdentityResult, RunReport
+from matgrad.settings import Settings
 
 
 def _row(cells: list[str]) -> str:
@@ -63,8 +64,8 @@ PROBLEM_HEADER = [
 ]
 
 
-def _problem_row(r: IdentityResult, seed: int) -> str:
-    details = "\n".join(identity_lines(r, seed))
+def _problem_row(r: IdentityResult, settings: Settings) -> str:
+    details = "\n".join(identity_lines(r, settings))
     return _row([md(r.id), md(where(r)), verdict(r.status), md(details)])
 
 
@@ -112,7 +113,7 @@ def render(report: RunReport, max_bytes: int | None = None) -> str:
     (and counted in a note) until it fits. Returns "" when not even the counts fit."""
     lines = _head(report)
     bad = [r for r in report.results if not r.ok]
-    problems = [_problem_row(r, report.seed) for r in bad]
+    problems = [_problem_row(r, report.settings) for r in bad]
     full = lines + (PROBLEM_HEADER + problems if problems else []) + (
         _all(report) if report.results else []
     )

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import io
-import shlex
 
 from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from matgrad.report.escape import terminal
-from matgrad.report.text import VERDICT, claim_lines, reproduce
-from matgrad.results import ClaimResult, IdentityResult, RunReport
+from matgrad.report.text import VERDICT, claim_lines, reproduce, show_command
+from matgrad.results import ClaimResult, RunReport
 
 STYLE = {
     "passed": "green",
@@ -87,24 +86,6 @@ def _fmt_slope(x: float | None) -> str:
     return "—" if x is None else f"{x:.2f}"
 
 
-def run_flags(report: RunReport) -> list[str]:
-    """The flags that made ``report``'s verdicts what they are, beyond the seed."""
-    flags = [] if report.dtype == "float64" else [f"--dtype {report.dtype}"]
-    return flags + [f"--{w}" for w in report.witnesses]
-
-
-def show_command(r: IdentityResult, report: RunReport) -> str:
-    """The ``matgrad show`` command that displays the trial where the first bad claim is worst."""
-    trial = next(
-        (c.worst.trial for c in r.claims if c.status != "passed" and c.worst is not None), 0
-    )
-    cmd = f"matgrad show {shlex.quote(r.id)} {shlex.quote(r.file)} --seed {report.seed}"
-    cmd += f" --trial {trial}"
-    if r.trials is not None:
-        cmd += f" --trials {r.trials}"
-    return " ".join([cmd, *run_flags(report)])
-
-
 def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]:
     """What went wrong, one block per identity that did not meet its ``expect``."""
     out: list[RenderableType] = []
@@ -150,12 +131,12 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
             lines.append(
                 Text(
                     "  reproduce: "
-                    + terminal(reproduce(r, report.seed, run_flags(report)), newlines=True),
+                    + terminal(reproduce(r, report.settings), newlines=True),
                     style="dim",
                 )
             )
             if r.claims:
-                command = terminal(show_command(r, report), newlines=True)
+                command = terminal(show_command(r, report.settings), newlines=True)
                 lines.append(Text(f"  show: {command}", style="dim"))
         out.append(Group(*lines))
     return out

@@ -5,10 +5,10 @@ with :mod:`matgrad.report.escape` (``visible`` is re-exported from there)."""
 from __future__ import annotations
 
 import shlex
-from collections.abc import Sequence
 
 from matgrad.report.escape import visible as visible  # re-exported for older imports
 from matgrad.results import ClaimResult, IdentityResult, RunReport
+from matgrad.settings import Settings
 
 VERDICT = {
     "passed": "PASS",
@@ -35,10 +35,24 @@ def where(r: IdentityResult) -> str:
     return r.file if r.line is None else f"{r.file}:{r.line}"
 
 
-def reproduce(r: IdentityResult, seed: int, flags: Sequence[str] = ()) -> str:
-    """The command that checks just ``r`` again, with ``flags`` such as ``--fd``."""
-    cmd = f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {seed}"
-    return " ".join([cmd, *flags])
+def reproduce(r: IdentityResult, settings: Settings) -> str:
+    """The command that checks just ``r`` again under the run's ``settings`` (each one that
+    is not the built-in default is written out), so it reaches the same verdict."""
+    cmd = f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {settings.seed}"
+    return " ".join([cmd, *settings.flags()])
+
+
+def show_command(r: IdentityResult, settings: Settings) -> str:
+    """The ``matgrad show`` command that displays the trial where the first bad claim is
+    worst, under the run's ``settings``."""
+    trial = next(
+        (c.worst.trial for c in r.claims if c.status != "passed" and c.worst is not None), 0
+    )
+    cmd = f"matgrad show {shlex.quote(r.id)} {shlex.quote(r.file)} --seed {settings.seed}"
+    cmd += f" --trial {trial}"
+    if r.trials is not None:
+        cmd += f" --trials {r.trials}"
+    return " ".join([cmd, *settings.flags(trials=r.trials is None)])
 
 
 def counts(report: RunReport) -> str:
@@ -118,7 +132,7 @@ def failure_message(r: IdentityResult) -> str:
     return r.message or verdict(r.status)
 
 
-def identity_lines(r: IdentityResult, seed: int) -> list[str]:
+def identity_lines(r: IdentityResult, settings: Settings) -> list[str]:
     """Every claim of an identity and, when it did not meet its expect, how to reproduce."""
     lines: list[str] = []
     if r.status == "xpassed":
@@ -130,5 +144,5 @@ def identity_lines(r: IdentityResult, seed: int) -> list[str]:
     if not r.claims and r.message:
         lines.append(r.message)
     if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
-        lines.append(f"reproduce: {reproduce(r, seed)}")
+        lines.append(f"reproduce: {reproduce(r, settings)}")
     return lines
