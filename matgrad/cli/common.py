@@ -26,6 +26,7 @@ from matgrad._version import __version__
 from matgrad.config import Config, load_config
 from matgrad.errors import ExitCode, LimitError, MatgradError
 from matgrad.limits import DEFAULT_LIMITS, Limits
+from matgrad.report import FORMATS
 from matgrad.settings import DEVICES, DTYPES
 
 app = typer.Typer(
@@ -167,14 +168,8 @@ DType = enum.Enum("DType", [(name, name) for name in DTYPES], type=str)  # type:
 Device = enum.Enum("Device", [(name, name) for name in DEVICES], type=str)  # type: ignore[misc]
 
 
-class OutFormat(str, enum.Enum):
-    table = "table"
-    json = "json"
-    junit = "junit"
-    github = "github"
-    markdown = "markdown"
-    html = "html"
-    csv = "csv"
+# What --format accepts: every report format, in the order the registry lists them.
+OutFormat = enum.Enum("OutFormat", [(name, name) for name in FORMATS], type=str)  # type: ignore[misc]
 
 
 def complete_ids(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:

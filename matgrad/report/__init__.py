@@ -77,6 +77,11 @@ def write_atomic(path: str | os.PathLike[str], text: str) -> None:
         raise
 
 
+# The report formats. Adding one: a module matgrad/report/<name>.py with
+# ``render(report: RunReport) -> str`` that escapes user text through matgrad.report.escape, its
+# name here (``--format`` and ``--report NAME:FILE`` follow), an extension below if it has one,
+# a section in docs/reports.md, and its hostile-text checks in tests/test_escape_boundary.py.
+# tests/test_report_formats.py fails when a format lacks any of them.
 FORMATS = ("table", "json", "junit", "github", "markdown", "html", "csv")
 # File extensions that pick a report's format; any format can also be named as FORMAT:FILE.
 EXTENSIONS = {
