@@ -132,8 +132,8 @@ class _Run:
             env[name] = self.compute(bound, env)
         return env
 
-    def compute(self, bound: Bound, env: dict[str, Any]) -> Any:
-        out = bound.evaluate(env, torch, self.like)
+    def compute(self, bound: Bound, env: dict[str, Any], memo: dict[str, Any] | None = None) -> Any:
+        out = bound.evaluate(env, torch, self.like, memo)
         if isinstance(out, float):
             return torch.full(
                 (self.trials, *bound.shape), out, dtype=self.like.dtype, device=self.like.device
@@ -224,7 +224,8 @@ class _Run:
                 env["d" + claim.var] = self.d[claim.var]
                 for name, let in self.c.direction_lets.get(claim.var, ()):
                     env[name] = self.compute(let, env)
-            return self.compute(bound, env)
+            # No graph here, so a sub-expression the claim repeats is computed once.
+            return self.compute(bound, env, memo={})
 
 
 def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
