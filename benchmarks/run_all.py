@@ -6,6 +6,7 @@ import time
 
 import library_scale
 import matrix_scale
+import overhead
 import startup
 import throughput
 from _common import machine
@@ -13,7 +14,7 @@ from _common import machine
 if __name__ == "__main__":
     start = time.perf_counter()
     print(f"# matgrad benchmarks\n\nMachine: {machine()}")
-    for mod in (startup, throughput, library_scale, matrix_scale):
+    for mod in (startup, throughput, overhead, library_scale, matrix_scale):
         t = time.perf_counter()
         print(mod.main(), flush=True)
         print(f"\n({mod.__name__}: {time.perf_counter() - t:.0f} s)", flush=True)

@@ -22,8 +22,8 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 from _common import LIBRARY, QUICK, table  # noqa: E402
 
-from matgrad import domains  # noqa: E402
 from matgrad.engine.core import Settings, check_identity, identity_seed  # noqa: E402
+from matgrad.lang import domains  # noqa: E402
 from matgrad.spec.schema import Identity, compile_identity, load_all  # noqa: E402
 
 ROUNDS = 5

@@ -172,6 +172,18 @@ def test_claim_values_never_carry_autograd_state() -> None:
     assert not value.requires_grad and not truth.requires_grad
 
 
+def test_a_claim_computes_a_subexpression_it_repeats_once(monkeypatch) -> None:
+    # grad tr(X^-1 A) = -X^-T A^T X^-T writes inv(X) twice: one inverse for f (autograd
+    # keeps its own), one for the claim, not two.
+    inverses = []
+    real_inv = torch.linalg.inv
+    monkeypatch.setattr(torch.linalg, "inv", lambda m: inverses.append(1) or real_inv(m))
+    r = one(ident_yaml("tr(inv(X) @ A)", "grad: {X: '-inv(X).T @ A.T @ inv(X).T'}",
+                       "{X: {shape: [n, n], domain: invertible}, A: [n, n]}"))
+    assert r.status == "passed", r.message
+    assert len(inverses) == 2
+
+
 def test_compare_records_worst_entry() -> None:
     truth = torch.zeros(3, 2, 2, dtype=torch.float64)
     claim = truth.clone()

@@ -134,6 +134,38 @@ def test_constant_folding() -> None:
     assert b.static == 11.0
 
 
+class _CountingTorch:
+    """torch, counting the matrix inverses asked of it."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        self.inverses = 0
+        self.linalg = self
+
+    def inv(self, m):
+        self.inverses += 1
+        return self.torch.linalg.inv(m)
+
+    def __getattr__(self, name: str):
+        return getattr(self.torch, name)
+
+
+def test_a_memo_evaluates_a_repeated_subexpression_once_to_the_same_value() -> None:
+    import torch
+
+    b = bind(parse("-inv(X).T @ A.T @ inv(X).T"), Scope({"X": (3, 3), "A": (3, 3)}, {}))
+    gen = torch.Generator().manual_seed(0)
+    env = {k: torch.randn(4, 3, 3, generator=gen, dtype=torch.float64) for k in "XA"}
+    like = torch.zeros(4, dtype=torch.float64)
+    plain, memoised = _CountingTorch(), _CountingTorch()
+    expected = b.evaluate(env, plain, like)
+    value = b.evaluate(env, memoised, like, memo={})
+    assert (plain.inverses, memoised.inverses) == (2, 1)
+    assert torch.equal(value, expected)  # the very same numbers, not merely close
+
+
 def test_limits() -> None:
     small = Limits(max_expr_chars=10)
     with pytest.raises(LimitError, match="max_expr_chars"):

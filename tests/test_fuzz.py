@@ -245,3 +245,32 @@ def test_identity_keys_are_all_generated() -> None:
     generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "expect",
                  "tol", "trials", "convention", "directions", "title"}
     assert set(IDENTITY_KEYS) - generated == {"source", "latex", "notes", "witness"}
+
+
+@given(well_formed, well_formed)
+def test_a_memo_gives_the_very_same_value(a: str, b: str) -> None:
+    # Claims are evaluated with a memo, so that a sub-expression written twice is computed
+    # once: the value must be exactly the one computed without it, NaN and errors alike.
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    env = {k: torch.randn((2, *s), generator=gen, dtype=torch.float64) for k, s in SHAPES.items()}
+    like = torch.zeros(2, dtype=torch.float64)
+    for text in (f"({a}) + ({a})", f"({a}) * ({b}) + ({b}) * ({a})"):
+        try:
+            bound = bind(parse(text), SCOPE)
+            check_size(bound, 2, DEFAULT_LIMITS, "fuzz")
+        except MatgradError:
+            continue
+        outcomes = []
+        for memo in (None, {}):
+            try:
+                with torch.no_grad():
+                    outcomes.append(bound.evaluate(env, torch, like, memo))
+            except Exception as e:  # noqa: BLE001 - the same failure either way is fine
+                outcomes.append(type(e))
+        plain, memoised = outcomes
+        if isinstance(plain, torch.Tensor):
+            torch.testing.assert_close(memoised, plain, rtol=0, atol=0, equal_nan=True)
+        else:
+            assert memoised == plain

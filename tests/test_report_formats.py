@@ -10,11 +10,11 @@ import re
 from pathlib import Path
 
 import pytest
+from reportdata import sample_report
 from typer.testing import CliRunner
 
 from matgrad.cli import app
 from matgrad.report import ALIASES, EXTENSIONS, FORMATS, parse_target, renderer
-from reportdata import sample_report
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")

@@ -111,8 +111,8 @@ class _Run:
     def _with_lets(self, env: dict[str, Any]) -> dict[str, Any]:
         return tensors.with_lets(self.c.lets, env, self.like)
 
-    def compute(self, bound: Bound, env: dict[str, Any]) -> Any:
-        return tensors.evaluate(bound, env, self.like)
+    def compute(self, bound: Bound, env: dict[str, Any], memo: dict[str, Any] | None = None) -> Any:
+        return tensors.evaluate(bound, env, self.like, memo)
 
     def f(self, env: dict[str, Any]) -> Any:
         return self.compute(self.c.f, env)
@@ -147,7 +147,8 @@ class _Run:
                 env["d" + claim.var] = self.d[claim.var]
                 for name, let in self.c.direction_lets.get(claim.var, ()):
                     env[name] = self.compute(let, env)
-            return self.compute(bound, env)
+            # No graph here, so a sub-expression the claim repeats is computed once.
+            return self.compute(bound, env, memo={})
 
 
 def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:

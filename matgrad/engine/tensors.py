@@ -16,11 +16,14 @@ from matgrad.lang.expr import Bound, as_tensor
 __all__ = ["evaluate", "fill_like", "per_trial", "rows", "tolerance", "with_lets"]
 
 
-def evaluate(bound: Bound, env: dict[str, Any], like: Any) -> Any:
+def evaluate(
+    bound: Bound, env: dict[str, Any], like: Any, memo: dict[str, Any] | None = None
+) -> Any:
     """``bound`` evaluated on the batched tensors of ``env``. An expression that folds to a
     constant (a Python float) is filled to ``[T, *bound.shape]``; ``like`` gives ``T``, the
-    dtype and the device."""
-    return as_tensor(bound.evaluate(env, torch, like), bound.shape, torch, like)
+    dtype and the device. With a ``memo``, a sub-expression written twice is computed once
+    (only where no autograd graph is recorded: see ``Bound.evaluate``)."""
+    return as_tensor(bound.evaluate(env, torch, like, memo), bound.shape, torch, like)
 
 
 def with_lets(lets: Iterable[tuple[str, Bound]], env: dict[str, Any], like: Any) -> dict[str, Any]:

@@ -299,9 +299,17 @@ class Bound:
     args: tuple[Bound, ...] = ()
     max_numel: int = 1
 
-    def evaluate(self, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
-        """Evaluate on batched tensors; ``like`` gives batch size, dtype and device."""
-        return _evaluate(self, env, torch, like)
+    def evaluate(
+        self, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None = None
+    ) -> Any:
+        """Evaluate on batched tensors; ``like`` gives batch size, dtype and device.
+
+        With ``memo`` (a dict, fresh for each ``env``), a sub-expression written twice, such as
+        ``inv(X)`` in ``inv(X).T @ A @ inv(X)``, is computed once: same text, same tree, same
+        value. Pass it only where no autograd graph is recorded: a shared node sums the
+        gradients flowing into it before its own backward, which rounds differently.
+        """
+        return _evaluate(self, env, torch, like, memo)
 
 
 def bind(expr: Expr, scope: Scope, limits: Limits = DEFAULT_LIMITS) -> Bound:
@@ -467,19 +475,34 @@ def _bind_call(node: Call, scope: Scope, limits: Limits) -> Bound:
 # ---- evaluation -----------------------------------------------------------------------------
 
 
-def _evaluate(b: Bound, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
+def _evaluate(
+    b: Bound, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None = None
+) -> Any:
+    if memo is None or not b.args or b.static is not None:
+        return _evaluate_node(b, env, torch, like, memo)
+    # The key is the node's source text: within one expression, equal text parses to an
+    # equal tree, and so (same names, same env) to an equal value.
+    out = memo.get(b.node.text)
+    if out is None:
+        out = memo[b.node.text] = _evaluate_node(b, env, torch, like, memo)
+    return out
+
+
+def _evaluate_node(
+    b: Bound, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None
+) -> Any:
     node = b.node
     if b.static is not None:
         return b.static
     if isinstance(node, Name):
         return env[node.name]
     if isinstance(node, Neg):
-        return -_evaluate(b.args[0], env, torch, like)
+        return -_evaluate(b.args[0], env, torch, like, memo)
     if isinstance(node, Transpose):
-        x = _evaluate(b.args[0], env, torch, like)
+        x = _evaluate(b.args[0], env, torch, like, memo)
         return x.transpose(-1, -2) if len(b.args[0].shape) == 2 else x
     if isinstance(node, BinOp):
-        return _eval_binop(b, env, torch, like)
+        return _eval_binop(b, env, torch, like, memo)
     if isinstance(node, Call):
         fn = REGISTRY[node.fn]
         vals: list[Any] = []
@@ -487,7 +510,7 @@ def _evaluate(b: Bound, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
             if i in fn.static_args:
                 vals.append(int(a.static))  # type: ignore[arg-type]
             else:
-                vals.append(as_tensor(_evaluate(a, env, torch, like), a.shape, torch, like))
+                vals.append(as_tensor(_evaluate(a, env, torch, like, memo), a.shape, torch, like))
         if fn.name in CONSTRUCTORS:
             out = fn.impl(torch, *vals, like=like)
             return out.expand(like.shape[0], *out.shape)
@@ -510,12 +533,14 @@ def _scalar_view(x: Any, rank: int) -> Any:
     return x.reshape(x.shape[0], *([1] * rank))
 
 
-def _eval_binop(b: Bound, env: Mapping[str, Any], torch: Any, like: Any) -> Any:
+def _eval_binop(
+    b: Bound, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None
+) -> Any:
     node = b.node
     assert isinstance(node, BinOp)
     la, rb = b.args
-    x = _evaluate(la, env, torch, like)
-    y = _evaluate(rb, env, torch, like)
+    x = _evaluate(la, env, torch, like, memo)
+    y = _evaluate(rb, env, torch, like, memo)
     op = node.op
     if op == "@":
         va, vb = len(la.shape) == 1, len(rb.shape) == 1
