@@ -282,6 +282,8 @@ def check_compiled(
     ident = compiled.identity
     dtype = getattr(torch, settings.dtype)
     trials = _trials_for(ident, settings)
+    chosen = witness.witnesses_for(ident.witness, settings.witnesses)
+    witness.check_budget(compiled, chosen, trials, settings.limits)  # before anything is drawn
     run = _Run(compiled, trials, identity_seed(settings.seed, ident.id), dtype, device)
     grad_vars = list(
         dict.fromkeys(c.var for c, _ in compiled.claims if KINDS[c.kind].joint_gradient)
@@ -302,7 +304,6 @@ def check_compiled(
     rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
 
-    chosen = witness.witnesses_for(ident.witness, settings.witnesses)
     results: list[ClaimResult] = []
     for claim, bound in compiled.claims:
         kind = KINDS[claim.kind]

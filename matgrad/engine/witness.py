@@ -45,6 +45,7 @@ from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
 from matgrad.results import ClaimResult, WitnessResult, Worst, ravel
+from matgrad.spec import budget
 from matgrad.spec.schema import Claim, Compiled
 
 ORDER = ("autograd", "fd", "taylor")
@@ -132,6 +133,50 @@ class Evaluator:
         if KINDS[claim.kind].uses_direction:
             env["d" + claim.var] = self.d[claim.var] if direction is None else direction
         return tensors.evaluate(bound, env, like)
+
+
+# ---- what the witnesses cost, decided before they run -----------------------------------------
+
+
+def _width(compiled: Compiled) -> int:
+    """Elements of the largest tensor one evaluation of f creates, per trial (as Evaluator)."""
+    return max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
+
+
+def evaluations(kind: str, shape: Shape, name: str) -> int:
+    """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind``."""
+    if name == "fd":
+        return fd_evals(kind, shape) + 1  # and f at the point itself (second differences)
+    if name == "taylor":
+        moves = 4 if KINDS[kind].taylor_order == "second" else 1
+        steps = len(TAYLOR_STEPS[KINDS[kind].taylor_order]) + len(TAYLOR_TINY)
+        return TAYLOR_DIRECTIONS * (moves * steps + 1)
+    return 0  # autograd: counted by the check itself
+
+
+def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) -> int:
+    """Estimated work of the witnesses other than autograd, over every claim and trial."""
+    per = max(1, CHUNK_ELEMENTS // max(1, trials * _width(compiled)))
+    work = 0
+    for claim, _ in compiled.claims:
+        shape = compiled.identity.vars[claim.var].shape
+        for name in witnesses:
+            evals = evaluations(claim.kind, shape, name)
+            if evals:
+                chunks = -(-evals // per)
+                work += budget.evaluations_work(evals, trials, compiled.estimate, chunks)
+    return work
+
+
+def check_budget(
+    compiled: Compiled, witnesses: tuple[str, ...], trials: int, limits: Limits
+) -> None:
+    """Refuse, before anything runs, witnesses whose work would exceed the work budget."""
+    extra = tuple(w for w in witnesses if w != "autograd")
+    if extra:
+        work = witness_work(compiled, extra, trials)
+        names = " and ".join(NAMES[w] for w in extra)
+        budget.check_extra_work(names, work, compiled.estimate, limits)
 
 
 # ---- finite differences ---------------------------------------------------------------------
@@ -246,8 +291,14 @@ def _remainders(
         moves = [v]
 
     disp = hs.reshape(k, t, *([1] * (x.dim() - 1)))  # [K, T, 1...]
-    allp = torch.cat([x.unsqueeze(0) + disp * m.unsqueeze(0) for m in moves])
-    vals = ev.f_along(var, k * len(moves), lambda a, b: allp[a:b]).reshape(len(moves), k, t, -1)
+    stacked = torch.stack(moves)  # [moves, T, ...]
+
+    def points(start: int, stop: int) -> Any:
+        # built chunk by chunk: all K * moves points at once would be that many copies of x
+        idx = torch.arange(start, stop, device=x.device)
+        return x.unsqueeze(0) + disp[idx % k] * stacked[idx // k]
+
+    vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
     f0 = ev.f().reshape(1, t, -1)
     rem, terms = KINDS[claim.kind].taylor_remainder(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u

@@ -22,13 +22,14 @@ import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from matgrad.errors import ExprError, LimitError, did_you_mean
+from matgrad.errors import EvalError, ExprError, LimitError, did_you_mean
 from matgrad.lang.functions import (
     CONSTRUCTORS,
     REGISTRY,
     Arg,
     Shape,
     ShapeError,
+    ValueTooLarge,
     fmt_shape,
     is_scalar,
     numel,
@@ -514,7 +515,10 @@ def _evaluate_node(
         if fn.name in CONSTRUCTORS:
             out = fn.impl(torch, *vals, like=like)
             return out.expand(like.shape[0], *out.shape)
-        return fn.impl(torch, *vals)
+        try:
+            return fn.impl(torch, *vals)
+        except ValueTooLarge as e:
+            raise EvalError(f"{node.text}: {e}") from None
     raise AssertionError(f"unhandled node {type(node).__name__}")  # pragma: no cover
 
 

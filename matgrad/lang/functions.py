@@ -531,12 +531,39 @@ def _sym(torch: Any, m: Any) -> Any:
     "expm", "expm(M)", "Matrix exponential", "[n, n]", _square_same, cost=cubic(20), sensitive=None
 )
 def _expm(torch: Any, m: Any) -> Any:
+    _bounded_squarings(m)
     return torch.linalg.matrix_exp(m)
+
+
+# The matrix exponential scales its input by 2^-s until the norm is small (about 5.4, torch's
+# bound for its degree-18 approximant in float64), then squares s times: s grows with
+# log2 of the norm, so an input of norm 1e300 costs a thousand n x n products where a normal one
+# costs none or a few. Inputs that would need more than MAX_SQUARINGS are refused before any
+# work: their exponential overflows or keeps no accuracy anyway (e^x overflows past x = 710).
+MAX_SQUARINGS = 20
+SQUARING_NORM = 5.37 * 2.0**MAX_SQUARINGS  # about 5.6e6
+
+
+def _bounded_squarings(m: Any) -> None:
+    """Refuse an exponential whose input's 1-norm would need more than MAX_SQUARINGS."""
+    norm = float(m.detach().abs().sum(dim=-2).amax())  # the largest 1-norm over the trials
+    if norm > SQUARING_NORM:  # NaN compares False: NaN/Inf inputs cost nothing and are caught later
+        raise ValueTooLarge(
+            f"its input has 1-norm {norm:.3g} on some draw, over {SQUARING_NORM:.3g}: scaling and "
+            f"squaring would need more than {MAX_SQUARINGS} squarings, and the result would "
+            f"overflow or keep no accuracy (scale the argument down, or draw smaller values)"
+        )
+
+
+class ValueTooLarge(Exception):
+    """An argument whose value (not its shape) would make a function's cost unbounded; the
+    evaluator adds the expression's text and raises it as an EvalError."""
 
 
 def _sin_cos_m(torch: Any, m: Any) -> tuple[Any, Any]:
     # expm(iM) = cos M + i sin M for a real M. One complex n x n exponential costs about a
     # third of the real 2n x 2n block form expm([[0, M], [-M, 0]]), its backward likewise.
+    _bounded_squarings(m)
     e = torch.linalg.matrix_exp(m * 1j)
     return e.imag, e.real
 

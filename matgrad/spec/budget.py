@@ -157,3 +157,33 @@ def check_work(work: int, limits: Limits) -> None:
             f"about {work:.2g} multiply-adds (fewer trials or smaller dims lower it)",
             "the estimated work of this identity",
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """What :func:`~matgrad.spec.schema.compile_identity` measured of an identity, kept for the
+    paths that evaluate f again (the witnesses, the diagnosis): the work of one evaluation of
+    f with its lets, per trial, the tensor operations it launches, and the estimated work of
+    the autograd check over all trials."""
+
+    f_work: int
+    f_calls: int
+    total: int
+
+
+def evaluations_work(evaluations: int, trials: int, estimate: Estimate, chunks: int) -> int:
+    """Estimated work of evaluating f ``evaluations`` times per trial over ``trials`` trials,
+    batched into ``chunks`` calls of f."""
+    return evaluations * trials * estimate.f_work + OVERHEAD * estimate.f_calls * chunks
+
+
+def check_extra_work(what: str, work: int, estimate: Estimate, limits: Limits) -> None:
+    """Refuse a path (a witness, a diagnosis) whose work, added to the check's own, would
+    exceed the work budget."""
+    if estimate.total + work > limits.max_work:
+        raise limits.refuse(
+            "max_work",
+            f"about {estimate.total + work:.2g} multiply-adds with {what} (about {work:.2g} "
+            f"for {what} alone; fewer trials, smaller dims or fewer witnesses lower it)",
+            "the estimated work of this identity",
+        )

@@ -132,6 +132,8 @@ class Compiled:
     direction_lets: dict[str, tuple[tuple[str, Bound], ...]] = dataclasses.field(
         default_factory=dict
     )
+    # the cost measured while compiling, for the paths that evaluate f again
+    estimate: budget.Estimate = budget.Estimate(0, 0, 0)
 
 
 # ---- finding files ----------------------------------------------------------------------
@@ -736,6 +738,11 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         f,
         tuple(claims),
         {v: tuple(ls) for v, ls in direction_lets.items()},
+        budget.Estimate(
+            f_work=sum(c.work for c in let_costs) + f_cost.work,
+            f_calls=sum(c.calls for c in let_costs) + f_cost.calls,
+            total=work,
+        ),
     )
 
 
