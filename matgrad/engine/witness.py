@@ -483,11 +483,11 @@ def _message(
     if agreement == "autograd vs fd":
         split = autograd_vs_fd
         if split is not None and split.worst is not None and split.status == "failed":
-            w = split.worst
+            worst = split.worst
             text += (
                 f"; autograd and finite differences differ by {split.max_abs_err:.3g} "
-                f"at {w.index} on trial {w.trial} (autograd {w.claimed:.4g}, finite "
-                f"differences {w.autograd:.4g})"
+                f"at {worst.index} on trial {worst.trial} (autograd {worst.claimed:.4g}, finite "
+                f"differences {worst.autograd:.4g})"
             )
         text += (
             ": autograd itself is wrong here, or f is not differentiable at the sampled point"

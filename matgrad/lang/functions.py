@@ -660,7 +660,8 @@ def _entry_infer(args: Sequence[Arg]) -> Shape:
     sensitive=None,
 )
 def _entry(torch: Any, x: Any, *idx: int) -> Any:
-    return x[(slice(None), *idx)]
+    key = (slice(None), *idx)  # every trial of the batch, then the entry
+    return x[key]
 
 
 # ---- constructors ---------------------------------------------------------------------------

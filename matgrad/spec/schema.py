@@ -234,10 +234,11 @@ def load_text(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> list[Ide
             )
             return [Invalid(path, seq.line, None, err)]
         if len(seq.items) > limits.max_identities_per_file:
-            e = limits.refuse(
+            refused = limits.refuse(
                 "max_identities_per_file", len(seq.items), "the number of identities"
             )
-            return [Invalid(path, seq.line, None, SpecError(str(e), path=path, line=seq.line))]
+            err = SpecError(str(refused), path=path, line=seq.line)
+            return [Invalid(path, seq.line, None, err)]
         nodes = [(item, f"identities[{i}].") for i, item in enumerate(seq.items)]
     else:
         nodes = [(root, "")]
@@ -518,15 +519,16 @@ def _vars(
     for name, v in node.items.items():
         _check_name(vf, name, name, "variable", taken)
         if isinstance(v, YSeq):  # shorthand: X: [n, n]
-            shape_node: YNode | None = v
+            shape_node: YNode = v
             domain = DEFAULT_DOMAIN
             keypath = name
         elif isinstance(v, YMap):
             one = _Fields(v, vf.keypath + name + ".")
             one.check_keys(VAR_KEYS, f"variable {name}")
-            shape_node = v.items.get("shape")
-            if shape_node is None:
+            given = v.items.get("shape")
+            if given is None:
                 raise one.err(None, "missing required key 'shape', e.g. shape: [n, n]")
+            shape_node = given
             domain = one.text("domain") or DEFAULT_DOMAIN
             if domain not in DOMAINS:
                 hint = did_you_mean(domain, DOMAINS)
@@ -629,7 +631,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         for v in ident.vars
     }
 
-    def located(err: Exception, key: str, line: int) -> SpecError:
+    def located(err: Exception | str, key: str, line: int) -> SpecError:
         return SpecError(str(err), path=ident.path, line=line, identity=ident.id, key=key)
 
     try:
