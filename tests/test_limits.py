@@ -102,7 +102,7 @@ def test_security_md_names_real_tests() -> None:
     text = (ROOT / "SECURITY.md").read_text(encoding="utf-8")
     refs: list[tuple[str, str | None]] = []  # (file::test, param id or None)
     last = None
-    for full, name, param, bare in re.findall(
+    for _full, name, param, bare in re.findall(
         r"`((tests/\w+\.py::\w+)(?:\[([^\]`]+)\])?)`|`\[([^\]`]+)\]`", text
     ):
         if name:

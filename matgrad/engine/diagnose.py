@@ -156,10 +156,8 @@ def _symmetric(p: Probe) -> str | None:
             )
     if p.symmetric is None:
         return None
-    for names, truth, value in p.symmetric():
-        if _all(truth, value, p):
-            break
-    else:
+    names = next((n for n, truth, value in p.symmetric() if _all(truth, value, p)), None)
+    if names is None:
         return None
     which = ", ".join(names)
     verb = "is" if len(names) == 1 else "are"

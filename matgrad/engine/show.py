@@ -78,7 +78,7 @@ def view(
             out.variables.append((v.name, v.domain, _matrix(xs[v.name][trial])))
         with torch.no_grad():
             out.f = _matrix(run.f(run.env)[trial])
-    for (claim, _), res in zip(compiled.claims, results):
+    for (claim, _), res in zip(compiled.claims, results, strict=True):
         cv = _claim_view(res)
         k = kept.get(id(claim))
         if k is not None:

@@ -120,7 +120,9 @@ class Evaluator:
             p = points(start, stop)
             k = stop - start
             xs = {
-                n: p.reshape(k * t, *v.shape[1:]) if n == var else v.repeat(k, *([1] * (v.dim() - 1)))
+                n: p.reshape(k * t, *v.shape[1:])
+                if n == var
+                else v.repeat(k, *([1] * (v.dim() - 1)))
                 for n, v in self.x.items()
             }
             outs.append(self.f(xs).reshape(k, t, *self.c.f.shape))
@@ -332,7 +334,9 @@ def judge(
         undefined = autograd.status == "error"
         results["autograd"] = WitnessResult(
             "autograd",
-            "undefined" if undefined else ("agrees" if autograd.status == "passed" else "disagrees"),
+            "undefined"
+            if undefined
+            else ("agrees" if autograd.status == "passed" else "disagrees"),
             max_abs_err=autograd.max_abs_err,
             message="autograd gives NaN/Inf at the point" if undefined else "",
         )

@@ -641,7 +641,7 @@ def _entry_infer(args: Sequence[Arg]) -> Shape:
     idx = [_static_int(a, "an index") for a in args[1:]]
     if len(idx) != len(shape):
         raise ShapeError(f"needs {len(shape)} indices for shape {fmt_shape(shape)}, got {len(idx)}")
-    for i, d in zip(idx, shape):
+    for i, d in zip(idx, shape, strict=True):
         if i >= d:
             raise ShapeError(f"index {i} out of range for shape {fmt_shape(shape)}")
     return ()

@@ -391,7 +391,9 @@ def render(report: RunReport) -> str:
             "\n".join(_identity(n, r, report.settings) for n, r in problems) or "<p>None.</p>",
             "</section>",
             '<section id="identities"><h2>Identities</h2>',
-            "\n".join(_identity(n, r, report.settings) for n, r in enumerate(report.results) if r.ok)
+            "\n".join(
+                _identity(n, r, report.settings) for n, r in enumerate(report.results) if r.ok
+            )
             or "<p>None.</p>",
             "</section>",
             f'<footer class="meta">{esc(counts(report))}</footer>',

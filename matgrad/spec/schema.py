@@ -556,7 +556,9 @@ def _shape(
     vf: _Fields, key: str, node: YNode, dims: dict[str, int], limits: Limits = DEFAULT_LIMITS
 ) -> Shape:
     if not isinstance(node, YSeq):
-        raise vf.err(key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}")
+        raise vf.err(
+            key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}"
+        )
     if len(node.items) > 2:
         raise vf.err(key, f"shape has {len(node.items)} axes; at most 2 (matrices) are supported")
     out: list[int] = []
@@ -571,7 +573,11 @@ def _shape(
             continue
         n = _int_value(item)
         if n is None or n < 1:
-            raise vf.err(key, f"shape entries must be dim names or positive integers, got {_show(item)}", item)
+            raise vf.err(
+                key,
+                f"shape entries must be dim names or positive integers, got {_show(item)}",
+                item,
+            )
         if n > limits.max_dim:
             raise vf.err(key, str(limits.refuse("max_dim", n, "a size")), item)
         out.append(n)
@@ -723,7 +729,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         f_cost,
         (
             (c.kind, numel(ident.vars[c.var].shape), cost)
-            for (c, _), cost in zip(claims, claim_costs)
+            for (c, _), cost in zip(claims, claim_costs, strict=True)
         ),
         trials,
     )
@@ -768,8 +774,8 @@ def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity
                         item.line,
                         item.id,
                         SpecError(
-                            f"duplicate id {item.id!r} (first defined at {first.path}:{first.line}); "
-                            f"ids must be unique",
+                            f"duplicate id {item.id!r} (first defined at "
+                            f"{first.path}:{first.line}); ids must be unique",
                             path=item.path,
                             line=item.line,
                             identity=item.id,
