@@ -205,8 +205,3 @@ def diagnose(p: Probe) -> str | None:
         if hint is not None:
             return hint
     return None
-
-
-def short(hint: str) -> str:
-    """The short form of a hint, for a table cell."""
-    return hint.split(":", 1)[0]

@@ -747,10 +747,6 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     )
 
 
-def symmetric_vars(ident: Identity) -> frozenset[str]:
-    return frozenset(v.name for v in ident.vars.values() if DOMAINS[v.domain].symmetric)
-
-
 def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
     """Read every file under ``paths``; a repeated id is an :class:`Invalid` for the repeat."""
     out: list[Identity | Invalid] = []
