@@ -25,7 +25,7 @@ def command_times(
     rather than on whichever command was running then."""
     times: list[list[float]] = [[] for _ in commands]
     for _ in range(repeat):
-        for argv, out in zip(commands, times):
+        for argv, out in zip(commands, times, strict=True):
             t = time.perf_counter()
             subprocess.run(
                 list(argv),
@@ -58,10 +58,10 @@ def table(title: str, header: Sequence[str], rows: Sequence[Sequence[object]]) -
     cells = [[str(c) for c in header]] + [[_cell(c) for c in r] for r in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
     lines = [f"\n## {title}\n"]
-    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(cells[0], widths)) + " |")
+    lines.append("| " + " | ".join(h.ljust(w) for h, w in zip(cells[0], widths, strict=True)) + " |")
     lines.append("|" + "|".join("-" * (w + 2) for w in widths) + "|")
     for r in cells[1:]:
-        lines.append("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths)) + " |")
+        lines.append("| " + " | ".join(c.rjust(w) for c, w in zip(r, widths, strict=False)) + " |")
     return "\n".join(lines)
 
 
@@ -92,6 +92,6 @@ def fit_exponent(xs: Sequence[float], ys: Sequence[float]) -> float:
     lx = [math.log(x) for x in xs]
     ly = [math.log(y) for y in ys]
     mx, my = statistics.fmean(lx), statistics.fmean(ly)
-    num = sum((a - mx) * (b - my) for a, b in zip(lx, ly))
+    num = sum((a - mx) * (b - my) for a, b in zip(lx, ly, strict=True))
     den = sum((a - mx) ** 2 for a in lx)
     return num / den if den else float("nan")

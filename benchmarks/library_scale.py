@@ -42,7 +42,7 @@ def main() -> str:
             folder = Path(tmp)
             generate(folder, count)
             load = [PY, "-c", f"from matgrad.spec.schema import load_all; load_all([{str(folder)!r}])"]
-            t_load, m_load = peak_rss_mb(load)
+            t_load, _ = peak_rss_mb(load)
             t_val, m_val = peak_rss_mb([PY, "-m", "matgrad", "validate", str(folder)])
             t_chk, m_chk = peak_rss_mb([PY, "-m", "matgrad", "check", str(folder)])
             rows.append([count, t_load, t_val, m_val, t_chk, m_chk, t_chk / count * 1e3])

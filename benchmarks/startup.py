@@ -39,7 +39,7 @@ COMMANDS = {  # label: (argv, floor)
 def main() -> str:
     compileall.compile_dir(str(ROOT / "matgrad"), quiet=1)
     argvs = [*FLOORS.values(), *(argv for argv, _ in COMMANDS.values())]
-    times = dict(zip([*FLOORS, *COMMANDS], command_times(argvs, 3 if QUICK else 9)))
+    times = dict(zip([*FLOORS, *COMMANDS], command_times(argvs, 3 if QUICK else 9), strict=True))
     rows: list[list[object]] = [[label, times[label], "", "", "", "", ""] for label in FLOORS]
     for label, (_, floor) in COMMANDS.items():
         t, f = times[label], times[floor]

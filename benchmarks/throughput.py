@@ -73,7 +73,7 @@ def gradcheck_loop(ident: Identity, draws: int) -> None:
         }
 
         def fn(x: torch.Tensor) -> torch.Tensor:
-            local = dict(env, **{var: x})
+            local = dict(env, **{var: x})  # noqa: B023 - fn is called in this iteration only
             for name, b in compiled.lets:
                 local[name] = b.evaluate(local, torch, like)
             out = compiled.f.evaluate(local, torch, like)

@@ -189,13 +189,13 @@ def check(
 def check_identity(
     *,
     f: str | float,
-    vars: Mapping[str, Any],  # noqa: A002 - the identity file's own key
+    vars: Mapping[str, Any],  # shadows a builtin: the identity file's own key
     grad: Mapping[str, str | float] | None = None,
     differential: Mapping[str, str | float] | None = None,
     hessian: Mapping[str, str | float] | None = None,
     dims: Mapping[str, int] | None = None,
     let: Mapping[str, str] | None = None,
-    id: str = INLINE_ID,  # noqa: A002 - the identity file's own key
+    id: str = INLINE_ID,  # shadows a builtin: the identity file's own key
     expect: str | None = None,
     tol: Mapping[str, float] | None = None,
     trials: int | None = None,
@@ -238,7 +238,7 @@ def check_identity(
     Traceback (most recent call last):
     ...
     matgrad.errors.SpecError: identity 'inline', key f: syntax error at column 3: '(' was never closed
-    """
+    """  # noqa: E501 - a doctest: the message is shown exactly as the user sees it
     given = locals()
     fields: dict[str, Any] = {
         "id": id,
@@ -296,7 +296,9 @@ def _plain(value: Any, key: str, depth: int, inside: frozenset[int] = frozenset(
     itself."""
     if isinstance(value, (Mapping, list, tuple)):
         if id(value) in inside:
-            raise SpecError("a value contains itself: inline fields must be plain data", key=key or None)
+            raise SpecError(
+                "a value contains itself: inline fields must be plain data", key=key or None
+            )
         if depth < 0:
             raise SpecError(
                 "nested too deeply (the identity format needs a few levels; see max_yaml_depth)",

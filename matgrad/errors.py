@@ -52,7 +52,7 @@ class SpecError(MatgradError):
         for k, v in kw.items():
             if fields.get(k) is None:
                 fields[k] = v
-        return SpecError(self.problem, **fields)  # type: ignore[arg-type]
+        return SpecError(self.problem, **fields)
 
     def __str__(self) -> str:
         where = ""

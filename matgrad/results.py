@@ -26,12 +26,11 @@ def unravel(flat: int, shape: list[int] | tuple[int, ...]) -> list[int]:
 def ravel(index: list[int], shape: list[int] | tuple[int, ...]) -> int:
     """The row-major position of ``index`` in ``shape``; the inverse of :func:`unravel`."""
     k = 0
-    for i, d in zip(index, shape):
+    for i, d in zip(index, shape, strict=False):
         k = k * d + i
     return k
 
 IDENTITY_STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
-CLAIM_STATUSES = ("passed", "failed", "error")
 
 
 @dataclasses.dataclass
@@ -129,7 +128,7 @@ class IdentityResult:
 
 
 def summarize(results: list[IdentityResult]) -> dict[str, int]:
-    counts = {s: 0 for s in ("passed", "failed", "xfailed", "xpassed", "error")}
+    counts = dict.fromkeys(IDENTITY_STATUSES, 0)
     for r in results:
         counts[r.status] += 1
     return counts

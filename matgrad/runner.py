@@ -29,7 +29,9 @@ def matches(ident_id: str | None, patterns: Sequence[str]) -> bool:
     return False
 
 
-def select(items: Iterable[Identity | Invalid], patterns: Sequence[str]) -> list[Identity | Invalid]:
+def select(
+    items: Iterable[Identity | Invalid], patterns: Sequence[str]
+) -> list[Identity | Invalid]:
     return [it for it in items if matches(it.id, patterns)]
 
 

@@ -53,7 +53,8 @@ class Settings:
     dtype's defaults, so a constructed ``Settings`` always holds the numbers in force.
     ``device`` is as asked for (``auto`` included); the report records where it ran.
 
-    Raises :class:`SettingsError` (a ``ValueError``) for a value no run can use (an unknown dtype, ``trials < 1``, ...).
+    Raises :class:`SettingsError` (a ``ValueError``) for a value no run can use (an unknown
+    dtype, ``trials < 1``, ...).
     """
 
     seed: int = DEFAULT_SEED
@@ -87,7 +88,7 @@ class Settings:
             )
         set_ = object.__setattr__  # frozen: normalised once, here
         set_(self, "witnesses", tuple(w for w in WITNESSES if w in self.witnesses))
-        for name, default in zip(("rtol", "atol"), DEFAULT_TOL[self.dtype]):
+        for name, default in zip(("rtol", "atol"), DEFAULT_TOL[self.dtype], strict=True):
             value = getattr(self, name)
             if value is None:
                 set_(self, name, default)

@@ -207,7 +207,7 @@ def test_check_identity_uses_the_same_limits() -> None:
 
 
 def test_package_exports() -> None:
-    import matgrad.engine.core  # noqa: F401  (importing the engine must not shadow the API)
+    import matgrad.engine.core  # importing the engine must not shadow the API
 
     assert matgrad.check is matgrad.api.check
     assert matgrad.load is matgrad.api.load

@@ -9,7 +9,7 @@ from matgrad.engine.core import Settings, check_identity, compare, identity_seed
 from matgrad.spec.schema import Claim, Identity, load_text
 
 
-def one(text: str, **settings) -> "object":
+def one(text: str, **settings) -> object:
     (ident,) = load_text(text, "t.yaml")
     assert isinstance(ident, Identity), ident
     return check_identity(ident, Settings(**settings), "cpu")

@@ -50,7 +50,7 @@ def run_lines(lines: list[str], cwd: Path, env: dict[str, str], monkeypatch) -> 
             continue
         assert argv[0] == "matgrad", line
         # -k seed- keeps the run quick; the options are the documented ones
-        r = CliRunner().invoke(app, argv[1:] + ["-k", "seed-"], env=env)
+        r = CliRunner().invoke(app, [*argv[1:], "-k", "seed-"], env=env)
         results.append(r)
     return results
 
@@ -203,7 +203,7 @@ def test_hook_entries_run(hook: dict[str, Any], monkeypatch) -> None:
     monkeypatch.chdir(ROOT)
     argv = shlex.split(hook["entry"])
     assert argv[0] == "matgrad"
-    r = CliRunner().invoke(app, argv[1:] + ["identities/seed.yaml"])
+    r = CliRunner().invoke(app, [*argv[1:], "identities/seed.yaml"])
     assert r.exit_code == 0, r.output
 
 

@@ -176,8 +176,8 @@ def test_python_m_matgrad_help() -> None:
 def test_fast_commands_do_not_import_torch(argv: list[str]) -> None:
     code = (
         "import sys\nfrom matgrad.cli import app\n"
-        "try:\n    app(%r)\nexcept SystemExit:\n    pass\n"
-        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n" % argv
+        f"try:\n    app({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
     )
     r = _run("-c", code)
     assert r.stdout.strip().splitlines()[-1] == "NO-TORCH", r.stderr

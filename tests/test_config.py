@@ -154,10 +154,10 @@ def test_cli_uses_the_configured_settings(project) -> None:
 
 def test_cli_flags_beat_the_configuration(project) -> None:
     project('[tool.matgrad]\npaths = ["identities"]\nseed = 5\ntrials = 3\ndtype = "float32"\n')
-    code, data = run_json("--seed", "6", "--trials", "4", "--dtype", "float64")
+    _, data = run_json("--seed", "6", "--trials", "4", "--dtype", "float64")
     assert data["seed"] == 6 and data["dtype"] == "float64"
     assert data["results"][0]["trials"] == 4
-    code, data = run_json("identities/a.yaml", "--seed", "0")
+    _, data = run_json("identities/a.yaml", "--seed", "0")
     assert data["seed"] == 0 and data["dtype"] == "float32"
 
 

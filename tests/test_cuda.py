@@ -37,8 +37,8 @@ def test_draws_are_device_independent() -> None:
     cpu = run(items, Settings(device="cpu")).to_dict()["results"]
     gpu = run(items, Settings(device="cuda")).to_dict()["results"]
     compared = 0
-    for a, b in zip(cpu, gpu):
-        for ca, cb in zip(a["claims"], b["claims"]):
+    for a, b in zip(cpu, gpu, strict=True):
+        for ca, cb in zip(a["claims"], b["claims"], strict=True):
             if ca["status"] == "failed" and ca["worst"] is not None:
                 assert (ca["worst"]["trial"], ca["worst"]["index"]) == (
                     cb["worst"]["trial"], cb["worst"]["index"]

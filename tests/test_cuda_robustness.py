@@ -11,13 +11,13 @@ from typer.testing import CliRunner
 
 from matgrad.cli import app
 from matgrad.engine.core import Settings, check_identity, run
-from matgrad.limits import Limits
+from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.spec.schema import load_text
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
-def _check(text: str, limits: Limits = Limits()) -> Any:
+def _check(text: str, limits: Limits = DEFAULT_LIMITS) -> Any:
     (item,) = load_text(text, "t.yaml", limits)
     return check_identity(item, Settings(limits=limits), "cuda")
 

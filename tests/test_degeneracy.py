@@ -107,7 +107,7 @@ def test_only_degenerate_trials_are_redrawn(monkeypatch) -> None:
         redraws.append(k)
         return _draw(ident, 12, identity_seed(0, f"redraw {k}"))
 
-    xs, ds = degeneracy.guard(compiled, draw, redraw, "float64")
+    xs, _ = degeneracy.guard(compiled, draw, redraw, "float64")
     kept = cond <= limit
     assert bool(kept.any()) and bool((~kept).any())
     assert torch.equal(xs["X"][kept], draw[0]["X"][kept])  # good trials keep their values

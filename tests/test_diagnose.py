@@ -174,10 +174,6 @@ def test_hint_in_json_report() -> None:
     assert data["results"][0]["claims"][0]["hint"].startswith("transposed: ")
 
 
-def test_short_hint() -> None:
-    assert diagnose.short("off by a factor 2.000: the claim equals ...") == "off by a factor 2.000"
-
-
 def test_hint_in_table_and_details(write) -> None:
     from typer.testing import CliRunner
 

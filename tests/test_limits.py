@@ -107,7 +107,7 @@ def test_docs_name_real_tests(doc: str, at_least: int) -> None:
     text = (ROOT / doc).read_text(encoding="utf-8")
     refs: list[tuple[str, str | None]] = []  # (file::test, param id or None)
     last = None
-    for full, name, param, bare in re.findall(
+    for _full, name, param, bare in re.findall(
         r"`((tests/\w+\.py::\w+)(?:\[([^\]`]+)\])?)`|`\[([^\]`]+)\]`", text
     ):
         if name:

@@ -13,7 +13,7 @@ from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Scope, bind, parse
 from matgrad.lang.functions import REGISTRY, SENSITIVITIES, Arg, register
 from matgrad.spec import budget
-from matgrad.spec.schema import compile_identity, load_text, symmetric_vars
+from matgrad.spec.schema import compile_identity, load_text
 
 
 @pytest.mark.parametrize("name", sorted(REGISTRY))
@@ -135,13 +135,6 @@ def test_guard_reads_the_conditioning_on_the_domain(monkeypatch: pytest.MonkeyPa
 )
 def test_draw_work_comes_from_the_domain(shape: tuple[int, ...], domain: str, work: int) -> None:
     assert budget.sample_work(shape, domain) == work
-
-
-def test_symmetric_vars_read_the_domain(monkeypatch: pytest.MonkeyPatch) -> None:
-    (ident,) = load_text(IDENT, "<test>")
-    assert symmetric_vars(ident) == frozenset()
-    monkeypatch.setitem(DOMAINS, "real", dataclasses.replace(DOMAINS["real"], symmetric=True))
-    assert symmetric_vars(ident) == {"X"}
 
 
 def test_new_file_template_names_every_domain(monkeypatch: pytest.MonkeyPatch) -> None:

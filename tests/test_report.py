@@ -147,7 +147,7 @@ def test_junit_structure() -> None:
 
 def test_junit_escapes_user_text() -> None:
     tree = _validated(junit.render(sample_report()))
-    hostile = [c for c in tree.iter("testcase") if c.get("name") == "hostile"][0]
+    hostile = next(c for c in tree.iter("testcase") if c.get("name") == "hostile")
     failure = hostile.find("failure")
     # every character survives, made visible
     assert failure.get("message") == (
@@ -199,7 +199,7 @@ def test_github_annotations_point_at_the_claim_line() -> None:
     names = [c[0] for c in cmds]
     assert names == ["group", "endgroup"] + ["error"] * 6
     errors = [c for c in cmds if c[0] == "error"]
-    name, props, message = errors[0]
+    _, props, message = errors[0]
     assert props == {
         "file": "identities/traces.yaml",
         "line": "27",
@@ -226,10 +226,10 @@ def test_github_escapes_user_text() -> None:
             "group", "endgroup", "error"
         )
     errors = [c for c in _commands(out) if c[0] == "error"]
-    hostile = [e for e in errors if e[1]["title"].startswith("matgrad FAIL: hostile")][0]
+    hostile = next(e for e in errors if e[1]["title"].startswith("matgrad FAIL: hostile"))
     assert hostile[1]["file"] == "identities/odd <dir>/a&b|c.yaml"
     assert hostile[2].startswith(HOSTILE_VISIBLE)
-    named = [e for e in errors if e[1]["file"] == HOSTILE_VISIBLE][0]
+    named = next(e for e in errors if e[1]["file"] == HOSTILE_VISIBLE)
     assert named[1]["title"] == f"matgrad ERROR: {HOSTILE_VISIBLE}"
     assert "line" not in named[1]
 

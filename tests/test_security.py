@@ -128,7 +128,7 @@ def test_the_witnesses_see_an_evaluation(evaluations: list[str]) -> None:
     assert result.status == "passed"
     assert evaluations == ["fine"]
     with audited() as events:
-        eval(compile("1", "<meta>", "eval"))  # noqa: S307 - the meta-test's own code
+        eval(compile("1", "<meta>", "eval"))  # the meta-test's own code
     assert ("exec" in {e for e, _ in events}) and compiled_sources(events) == ["1"]
 
 
@@ -384,7 +384,7 @@ def test_dim_of_1e9(evaluations: list[str]) -> None:
 
 def test_literal_size_of_1e9_in_a_shape(evaluations: list[str]) -> None:
     # A number written straight into a shape is bounded like a dim.
-    result, events = check_text("id: a\nvars: {x: [1000000000]}\nf: sum(x)\ngrad: {x: x}\n")
+    result, _ = check_text("id: a\nvars: {x: [1000000000]}\nf: sum(x)\ngrad: {x: x}\n")
     assert result.message == (
         "t.yaml:2:12: identity 'a', key vars.x: a size is 1000000000, over the limit "
         "max_dim=1024" + raise_it("max_dim")
@@ -553,7 +553,7 @@ def test_too_many_identities_in_one_file() -> None:
 
 GOOD = "vars: {x: [2]}\nf: sum(x)\ngrad: {x: ones(2)}\n"
 LAUGHS = "".join(
-    f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi")
+    f"{k}: &{k} [{', '.join([f'*{p}'] * 9)}]\n" for p, k in zip("abcdefgh", "bcdefghi", strict=True)
 )
 
 

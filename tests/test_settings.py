@@ -46,17 +46,17 @@ def invoke(*args: str):
 @pytest.mark.parametrize(
     ("config", "flags", "expected"),
     [
-        pytest.param(EMPTY, {}, dict(seed=0, trials=None, dtype="float64", device="auto",
-                                     rtol=1e-6, atol=1e-9), id="defaults"),
-        pytest.param(EMPTY, {"dtype": "float32"}, dict(rtol=2e-3, atol=1e-4),
+        pytest.param(EMPTY, {}, {"seed": 0, "trials": None, "dtype": "float64", "device": "auto",
+                                 "rtol": 1e-6, "atol": 1e-9}, id="defaults"),
+        pytest.param(EMPTY, {"dtype": "float32"}, {"rtol": 2e-3, "atol": 1e-4},
                      id="tolerances-follow-dtype"),
         pytest.param(Config(seed=5, trials=3, dtype="float32", device="cpu", rtol=1e-3),
-                     {}, dict(seed=5, trials=3, dtype="float32", device="cpu", rtol=1e-3,
-                              atol=1e-4), id="config"),
+                     {}, {"seed": 5, "trials": 3, "dtype": "float32", "device": "cpu",
+                          "rtol": 1e-3, "atol": 1e-4}, id="config"),
         pytest.param(Config(seed=5, trials=3, rtol=1e-3), {"seed": 0, "rtol": 0.0},
-                     dict(seed=0, trials=3, rtol=0.0), id="a-flag-of-0-is-still-a-flag"),
+                     {"seed": 0, "trials": 3, "rtol": 0.0}, id="a-flag-of-0-is-still-a-flag"),
         pytest.param(Config(dtype="float32"), {"dtype": "float64", "atol": 1e-12},
-                     dict(dtype="float64", rtol=1e-6, atol=1e-12), id="flags-beat-config"),
+                     {"dtype": "float64", "rtol": 1e-6, "atol": 1e-12}, id="flags-beat-config"),
     ],
 )
 def test_resolve_precedence(config: Config, flags: dict, expected: dict) -> None:

@@ -65,7 +65,7 @@ def test_view_holds_one_trial_of_the_same_check() -> None:
     assert c.worst == worst.index
     assert c.autograd.values[k] == pytest.approx(worst.autograd)
     assert c.claimed.values[k] == pytest.approx(worst.claimed)
-    assert c.difference.values == pytest.approx([b - a for a, b in zip(c.autograd.values, c.claimed.values)])
+    assert c.difference.values == pytest.approx([b - a for a, b in zip(c.autograd.values, c.claimed.values, strict=True)])
 
 
 def test_trial_out_of_range() -> None:

@@ -306,3 +306,27 @@ def test_file_size_limit(write) -> None:
     (item,) = load_all([path], Limits(max_file_bytes=10))
     assert isinstance(item, Invalid)
     assert "over the limit max_file_bytes=10" in str(item.error)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            "id: a\nvars: {X: [2, 2], Y: [2, 2]}\nlet: {L: dX + dY}\nf: tr(X @ Y)\n"
+            "differential: {X: tr(dX @ Y)}\n",
+            "f.yaml:3: identity 'a', key let.L: let 'L' uses the directions of X, Y; a let may "
+            "use the direction of one variable only",
+            id="let-with-two-directions",
+        ),
+        pytest.param(
+            "id: a\nvars: {X: [2, 2]}\nf: X\nhessian: {X: X}\n",
+            "f.yaml:4: identity 'a', key hessian: a hessian claim needs a scalar f, but f has "
+            "shape [2, 2]; use a differential claim for a non-scalar f",
+            id="hessian-of-a-matrix-f",
+        ),
+    ],
+)
+def test_compile_problems_given_as_text_are_located(text: str, expected: str) -> None:
+    # compile_identity locates both exceptions and plain messages; a message gets the same
+    # file:line, identity and key as an exception does.
+    assert only_problem(text) == expected

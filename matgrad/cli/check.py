@@ -142,7 +142,9 @@ def check(
         raise common.nothing_found()
     items = take_shard(selected, chosen_shard)
     if chosen_shard is not None and not items:
-        common.err_console().print(f"shard {chosen_shard} holds none of the {len(selected)} identities")
+        common.err_console().print(
+            f"shard {chosen_shard} holds none of the {len(selected)} identities"
+        )
     if collect_only:
         with common.reader_may_leave():
             common.list_collected(items, quiet, format is OutFormat.json)

@@ -27,7 +27,9 @@ from matgrad.settings import resolve
 def show(
     ident: Annotated[
         str,
-        typer.Argument(metavar="ID", help="The identity's id (exact).", autocompletion=complete_ids),
+        typer.Argument(
+            metavar="ID", help="The identity's id (exact).", autocompletion=complete_ids
+        ),
     ],
     paths: Annotated[
         Optional[list[Path]],

@@ -133,7 +133,8 @@ class _Run:
             out.sum(), [leaves[n] for n in names], allow_unused=True
         ) if out.requires_grad else [None] * len(names)
         return value.detach(), {
-            n: g if g is not None else torch.zeros_like(leaves[n]) for n, g in zip(names, grads)
+            n: g if g is not None else torch.zeros_like(leaves[n])
+            for n, g in zip(names, grads, strict=True)
         }
 
     def f_of(self, xs: dict[str, Any]) -> Any:
@@ -452,7 +453,8 @@ def check_identity(
         trials = _trials_for(ident, settings)
         result.trials = trials
         compiled = compile_identity(ident, trials, settings.limits)
-        result.claims = check_compiled(compiled, settings, device or resolve_device(settings.device))
+        device = device or resolve_device(settings.device)
+        result.claims = check_compiled(compiled, settings, device)
         result.status = _identity_status(ident.expect, result.claims)
         result.message = "; ".join(c.message for c in result.claims if c.message)
     except SpecError as e:

@@ -156,7 +156,9 @@ def _env(compiled: Compiled, draw: Draw) -> tuple[dict[str, Any], Any]:
         return tensors.with_lets(compiled.lets, env, like), like
 
 
-def _survey(compiled: Compiled, found: list[Site], draw: Draw, dtype: str) -> list[tuple[Site, Any, Any]]:
+def _survey(
+    compiled: Compiled, found: list[Site], draw: Draw, dtype: str
+) -> list[tuple[Site, Any, Any]]:
     env, like = _env(compiled, draw)
     out = []
     with torch.no_grad():

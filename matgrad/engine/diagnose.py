@@ -156,10 +156,8 @@ def _symmetric(p: Probe) -> str | None:
             )
     if p.symmetric is None:
         return None
-    for names, truth, value in p.symmetric():
-        if _all(truth, value, p):
-            break
-    else:
+    names = next((n for n, truth, value in p.symmetric() if _all(truth, value, p)), None)
+    if names is None:
         return None
     which = ", ".join(names)
     verb = "is" if len(names) == 1 else "are"
@@ -207,8 +205,3 @@ def diagnose(p: Probe) -> str | None:
         if hint is not None:
             return hint
     return None
-
-
-def short(hint: str) -> str:
-    """The short form of a hint, for a table cell."""
-    return hint.split(":", 1)[0]

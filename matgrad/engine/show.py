@@ -78,21 +78,21 @@ def view(
             out.variables.append((v.name, v.domain, _matrix(xs[v.name][trial])))
         with torch.no_grad():
             out.f = _matrix(run.f(run.env)[trial])
-    for (claim, _), res in zip(compiled.claims, results):
+    for (claim, _), res in zip(compiled.claims, results, strict=True):
         cv = _claim_view(res)
         k = kept.get(id(claim))
         if k is not None:
-            _, _, truth, value = k
+            claim_run, _, truth, value = k
             _fill(cv, truth[trial], value[trial], res.rtol, res.atol)
             if res.worst is not None and res.worst.trial == trial and cv.claimed is not None:
                 cv.worst = list(res.worst.index)  # the check's own pick for this trial
                 k = cv.claimed.flat(cv.worst)
                 cv.max_abs_err = abs(cv.difference.values[k]) if cv.difference else None
             if KINDS[claim.kind].uses_direction:
-                cv.direction = _matrix(run.d[claim.var][trial])
+                cv.direction = _matrix(claim_run.d[claim.var][trial])
             chosen = witness.witnesses_for(ident.witness, settings.witnesses)
             if "fd" in chosen:
-                ev = witness.Evaluator(compiled, run.draw, device)
+                ev = witness.Evaluator(compiled, claim_run.draw, device)
                 try:
                     fd, _ = witness.finite_differences(
                         ev,

@@ -121,7 +121,9 @@ class Evaluator:
             p = points(start, stop)
             k = stop - start
             xs = {
-                n: p.reshape(k * t, *v.shape[1:]) if n == var else v.repeat(k, *([1] * (v.dim() - 1)))
+                n: p.reshape(k * t, *v.shape[1:])
+                if n == var
+                else v.repeat(k, *([1] * (v.dim() - 1)))
                 for n, v in self.x.items()
             }
             outs.append(self.f(xs).reshape(k, t, *self.c.f.shape))
@@ -383,7 +385,9 @@ def judge(
         undefined = autograd.status == "error"
         results["autograd"] = WitnessResult(
             "autograd",
-            "undefined" if undefined else ("agrees" if autograd.status == "passed" else "disagrees"),
+            "undefined"
+            if undefined
+            else ("agrees" if autograd.status == "passed" else "disagrees"),
             max_abs_err=autograd.max_abs_err,
             message="autograd gives NaN/Inf at the point" if undefined else "",
         )
@@ -534,11 +538,11 @@ def _message(
     if agreement == "autograd vs fd":
         split = autograd_vs_fd
         if split is not None and split.worst is not None and split.status == "failed":
-            w = split.worst
+            worst = split.worst
             text += (
                 f"; autograd and finite differences differ by {split.max_abs_err:.3g} "
-                f"at {w.index} on trial {w.trial} (autograd {w.claimed:.4g}, finite "
-                f"differences {w.autograd:.4g})"
+                f"at {worst.index} on trial {worst.trial} (autograd {worst.claimed:.4g}, finite "
+                f"differences {worst.autograd:.4g})"
             )
         text += (
             ": autograd itself is wrong here, or f is not differentiable at the sampled point"

@@ -343,11 +343,8 @@ def _bind(node: Node, scope: Scope, limits: Limits) -> Bound:
         return Bound(node, a.shape, static, (a,), a.max_numel)
     if isinstance(node, Transpose):
         a = _bind(node.operand, scope, limits)
-        if len(a.shape) == 2:
-            shape: Shape = (a.shape[1], a.shape[0])
-        else:
-            shape = a.shape
-        return Bound(node, shape, a.static, (a,), a.max_numel)
+        flipped: Shape = (a.shape[1], a.shape[0]) if len(a.shape) == 2 else a.shape
+        return Bound(node, flipped, a.static, (a,), a.max_numel)
     if isinstance(node, BinOp):
         return _bind_binop(node, scope, limits)
     if isinstance(node, Call):
@@ -373,7 +370,7 @@ def _fold(op: str, a: float, b: float, node: Node, limits: Limits) -> float:
         if op == "**":
             if abs(b) > limits.max_power:
                 raise limits.refuse("max_power", _g(abs(b)), f"the exponent in {node.text!r}")
-            v = float(a) ** float(b)
+            v: float = float(a) ** float(b)
             if isinstance(v, complex):
                 raise ExprError(f"{node.text!r} is not a real number")
         else:

@@ -668,7 +668,7 @@ def _entry_infer(args: Sequence[Arg]) -> Shape:
     idx = [_static_int(a, "an index") for a in args[1:]]
     if len(idx) != len(shape):
         raise ShapeError(f"needs {len(shape)} indices for shape {fmt_shape(shape)}, got {len(idx)}")
-    for i, d in zip(idx, shape):
+    for i, d in zip(idx, shape, strict=True):
         if i >= d:
             raise ShapeError(f"index {i} out of range for shape {fmt_shape(shape)}")
     return ()
@@ -687,7 +687,8 @@ def _entry_infer(args: Sequence[Arg]) -> Shape:
     sensitive=None,
 )
 def _entry(torch: Any, x: Any, *idx: int) -> Any:
-    return x[(slice(None), *idx)]
+    key = (slice(None), *idx)  # every trial of the batch, then the entry
+    return x[key]
 
 
 # ---- constructors ---------------------------------------------------------------------------

@@ -65,7 +65,8 @@ _COMMAND_LINE = re.compile(r"(^|\n)([^\S\n]*)(?::(?=:)|#(?=#\[))")
 def log_lines(text: str, colon: str = "\\x3a", number_sign: str = "\\x23") -> str:
     """``text`` (already made :func:`visible`) with the first character of each line that a CI
     runner would take for a command written out: ``::error`` -> ``\\x3a:error``. Formats with
-    a lossless escape of their own pass it as ``colon`` and ``number_sign`` (``&#58;``, ``&#35;``)."""
+    a lossless escape of their own pass it as ``colon`` and ``number_sign`` (``&#58;``,
+    ``&#35;``)."""
 
     def sub(m: re.Match[str]) -> str:
         return m.group(1) + m.group(2) + (colon if m.group(0).endswith(":") else number_sign)

@@ -7,8 +7,6 @@ reaches the log raw: command data and properties are %-escaped as GitHub's toolk
 every other line is a CI log line (both in :mod:`matgrad.report.escape`).
 """
 
-from __future__ import annotations
-
 import errno
 import os
 import stat

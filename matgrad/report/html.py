@@ -103,6 +103,7 @@ LOG_MIN, LOG_MAX = -12, 12  # the plotted range of err / tolerance, in decades
 
 
 def _x(ratio: float, width: float, pad: float) -> float:
+    d: float
     if ratio <= 0:
         d = LOG_MIN
     elif math.isinf(ratio):
@@ -182,7 +183,7 @@ def overview_plot(claims: Iterable[ClaimResult]) -> str:
         parts.append(f'<text x="{x}" y="{h - bottom + 16}" class="tick">{label}</text>')
     for d, (ok, bad) in sorted(bins.items()):
         x = round(left + (d - LOG_MIN) * bw + 1, 1)
-        y = h - bottom
+        y: float = h - bottom
         for n, cls in ((ok, "pass"), (bad, "fail")):
             if not n:
                 continue
@@ -390,7 +391,9 @@ def render(report: RunReport) -> str:
             "\n".join(_identity(n, r, report.settings) for n, r in problems) or "<p>None.</p>",
             "</section>",
             '<section id="identities"><h2>Identities</h2>',
-            "\n".join(_identity(n, r, report.settings) for n, r in enumerate(report.results) if r.ok)
+            "\n".join(
+                _identity(n, r, report.settings) for n, r in enumerate(report.results) if r.ok
+            )
             or "<p>None.</p>",
             "</section>",
             f'<footer class="meta">{esc(counts(report))}</footer>',

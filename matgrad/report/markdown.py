@@ -126,14 +126,14 @@ def render(report: RunReport, max_bytes: int | None = None) -> str:
         for row in problems:
             left = len(problems) - shown - 1
             tail = ["", f"_{left} more not shown; {note}_"] if left else ["", f"_{note}_"]
-            if _size(out + [row] + tail) > max_bytes:
+            if _size([*out, row, *tail]) > max_bytes:
                 break
             out.append(row)
             shown += 1
         left = len(problems) - shown
         out += ["", f"_{left} more not shown; {note}_"] if left else ["", f"_{note}_"]
     else:
-        out = lines + ["", f"_{note}_"]
+        out = [*lines, "", f"_{note}_"]
     if _size(out) <= max_bytes:
         return "\n".join(out) + "\n"
     return "\n".join(lines) + "\n" if _size(lines) <= max_bytes else ""

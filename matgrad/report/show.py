@@ -53,7 +53,7 @@ def matrix_text(m: Matrix, worst: list[int] | None = None) -> Text:
     rows, cols = _grid(m)
     vector = len(m.shape) <= 1 or cols == 1
     full = FULL_VECTOR if vector else FULL_ROWS
-    w = (worst + [0, 0])[:2] if worst else [0, 0]
+    w = [*worst, 0, 0][:2] if worst else [0, 0]
     if len(m.shape) == 1:
         w = [w[0], 0]
     rr = _window(rows, w[0], full)

@@ -182,9 +182,8 @@ def renderables(report: RunReport, verbosity: int = 0) -> list[RenderableType]:
 
 def render(report: RunReport, width: int = 120) -> str:
     """The terminal view as plain text (no colours), e.g. for ``--report table:FILE``."""
-    console = Console(
-        file=io.StringIO(), width=width, color_system=None, highlight=False, soft_wrap=True
-    )
+    out = io.StringIO()
+    console = Console(file=out, width=width, color_system=None, highlight=False, soft_wrap=True)
     for block in renderables(report):
         console.print(block)
-    return console.file.getvalue()  # type: ignore[attr-defined]
+    return out.getvalue()

@@ -13,8 +13,9 @@ about 30 multiply-adds per entry, an inverse about 6 n^3, a matrix exponential a
 the QR decomposition behind a random orthogonal matrix about 60 n^3 (each function's weight is
 the ``cost`` on its entry in ``matgrad.lang.functions``). The estimate then counts how often
 autograd goes over f: once to check it, five times more for the gradients, nine for each
-directional derivative (reverse over reverse), and five plus four per entry for each hessian. Each launch of a tensor operation adds a fixed 200,000 (tens of microseconds),
-whatever its size. It is an estimate, within a few times of the truth, meant to refuse the
+directional derivative (reverse over reverse), and five plus four per entry for each hessian.
+Each launch of a tensor operation adds a fixed 200,000 (tens of microseconds), whatever its
+size. It is an estimate, within a few times of the truth, meant to refuse the
 identities that would run for many minutes, not to time the others. No torch here.
 """
 

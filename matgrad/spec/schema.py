@@ -236,10 +236,11 @@ def load_text(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> list[Ide
             )
             return [Invalid(path, seq.line, None, err)]
         if len(seq.items) > limits.max_identities_per_file:
-            e = limits.refuse(
+            refused = limits.refuse(
                 "max_identities_per_file", len(seq.items), "the number of identities"
             )
-            return [Invalid(path, seq.line, None, SpecError(str(e), path=path, line=seq.line))]
+            err = SpecError(str(refused), path=path, line=seq.line)
+            return [Invalid(path, seq.line, None, err)]
         nodes = [(item, f"identities[{i}].") for i, item in enumerate(seq.items)]
     else:
         nodes = [(root, "")]
@@ -520,15 +521,16 @@ def _vars(
     for name, v in node.items.items():
         _check_name(vf, name, name, "variable", taken)
         if isinstance(v, YSeq):  # shorthand: X: [n, n]
-            shape_node: YNode | None = v
+            shape_node: YNode = v
             domain = DEFAULT_DOMAIN
             keypath = name
         elif isinstance(v, YMap):
             one = _Fields(v, vf.keypath + name + ".")
             one.check_keys(VAR_KEYS, f"variable {name}")
-            shape_node = v.items.get("shape")
-            if shape_node is None:
+            given = v.items.get("shape")
+            if given is None:
                 raise one.err(None, "missing required key 'shape', e.g. shape: [n, n]")
+            shape_node = given
             domain = one.text("domain") or DEFAULT_DOMAIN
             if domain not in DOMAINS:
                 hint = did_you_mean(domain, DOMAINS)
@@ -556,7 +558,9 @@ def _shape(
     vf: _Fields, key: str, node: YNode, dims: dict[str, int], limits: Limits = DEFAULT_LIMITS
 ) -> Shape:
     if not isinstance(node, YSeq):
-        raise vf.err(key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}")
+        raise vf.err(
+            key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}"
+        )
     if len(node.items) > 2:
         raise vf.err(key, f"shape has {len(node.items)} axes; at most 2 (matrices) are supported")
     out: list[int] = []
@@ -571,7 +575,11 @@ def _shape(
             continue
         n = _int_value(item)
         if n is None or n < 1:
-            raise vf.err(key, f"shape entries must be dim names or positive integers, got {_show(item)}", item)
+            raise vf.err(
+                key,
+                f"shape entries must be dim names or positive integers, got {_show(item)}",
+                item,
+            )
         if n > limits.max_dim:
             raise vf.err(key, str(limits.refuse("max_dim", n, "a size")), item)
         out.append(n)
@@ -631,7 +639,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         for v in ident.vars
     }
 
-    def located(err: Exception, key: str, line: int) -> SpecError:
+    def located(err: Exception | str, key: str, line: int) -> SpecError:
         return SpecError(str(err), path=ident.path, line=line, identity=ident.id, key=key)
 
     try:
@@ -723,7 +731,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         f_cost,
         (
             (c.kind, numel(ident.vars[c.var].shape), cost)
-            for (c, _), cost in zip(claims, claim_costs)
+            for (c, _), cost in zip(claims, claim_costs, strict=True)
         ),
         trials,
     )
@@ -744,10 +752,6 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             total=work,
         ),
     )
-
-
-def symmetric_vars(ident: Identity) -> frozenset[str]:
-    return frozenset(v.name for v in ident.vars.values() if DOMAINS[v.domain].symmetric)
 
 
 def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
@@ -773,8 +777,8 @@ def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity
                         item.line,
                         item.id,
                         SpecError(
-                            f"duplicate id {item.id!r} (first defined at {first.path}:{first.line}); "
-                            f"ids must be unique",
+                            f"duplicate id {item.id!r} (first defined at "
+                            f"{first.path}:{first.line}); ids must be unique",
                             path=item.path,
                             line=item.line,
                             identity=item.id,
