@@ -24,7 +24,7 @@ SEED = str(ROOT / "identities" / "seed.yaml")
 def test_every_format_has_a_renderer_module(fmt: str) -> None:
     module = importlib.import_module(f"matgrad.report.{fmt}")
     render = module.render
-    assert list(inspect.signature(render).parameters)[0] == "report"
+    assert next(iter(inspect.signature(render).parameters)) == "report"
     assert renderer(fmt) is render
     text = render(sample_report())
     assert isinstance(text, str) and text

@@ -147,7 +147,7 @@ def check(
         )
     if collect_only:
         with common.reader_may_leave():
-            common.list_collected(items, quiet, format is OutFormat.json)
+            common.list_collected(items, quiet, format is not None and format.value == "json")
         return
     if settings.dtype == "float32":
         common.err_console().print(
@@ -182,14 +182,15 @@ def check(
             common.err_console().print(
                 f"warning: cannot append to GITHUB_STEP_SUMMARY: {markup(e)}"
             )
-    if format is None:
-        format = OutFormat.github if github.enabled() else OutFormat.table
+    chosen = format.value if format is not None else None
+    if chosen is None:
+        chosen = "github" if github.enabled() else "table"
     with common.reader_may_leave():
-        if format is OutFormat.table:
+        if chosen == "table":
             for block in table_report.renderables(result, verbose - quiet):
                 out.print(block)
         else:
-            sys.stdout.write(renderer(format.value)(result))
+            sys.stdout.write(renderer(chosen)(result))
             sys.stdout.flush()
     code = exit_code(result)
     for problem in unwritten:

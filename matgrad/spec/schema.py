@@ -133,7 +133,7 @@ class Compiled:
         default_factory=dict
     )
     # the cost measured while compiling, for the paths that evaluate f again
-    estimate: budget.Estimate = budget.Estimate(0, 0, 0)
+    estimate: budget.Estimate = dataclasses.field(default_factory=lambda: budget.Estimate(0, 0, 0))
 
 
 # ---- finding files ----------------------------------------------------------------------
