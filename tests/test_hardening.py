@@ -131,3 +131,110 @@ def test_self_referencing_inline_vars_are_a_spec_error() -> None:
     loop["domain"] = loop
     with pytest.raises(SpecError, match="contains itself"):
         matgrad.check_identity(f="sum(x)", grad={"x": "ones(2)"}, vars={"x": loop})
+
+
+# ---- every path is bounded: witnesses, diagnosis, matrix functions -----------------------------
+
+
+def _ident(text: str) -> matgrad.Identity:
+    (item,) = load_text(text, "t.yaml")
+    assert isinstance(item, matgrad.Identity), item
+    return item
+
+
+# Within every documented limit: the autograd check fits max_work, and finite differences need
+# 4,001 evaluations of f per trial (under max_fd_evals), each with a 300 x 300 exponential.
+COSTLY_FD = """
+identities:
+  - id: costly-fd
+    vars: {x: [1000], A: [300, 300]}
+    f: sum(x) * tr(expm(0.01 * A))
+    grad: {x: tr(expm(0.01 * A)) * ones(1000)}
+    witness: [autograd, fd]
+"""
+
+
+def test_witness_work_is_refused_before_anything_is_drawn(monkeypatch: pytest.MonkeyPatch) -> None:
+    from matgrad.engine import core
+    from matgrad.spec.schema import compile_identity
+
+    ident = _ident(COSTLY_FD)
+    compile_identity(ident, 10)  # the check alone is within the limits
+
+    def no_draw(*a: Any, **k: Any) -> Any:
+        raise AssertionError("the identity was drawn")
+
+    monkeypatch.setattr(core, "_Run", no_draw)
+    result = core.check_identity(ident, core.Settings(), "cpu")
+    assert result.status == "error"
+    assert "max_work" in result.message and "finite differences" in result.message
+
+
+def test_the_taylor_witness_is_counted_too() -> None:
+    from matgrad.engine import witness
+    from matgrad.spec.schema import compile_identity
+
+    compiled = compile_identity(_ident(COSTLY_FD), 10)
+    fd = witness.witness_work(compiled, ("fd",), 10)
+    taylor = witness.witness_work(compiled, ("taylor",), 10)
+    assert 0 < taylor < fd  # a handful of evaluations against thousands
+    assert witness.witness_work(compiled, ("autograd",), 10) == 0
+
+
+EXPM = """
+identities:
+  - id: huge-expm
+    dims: {n: 40}
+    vars: {X: [n, n]}
+    f: tr(expm(1e300 * X))
+    grad: {X: expm(1e300 * X).T}
+"""
+
+
+def test_an_exponential_of_an_enormous_norm_is_refused_and_named() -> None:
+    from matgrad.engine import core
+
+    result = core.check_identity(_ident(EXPM), core.Settings(), "cpu")
+    assert result.status == "error"
+    assert "expm(1e300 * X)" in result.message and "squarings" in result.message
+    assert "internal" not in result.message
+
+
+@pytest.mark.parametrize("fn", ["expm", "sinm", "cosm"])
+def test_ordinary_matrix_functions_are_not_refused(fn: str) -> None:
+    from matgrad.engine import core
+
+    text = EXPM.replace("1e300 * X", "X").replace("expm", fn).replace("huge-expm", "ordinary")
+    result = core.check_identity(_ident(text), core.Settings(trials=2), "cpu")
+    assert "squarings" not in result.message
+
+
+def _swapped(count: int) -> str:
+    names = [f"a{i}" for i in range(count)]
+    return (
+        "identities:\n  - id: swapped\n"
+        f"    vars: {{{', '.join(f'{n}: [2]' for n in names)}}}\n"
+        f"    f: dot(a0, a1) + {' + '.join(f'sum({n})' for n in names[2:])}\n"
+        "    grad: {a0: a0}\n"
+    )
+
+
+def test_the_swapped_variable_search_still_runs_within_its_budget() -> None:
+    from matgrad.engine import core
+
+    result = core.check_identity(_ident(_swapped(6)), core.Settings(), "cpu")
+    (claim,) = result.claims
+    assert claim.status == "failed"
+    assert claim.hint is not None and claim.hint.startswith("swapped variables"), claim.hint
+
+
+def test_the_swapped_variable_search_over_many_variables_is_skipped_with_a_note() -> None:
+    from matgrad.engine import core, diagnose
+
+    many = diagnose.MAX_CANDIDATES + 20
+    result = core.check_identity(_ident(_swapped(many)), core.Settings(), "cpu")
+    (claim,) = result.claims
+    assert claim.status == "failed"
+    assert claim.hint is not None
+    assert claim.hint.startswith("diagnosis incomplete: swapped variables not tried")
+    assert f"{many - 1} candidates" in claim.hint

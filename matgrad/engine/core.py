@@ -30,6 +30,7 @@ from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
+from matgrad.limits import Limits
 from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst, unravel
 from matgrad.settings import DEFAULT_TOL, Settings
 from matgrad.spec.schema import (
@@ -347,9 +348,11 @@ def check_compiled(
                 seed=identity_seed(settings.seed, ident.id + "\0witness"),
             )
         if res.status == "failed" and reference is not None:
-            res.hint = diagnose.diagnose(
-                _probe(run, claim, bound, res, reference, claimed, expected, "autograd" in chosen)
+            probe = _probe(
+                run, claim, bound, res, reference, claimed, expected, "autograd" in chosen,
+                settings.limits,
             )
+            res.hint = diagnose.diagnose(probe)
         if keep is not None:
             keep.append((run, claim, truth.detach(), value))
         results.append(res)
@@ -370,6 +373,7 @@ def _probe(
     value: Any,
     expected: Shape,
     autograd: bool,
+    limits: Limits,
 ) -> diagnose.Probe:
     """What the diagnosis may try for a failed claim. Probes that need autograd at other
     points (symmetric inputs, swapped variables) are offered only when autograd is a witness."""
@@ -399,7 +403,10 @@ def _probe(
             if symmetrized is not None:
                 changed[v.name] = symmetrized(x)
         tries = [[name] for name in changed] if len(changed) > 1 else []
-        for names in tries + ([list(changed)] if changed else []):
+        tries += [list(changed)] if changed else []
+        if not diagnosis_affordable("symmetric inputs", len(tries)):
+            return
+        for names in tries:
             draw = ({**xs, **{k: changed[k] for k in names}}, ds)
             other = _Run(run.c, run.trials, 0, run.like.dtype, str(run.like.device), draw=draw)
             yield names, _truth_of(other, claim.kind, claim.var), other.claim_value(claim, bound)
@@ -407,9 +414,10 @@ def _probe(
     def swapped() -> list[tuple[str, Any, Any]]:
         out = []
         shape = ident.vars[claim.var].shape
-        for v in ident.vars.values():
-            if v.name == claim.var or v.shape != shape:
-                continue
+        others = [v for v in ident.vars.values() if v.name != claim.var and v.shape == shape]
+        if not diagnosis_affordable("swapped variables", len(others)):
+            return []
+        for v in others:
             env = dict(run.env)
             if KINDS[claim.kind].uses_direction:
                 env["d" + claim.var] = run.d[v.name]
@@ -418,6 +426,19 @@ def _probe(
             out.append((v.name, _truth_of(run, claim.kind, v.name), value_o))
         return out
 
+    def diagnosis_affordable(what: str, candidates: int) -> bool:
+        # Each candidate costs about one check of the identity (another autograd pass over f,
+        # the claim again): at most MAX_DIAGNOSIS_CANDIDATES of them, and within max_work.
+        cost = candidates * compiled_cost
+        if candidates <= diagnose.MAX_CANDIDATES and cost + compiled_cost <= limits.max_work:
+            return True
+        probe.skipped.append(
+            f"{what} not tried ({candidates} candidates, each about one more check of this "
+            f"identity; the diagnosis tries at most {diagnose.MAX_CANDIDATES} within max_work)"
+        )
+        return False
+
+    compiled_cost = max(1, run.c.estimate.total)
     probe.symmetric = symmetric
     probe.swapped = swapped
     return probe

@@ -56,6 +56,8 @@ class Probe:
     symmetric: Callable[[], Iterable[tuple[list[str], Any, Any]]] | None = None
     # for each other variable of the same shape: its name, the truth for it, the claim value
     swapped: Callable[[], list[tuple[str, Any, Any]]] | None = None
+    # searches left out because they would cost too much (see MAX_CANDIDATES), in words
+    skipped: list[str] = dataclasses.field(default_factory=list)
 
 
 def within(truth: Any, value: Any, rtol: float, atol: float) -> Any:
@@ -198,10 +200,19 @@ def _swapped(p: Probe) -> str | None:
 STEPS = (_linear, _convention, _symmetric, _some_trials, _swapped)
 
 
+# The searches that re-run the check on other inputs (symmetric inputs, swapped variables) try
+# at most this many candidates each, and only within the work budget: over that the search is
+# skipped, and said so, rather than letting a claim over many variables cost minutes.
+MAX_CANDIDATES = 16
+
+
 def diagnose(p: Probe) -> str | None:
-    """The first hint that fits a failed claim, or None."""
+    """The first hint that fits a failed claim; else a note on the searches that were skipped
+    as too costly, or None."""
     for step in STEPS:
         hint = step(p)
         if hint is not None:
             return hint
+    if p.skipped:
+        return "diagnosis incomplete: " + "; ".join(p.skipped)
     return None
