@@ -168,14 +168,27 @@ def pytest_collection_modifyitems(
         path = Path(name).resolve()
         if path not in done:
             done.add(path)
-            items.extend(session.genitems(IdentityFile.from_parent(session, path=path)))
+            items.extend(session.genitems(_identity_file(session, path)))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Collector | None:
     state = parent.config.stash.get(_STATE, None)
     if state is None or file_path.suffix not in YAML_SUFFIXES or not state.covers(file_path):
         return None
-    return IdentityFile.from_parent(parent, path=file_path)
+    return _identity_file(parent, file_path)
+
+
+def _identity_file(parent: pytest.Collector | pytest.Session, path: Path) -> IdentityFile:
+    """The collector of one identity file. Its node id is the path as pytest writes it, with
+    control characters written out: pytest prints node ids as they are (``FAILED <id>``), and
+    a file name from a pull request could hold terminal escapes or a CI-log command."""
+    from matgrad.report.escape import terminal
+
+    node = IdentityFile.from_parent(parent, path=path)
+    safe = terminal(node.nodeid)
+    if safe != node.nodeid:
+        node = IdentityFile.from_parent(parent, path=path, nodeid=safe)
+    return node
 
 
 class IdentityFile(pytest.File):

@@ -265,3 +265,16 @@ def test_python_files_beside_identities_are_never_run(project: pytest.Pytester) 
     )
     assert "test_evil" not in ids.stdout.str()
     assert "identities/ids.yaml::right::grad[X]" in ids.stdout.str()
+
+
+def test_a_hostile_file_name_is_written_out_in_node_ids(project: pytest.Pytester) -> None:
+    # pytest prints node ids as they are: the plugin gives identity files escaped ones
+    name = "evil\x1b]0;owned\x07\n::error file=README.md::x.yaml"
+    (project.path / "identities" / name).write_text(
+        "id: wrong2\nvars: {X: [2, 2], A: [2, 2]}\nf: tr(A @ X)\ngrad: {X: A}\n"
+    )
+    result = project.runpytest_subprocess(*PLUGIN, "--matgrad", "identities", "-q", "-rf")
+    out = result.stdout.str()
+    assert "wrong2" in out
+    assert "\x1b" not in out and "\x07" not in out
+    assert not any(line.lstrip().startswith("::") for line in out.splitlines())
