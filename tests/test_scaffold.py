@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import json
 import subprocess
 import sys
@@ -104,3 +106,15 @@ def test_new_does_not_import_torch(tmp_path) -> None:
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.stdout.strip().splitlines()[-1] == "NO-TORCH", r.stderr
+
+
+def test_the_template_points_to_docs_that_exist() -> None:
+    from pathlib import Path
+
+    from matgrad.spec.scaffold import template
+
+    root = Path(__file__).resolve().parent.parent
+    text = template("a-new-one")
+    docs = re.findall(r"docs/[\w./-]+\.md", text)
+    assert docs
+    assert [d for d in docs if not (root / d).is_file()] == []

@@ -1,7 +1,7 @@
 """Claim kinds: one module per kind, one registration line each (see :mod:`.base`).
 
 To add a kind: write ``matgrad/claims/<kind>.py`` with a :class:`~.base.ClaimKind` subclass
-and ``KIND = ...``, register it below, and document it (docs/identity-format.md). The YAML
+and ``KIND = ...``, register it below, and document it (docs/format.md). The YAML
 key, the parser, the engine, the witnesses, the budget, ``matgrad new`` and ``show`` all read
 it from :data:`KINDS`.
 """

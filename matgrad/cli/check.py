@@ -10,14 +10,18 @@ import typer
 
 from matgrad.cli import common
 from matgrad.cli.common import (
-    Device,
-    DType,
+    AtolOpt,
+    DeviceOpt,
+    DTypeOpt,
     FdOpt,
     FilterOpt,
     LimitOpt,
     OutFormat,
     PathsArg,
+    RtolOpt,
+    SeedOpt,
     TaylorOpt,
+    TrialsOpt,
     app,
     parse_limits,
 )
@@ -30,27 +34,12 @@ from matgrad.settings import resolve
 def check(
     paths: PathsArg = None,
     filter: FilterOpt = None,
-    seed: Annotated[
-        Optional[int],
-        typer.Option(help="Run seed; each identity derives its own. [default: 0]"),
-    ] = None,
-    trials: Annotated[
-        Optional[int], typer.Option(min=1, help="Random draws per identity (overrides files).")
-    ] = None,
-    dtype: Annotated[
-        Optional[DType], typer.Option(help="Floating-point type of the check. [default: float64]")
-    ] = None,
-    device: Annotated[
-        Optional[Device], typer.Option(help="auto: CUDA when available. [default: auto]")
-    ] = None,
-    rtol: Annotated[
-        Optional[float],
-        typer.Option(min=0.0, help="Default rtol of identities without tol. [default: per dtype]"),
-    ] = None,
-    atol: Annotated[
-        Optional[float],
-        typer.Option(min=0.0, help="Default atol of identities without tol. [default: per dtype]"),
-    ] = None,
+    seed: SeedOpt = None,
+    trials: TrialsOpt = None,
+    dtype: DTypeOpt = None,
+    device: DeviceOpt = None,
+    rtol: RtolOpt = None,
+    atol: AtolOpt = None,
     report: Annotated[
         Optional[list[str]],
         typer.Option(

@@ -209,6 +209,27 @@ LimitOpt = Annotated[
 ]
 
 
+# The run settings' options, shared by check and show (matgrad.settings resolves them).
+SeedOpt = Annotated[
+    Optional[int], typer.Option(help="Run seed; each identity derives its own. [default: 0]")
+]
+TrialsOpt = Annotated[
+    Optional[int], typer.Option(min=1, help="Random draws per identity (overrides files).")
+]
+DTypeOpt = Annotated[
+    Optional[DType], typer.Option(help="Floating-point type of the check. [default: float64]")
+]
+DeviceOpt = Annotated[
+    Optional[Device], typer.Option(help="auto: CUDA when available. [default: auto]")
+]
+RtolOpt = Annotated[
+    Optional[float],
+    typer.Option(min=0.0, help="Default rtol of identities without tol. [default: per dtype]"),
+]
+AtolOpt = Annotated[
+    Optional[float],
+    typer.Option(min=0.0, help="Default atol of identities without tol. [default: per dtype]"),
+]
 FdOpt = Annotated[
     bool,
     typer.Option(

@@ -9,11 +9,15 @@ import typer
 
 from matgrad.cli import common
 from matgrad.cli.common import (
-    Device,
-    DType,
+    AtolOpt,
+    DeviceOpt,
+    DTypeOpt,
     FdOpt,
     LimitOpt,
+    RtolOpt,
+    SeedOpt,
     TaylorOpt,
+    TrialsOpt,
     app,
     complete_ids,
     parse_limits,
@@ -35,32 +39,18 @@ def show(
         Optional[list[Path]],
         typer.Argument(help="Files or folders to search (default: the current folder)."),
     ] = None,
-    seed: Annotated[
-        Optional[int], typer.Option(help="Run seed, as given to check. [default: 0]")
-    ] = None,
+    seed: SeedOpt = None,
     trial: Annotated[
         Optional[int],
         typer.Option(
             min=0, help="Which draw to show (0-based). [default: the draw of the worst entry]"
         ),
     ] = None,
-    trials: Annotated[
-        Optional[int], typer.Option(min=1, help="Draws per identity, as given to check.")
-    ] = None,
-    dtype: Annotated[
-        Optional[DType], typer.Option(help="Floating-point type of the check. [default: float64]")
-    ] = None,
-    device: Annotated[
-        Optional[Device], typer.Option(help="auto: CUDA when available. [default: auto]")
-    ] = None,
-    rtol: Annotated[
-        Optional[float],
-        typer.Option(min=0.0, help="Default rtol of identities without tol. [default: per dtype]"),
-    ] = None,
-    atol: Annotated[
-        Optional[float],
-        typer.Option(min=0.0, help="Default atol of identities without tol. [default: per dtype]"),
-    ] = None,
+    trials: TrialsOpt = None,
+    dtype: DTypeOpt = None,
+    device: DeviceOpt = None,
+    rtol: RtolOpt = None,
+    atol: AtolOpt = None,
     limit: LimitOpt = None,
     fd: FdOpt = False,
     taylor: TaylorOpt = False,

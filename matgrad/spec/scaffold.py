@@ -28,7 +28,7 @@ _HEAD = (
     """\
 # $id: a matrix-calculus identity for matgrad, started by `matgrad new`.
 # Edit it, then check it with:  matgrad check $file
-# Format: docs/identity-format.md; functions: `matgrad functions`.
+# Format: docs/format.md; functions: `matgrad functions`.
 id: $id
 title: "$title"  # one line, shown by `matgrad list` and in reports
 # source: "Matrix Cookbook (2012) eq. ..."  # where the identity comes from
