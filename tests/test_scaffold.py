@@ -1,8 +1,7 @@
 from __future__ import annotations
 
-import re
-
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -109,12 +108,6 @@ def test_new_does_not_import_torch(tmp_path) -> None:
 
 
 def test_the_template_points_to_docs_that_exist() -> None:
-    from pathlib import Path
-
-    from matgrad.spec.scaffold import template
-
-    root = Path(__file__).resolve().parent.parent
-    text = template("a-new-one")
-    docs = re.findall(r"docs/[\w./-]+\.md", text)
+    docs = re.findall(r"docs/[\w./-]+\.md", template("a-new-one"))
     assert docs
-    assert [d for d in docs if not (root / d).is_file()] == []
+    assert [d for d in docs if not (ROOT / d).is_file()] == []
