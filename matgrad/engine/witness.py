@@ -296,9 +296,10 @@ def _remainders(
     stacked = torch.stack(moves)  # [moves, T, ...]
 
     def points(start: int, stop: int) -> Any:
-        # built chunk by chunk: all K * moves points at once would be that many copies of x
-        idx = torch.arange(start, stop, device=x.device)
-        return x.unsqueeze(0) + disp[idx % k] * stacked[idx // k]
+        # built chunk by chunk, one point at a time: all K * moves points at once would be that
+        # many copies of x, and a gather over the chunk as many again
+        moved = [torch.addcmul(x, disp[i % k], stacked[i // k]) for i in range(start, stop)]
+        return torch.stack(moved)
 
     vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
     f0 = ev.f().reshape(1, t, -1)
