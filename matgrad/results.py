@@ -247,6 +247,7 @@ class ClaimView:
     status: str
     message: str = ""
     hint: str | None = None
+    note: str | None = None  # a float32 failure that held in float64 (ClaimResult.note)
     convention: str | None = None
     agreement: str | None = None
     witnesses: list[str] = dataclasses.field(default_factory=list)  # one line each

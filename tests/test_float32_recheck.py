@@ -238,3 +238,13 @@ def test_cuda_float32_failures_are_rechecked_in_cuda_float64(cancel: Path) -> No
     assert wrong.status == "xfailed" and "fails too" in wrong.claims[0].message
     settings = resolve(dtype="float32", device="cuda")
     assert settings.tolerances_in(CONFIRM_DTYPE) == DEFAULT_TOL["float64"]
+
+
+def test_show_gives_the_note_and_the_float32_values(cancel: Path) -> None:
+    # show displays what the float32 check computed, and why it passed all the same.
+    r = CliRunner().invoke(app, ["show", "cancel", str(cancel), "--dtype", "float32"])
+    assert r.exit_code == 0, r.output
+    assert "note: grad x failed in float32" in r.stdout
+    assert "float32" in r.stdout.splitlines()[1]
+    r = CliRunner().invoke(app, ["show", "cancel-wrong", str(cancel), "--dtype", "float32"])
+    assert "in float64 on the same draw it fails too" in r.stdout

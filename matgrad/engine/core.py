@@ -347,7 +347,8 @@ def check_compiled(
         convention = kind.convention(ident, claim.var, truth)
         value = run.claim_value(claim, bound)
         res = compare(claim, truth.detach(), value, expected, rtol, atol)
-        if res.status == "failed" and recheck is not None:
+        computed = (truth.detach(), value)  # in the run's dtype, for `show`
+        if res.status == "failed" and recheck is not None and "autograd" in chosen:
             res, truth, value = recheck(claim, bound, expected, res, truth, value)
         res.convention = convention
         reference, claimed = (truth, value) if res.status == "failed" else (None, None)
@@ -366,7 +367,7 @@ def check_compiled(
             )
             res.hint = diagnose.diagnose(probe)
         if keep is not None:
-            keep.append((run, claim, truth.detach(), value))
+            keep.append((run, claim, *computed))
         results.append(res)
     return results
 
