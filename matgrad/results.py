@@ -67,6 +67,35 @@ class WitnessResult:
 
 
 @dataclasses.dataclass
+class Recheck:
+    """A claim that failed in float32, checked again in float64 on the same draw: the
+    figures of both comparisons (errors, the largest error over its tolerance, the
+    tolerances). ``float64_status`` is ``passed`` (the float32 failure was rounding: the claim
+    passes), ``failed`` (the claim is wrong) or ``error`` (float64 could not judge)."""
+
+    dtype: str
+    max_abs_err: float | None
+    max_rel_err: float | None
+    max_ratio: float | None
+    rtol: float | None
+    atol: float | None
+    float64_status: str
+    float64_max_abs_err: float | None
+    float64_max_rel_err: float | None
+    float64_max_ratio: float | None
+    float64_rtol: float
+    float64_atol: float
+
+    @property
+    def holds(self) -> bool:
+        """Did the claim hold in float64 (the failure was rounding)?"""
+        return self.float64_status == "passed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
 class ClaimResult:
     kind: str
     var: str
@@ -86,6 +115,11 @@ class ClaimResult:
     # disagrees ("claim vs autograd", "autograd vs fd", ...) or "all agree".
     witnesses: list[WitnessResult] = dataclasses.field(default_factory=list)
     agreement: str | None = None
+    # A claim that failed in float32 and was checked again in float64 on the same draw: the
+    # figures of both (``recheck``), and in words (``note``) when the float64 check passed it
+    # (or could not judge). A failure confirmed in float64 says so in ``message``.
+    recheck: Recheck | None = None
+    note: str | None = None
 
     @property
     def label(self) -> str:
@@ -94,6 +128,7 @@ class ClaimResult:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["worst"] = self.worst.to_dict() if self.worst else None
+        d["recheck"] = self.recheck.to_dict() if self.recheck else None
         d["witnesses"] = [w.to_dict() for w in self.witnesses]
         return d
 
@@ -212,6 +247,7 @@ class ClaimView:
     status: str
     message: str = ""
     hint: str | None = None
+    note: str | None = None  # a float32 failure that held in float64 (ClaimResult.note)
     convention: str | None = None
     agreement: str | None = None
     witnesses: list[str] = dataclasses.field(default_factory=list)  # one line each

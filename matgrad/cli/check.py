@@ -26,7 +26,19 @@ from matgrad.cli.common import (
     parse_limits,
 )
 from matgrad.errors import ExitCode
-from matgrad.settings import resolve
+from matgrad.settings import CONFIRM_DTYPE, Settings, resolve
+
+
+def dtype_warning(settings: Settings) -> str:
+    """What a check in a narrower dtype than float64 means, from the settings in force."""
+    rtol, atol = settings.tolerances
+    rtol64, atol64 = settings.tolerances_in(CONFIRM_DTYPE)
+    return (
+        f"warning: {settings.dtype} checks pass claims within rtol={rtol:g} atol={atol:g} "
+        f"({CONFIRM_DTYPE}: rtol={rtol64:g} atol={atol64:g}), so a claim wrong by less passes; "
+        f"a claim that fails in {settings.dtype} is checked again in {CONFIRM_DTYPE} on the "
+        f"same draw, and passes with a note if it holds there"
+    )
 
 
 @app.command()
@@ -138,10 +150,8 @@ def check(
         with common.reader_may_leave():
             common.list_collected(items, quiet, format is not None and format.value == "json")
         return
-    if settings.dtype == "float32":
-        common.err_console().print(
-            "warning: float32 checks use looser tolerances (rtol 2e-3); prefer float64 for verdicts"
-        )
+    if settings.dtype != CONFIRM_DTYPE:
+        common.err_console().print(dtype_warning(settings))
     common.import_torch()
     if common.owns_process():
         from matgrad.engine.core import lower_threads_for_small_work

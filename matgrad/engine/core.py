@@ -31,8 +31,8 @@ from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
 from matgrad.limits import Limits
-from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst, unravel
-from matgrad.settings import DEFAULT_TOL, Settings
+from matgrad.results import ClaimResult, IdentityResult, Recheck, RunReport, Worst, unravel
+from matgrad.settings import CONFIRM_DTYPE, DEFAULT_TOL, Settings
 from matgrad.spec.schema import (
     DEFAULT_TRIALS,
     Claim,
@@ -305,6 +305,16 @@ def check_compiled(
     default_rtol, default_atol = settings.tolerances
     rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol
+    recheck = None
+    if settings.dtype != CONFIRM_DTYPE:
+        rtol64, atol64 = settings.tolerances_in(CONFIRM_DTYPE)
+        recheck = _Recheck(
+            run,
+            grad_vars,
+            device,
+            ident.tol.rtol if ident.tol.rtol is not None else rtol64,
+            ident.tol.atol if ident.tol.atol is not None else atol64,
+        )
 
     results: list[ClaimResult] = []
     for claim, bound in compiled.claims:
@@ -337,6 +347,9 @@ def check_compiled(
         convention = kind.convention(ident, claim.var, truth)
         value = run.claim_value(claim, bound)
         res = compare(claim, truth.detach(), value, expected, rtol, atol)
+        computed = (truth.detach(), value)  # in the run's dtype, for `show`
+        if res.status == "failed" and recheck is not None and "autograd" in chosen:
+            res, truth, value = recheck(claim, bound, expected, res, truth, value)
         res.convention = convention
         reference, claimed = (truth, value) if res.status == "failed" else (None, None)
         if chosen != ("autograd",):
@@ -354,9 +367,97 @@ def check_compiled(
             )
             res.hint = diagnose.diagnose(probe)
         if keep is not None:
-            keep.append((run, claim, truth.detach(), value))
+            keep.append((run, claim, *computed))
         results.append(res)
     return results
+
+
+class _Recheck:
+    """A claim that fails in a narrower dtype (float32), checked again in float64 on the same
+    draw and the same device. The draw is made in float64 on the CPU from the identity's seed
+    (degeneracy redraws included) and only then rounded to the run's dtype, so the float64
+    re-check sees the very inputs that the float32 check rounded. A claim that holds there
+    failed by rounding alone: it passes, with a note that states both errors. A claim that
+    fails there too is a failure, and its message gives both figures.
+
+    The float64 pass over f (and its gradients) is made once per identity, at the first claim
+    that needs it; the comparison is :func:`compare`, with the float64 tolerances."""
+
+    def __init__(self, run: _Run, grad_vars: list[str], device: str, rtol: float, atol: float):
+        self.first = run
+        self.grad_vars = grad_vars
+        self.device = device
+        self.rtol = rtol
+        self.atol = atol
+        self._run: _Run | None = None
+        self._grads: dict[str, Any] = {}
+
+    def _float64(self) -> tuple[_Run, dict[str, Any]]:
+        if self._run is None:
+            first = self.first
+            self._run = _Run(
+                first.c, first.trials, 0, torch.float64, self.device, draw=first.draw
+            )
+            if self.grad_vars:
+                _, self._grads = self._run.gradients(self.grad_vars)
+        return self._run, self._grads
+
+    def __call__(
+        self,
+        claim: Claim,
+        bound: Bound,
+        expected: Shape,
+        first: ClaimResult,
+        truth: Any,
+        value: Any,
+    ) -> tuple[ClaimResult, Any, Any]:
+        """The result of ``claim`` after the re-check, and the truth and claim values that
+        the witnesses and the diagnosis should use (float64 when the failure stands)."""
+        run64, grads = self._float64()
+        truth64 = KINDS[claim.kind].truth(torch, run64, claim.var, grads).detach()
+        value64 = run64.claim_value(claim, bound)
+        second = compare(claim, truth64, value64, expected, self.rtol, self.atol)
+        dtype = str(truth.dtype).removeprefix("torch.")
+        first.recheck = Recheck(
+            dtype=dtype,
+            max_abs_err=first.max_abs_err,
+            max_rel_err=first.max_rel_err,
+            max_ratio=first.max_ratio,
+            rtol=first.rtol,
+            atol=first.atol,
+            float64_status=second.status,
+            float64_max_abs_err=second.max_abs_err,
+            float64_max_rel_err=second.max_rel_err,
+            float64_max_ratio=second.max_ratio,
+            float64_rtol=self.rtol,
+            float64_atol=self.atol,
+        )
+        if second.status == "passed":
+            second.recheck = first.recheck
+            second.note = (
+                f"{claim.label} failed in {dtype} ({_errors(first)}) but holds in float64 on "
+                f"the same draw ({_errors(second)}): the {dtype} failure is rounding"
+            )
+            return second, truth, value
+        if second.status == "failed":
+            first.message += (
+                f"; in float64 on the same draw it fails too ({_errors(second)}), so the claim "
+                f"is wrong, not rounded"
+            )
+            return first, truth64, value64
+        # float64 cannot judge (NaN/Inf there): the float32 failure stands, said so.
+        first.note = f"the float64 re-check on the same draw could not judge: {second.message}"
+        return first, truth, value
+
+
+def _errors(res: ClaimResult) -> str:
+    """The figures of one comparison, for a re-check's note or message."""
+    out = "max abs err " + ("—" if res.max_abs_err is None else f"{res.max_abs_err:.3g}")
+    if res.max_rel_err is not None:
+        out += f", max rel err {res.max_rel_err:.3g}"
+    if res.max_ratio is not None:
+        out += f", {res.max_ratio:.3g} of its tolerance"
+    return out + f", rtol={res.rtol:g} atol={res.atol:g}"
 
 
 def _truth_of(run: _Run, kind: str, var: str) -> Any:

@@ -121,6 +121,7 @@ def _claim_view(res: ClaimResult) -> ClaimView:
         status=res.status,
         message=res.message,
         hint=res.hint,
+        note=res.note,
         convention=res.convention,
         agreement=res.agreement,
         witnesses=lines,

@@ -18,7 +18,10 @@ import math
 from typing import Any
 
 from matgrad.report.escape import csv_cell
-from matgrad.results import ClaimResult, IdentityResult, RunReport, Worst
+from matgrad.results import ClaimResult, IdentityResult, Recheck, RunReport, Worst
+
+# Fields that hold a record of their own, flattened into a column per field.
+NESTED: dict[str, type] = {"worst": Worst, "recheck": Recheck}
 
 
 def _names(cls: type, prefix: str = "") -> list[str]:
@@ -26,8 +29,8 @@ def _names(cls: type, prefix: str = "") -> list[str]:
     for f in dataclasses.fields(cls):
         if f.name == "claims":
             continue
-        if f.name == "worst":
-            out.extend(_names(Worst, f"{prefix}worst."))
+        if f.name in NESTED:
+            out.extend(_names(NESTED[f.name], f"{prefix}{f.name}."))
         else:
             out.append(prefix + f.name)
     return out

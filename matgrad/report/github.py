@@ -39,15 +39,27 @@ def command(name: str, message: str, **props: str | int | None) -> str:
 
 
 def annotations(r: IdentityResult, settings: Settings) -> list[str]:
-    """One ``::error`` per failing claim (or one for the identity), none if it met its expect."""
-    if r.ok:
-        return []
+    """One ``::error`` per failing claim (or one for the identity), none if it met its
+    expect; and one ``::notice`` per passing claim with a note (a float32 failure that held
+    in float64)."""
     title = f"matgrad {verdict(r.status)}: {r.id}"
+    out = [
+        command(
+            "notice",
+            "\n".join(claim_lines(c)),
+            file=r.file,
+            line=c.line if c.line is not None else r.line,
+            title=f"{title} ({c.label})",
+        )
+        for c in r.claims
+        if c.note and c.status == "passed"
+    ]
+    if r.ok:
+        return out
     bad = [c for c in r.claims if c.status != "passed"]
     if r.status == "xpassed" or not bad:
         text = "\n".join(identity_lines(r, settings))
-        return [command("error", text, file=r.file, line=r.line, title=title)]
-    out = []
+        return [*out, command("error", text, file=r.file, line=r.line, title=title)]
     tail = [x for x in identity_lines(r, settings) if x.startswith("reproduce: ")]
     for c in bad:
         text = "\n".join(claim_lines(c) + tail)

@@ -24,6 +24,7 @@ from matgrad.report.text import (
     counts,
     headline,
     num,
+    rechecked,
     reproduce,
     tolerance,
     verdict,
@@ -336,11 +337,15 @@ def _identity(n: int, r: IdentityResult, settings: Settings) -> str:
             if c.status == "passed":
                 text = f"{c.label}: passed — {_ratio_text(c)}" if _ratio_text(c) else ""
                 out.append(f'<li><span class="msg">{esc(text or c.label + ": passed")}</span>')
+                if c.note:
+                    out.append(f'<div class="hint">note: {esc(c.note)}</div>')
             else:
                 out.append(f'<li><span class="msg">{esc(c.message or c.label)}</span>')
                 out.append(_worst_table(c))
                 if c.hint:
                     out.append(f'<div class="hint">hint: {esc(c.hint)}</div>')
+                if c.note:
+                    out.append(f'<div class="hint">note: {esc(c.note)}</div>')
             out.append("</li>")
         out.append("</ul>")
     elif r.message:
@@ -358,6 +363,9 @@ def render(report: RunReport) -> str:
         notes.append(f'<p class="msg"><b>{esc(report.stopped)}</b></p>')
     if not report.complete:
         notes.append('<p class="msg"><b>interrupted: the run is incomplete</b></p>')
+    again = rechecked(report)
+    if again:
+        notes.append(f'<p class="hint">{esc(again)}</p>')
     problems = [(n, r) for n, r in enumerate(report.results) if not r.ok]
     return "\n".join(
         [

@@ -10,7 +10,9 @@ from matgrad.report.escape import markdown as md
 from matgrad.report.text import (
     headline,
     identity_lines,
+    notes,
     num,
+    rechecked,
     verdict,
     where,
     worst_line,
@@ -52,6 +54,18 @@ def _head(report: RunReport) -> list[str]:
         lines += ["", f"> {md(report.stopped)}"]
     if not report.complete:
         lines += ["", "> **interrupted**: the run is incomplete"]
+    again = rechecked(report)
+    if again:
+        lines += ["", f"> {md(again)}"]
+    return lines
+
+
+def _notes(report: RunReport) -> list[str]:
+    noted = notes(report)
+    if not noted:
+        return []
+    lines = ["", "### Notes", "", _row(["identity", "claim", "note"]), "|---|---|---|"]
+    lines += [_row([md(r.id), md(c.label), md(c.note or "")]) for r, c in noted]
     return lines
 
 
@@ -114,7 +128,7 @@ def render(report: RunReport, max_bytes: int | None = None) -> str:
     lines = _head(report)
     bad = [r for r in report.results if not r.ok]
     problems = [_problem_row(r, report.settings) for r in bad]
-    full = lines + (PROBLEM_HEADER + problems if problems else []) + (
+    full = lines + (PROBLEM_HEADER + problems if problems else []) + _notes(report) + (
         _all(report) if report.results else []
     )
     if max_bytes is None or _size(full) <= max_bytes:

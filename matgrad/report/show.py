@@ -142,6 +142,8 @@ def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
         out.append(Text(f"  {terminal(c.message, newlines=True)}"))
     if c.hint:
         out.append(Text(f"  hint: {terminal(c.hint, newlines=True)}", style="yellow"))
+    if c.note:
+        out.append(Text(f"  note: {terminal(c.note, newlines=True)}", style="yellow"))
     for line in c.witnesses:
         out.append(Text(f"  {terminal(line, newlines=True)}", style="dim"))
     if c.direction is not None:

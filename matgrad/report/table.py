@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from matgrad.report.escape import terminal
-from matgrad.report.text import VERDICT, claim_lines, reproduce, show_command
+from matgrad.report.text import VERDICT, claim_lines, rechecked, reproduce, show_command
 from matgrad.results import ClaimResult, RunReport
 
 STYLE = {
@@ -90,7 +90,8 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
     """What went wrong, one block per identity that did not meet its ``expect``."""
     out: list[RenderableType] = []
     for r in report.results:
-        if r.ok and not verbose:
+        noted = any(c.note for c in r.claims)
+        if r.ok and not verbose and not noted:
             continue
         head = Text()
         head.append(f"{VERDICT[r.status]} ", style=STYLE[r.status])
@@ -100,7 +101,10 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
         lines: list[RenderableType] = [head]
         if r.ok:
             lines.extend(
-                Text(f"  {terminal(x, newlines=True)}") for c in r.claims for x in claim_lines(c)
+                Text(f"  {terminal(x, newlines=True)}")
+                for c in r.claims
+                if verbose or c.note
+                for x in claim_lines(c)
             )
             out.append(Group(*lines))
             continue
@@ -117,6 +121,8 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
             lines.append(Text(f"  {terminal(c.message, newlines=True)}"))
             if c.hint:
                 lines.append(Text(f"    hint: {terminal(c.hint, newlines=True)}", style="yellow"))
+            if c.note:
+                lines.append(Text(f"    note: {terminal(c.note, newlines=True)}", style="yellow"))
             if c.agreement:
                 lines.append(Text(f"    witnesses: {c.agreement}"))
             for w in c.witnesses:
@@ -163,6 +169,9 @@ def summary_line(report: RunReport) -> Text:
         line.append(f"; {terminal(report.stopped)}", style="bold yellow")
     if report.witnesses:
         line.append(f" (also judged by {' and '.join(report.witnesses)})")
+    again = rechecked(report)
+    if again:
+        line.append(f"; {again}", style="yellow")
     if not report.complete:
         line.append(" (interrupted: incomplete)", style="bold yellow")
     return line

@@ -70,6 +70,9 @@ def summary(report: RunReport) -> str:
         line += f" (shard {report.shard})"
     if report.stopped:
         line += f"; {report.stopped}"
+    again = rechecked(report)
+    if again:
+        line += f"; {again}"
     if not report.complete:
         line += " (interrupted: incomplete)"
     return line
@@ -110,14 +113,35 @@ def claim_lines(c: ClaimResult) -> list[str]:
             line += f", max abs err {c.max_abs_err:.2e}"
         if c.max_ratio is not None:
             line += f" ({c.max_ratio:.2g} of the tolerance, {tolerance(c)})"
-        return [line]
+        return [line] + ([f"  note: {c.note}"] if c.note else [])
     lines = [c.message or f"{c.label}: {c.status}"]
     w = worst_line(c)
     if w is not None and "claimed" not in lines[0]:  # the mismatch message names it already
         lines.append(f"  {w}")
     if c.hint:
         lines.append(f"  hint: {c.hint}")
+    if c.note:
+        lines.append(f"  note: {c.note}")
     return lines
+
+
+def notes(report: RunReport) -> list[tuple[IdentityResult, ClaimResult]]:
+    """The claims with a note (a float32 failure re-checked in float64), in report order."""
+    return [(r, c) for r in report.results for c in r.claims if c.note]
+
+
+def rechecked(report: RunReport) -> str | None:
+    """How many claims failed in float32 and were checked again in float64, and what came of
+    it, in one phrase; None when none was."""
+    done = [c.recheck for r in report.results for c in r.claims if c.recheck is not None]
+    if not done:
+        return None
+    held = sum(x.holds for x in done)
+    return (
+        f"{len(done)} claim{'s' if len(done) != 1 else ''} failed in {done[0].dtype} and "
+        f"{'were' if len(done) != 1 else 'was'} checked again in float64 on the same draw: "
+        f"{held} held (rounding), {len(done) - held} did not"
+    )
 
 
 def failure_message(r: IdentityResult) -> str:
