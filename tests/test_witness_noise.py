@@ -105,3 +105,44 @@ def test_a_mismatch_beyond_the_noise_is_still_a_failure() -> None:
     # The claim is far outside the noise (1e15 against a noise of ~1e11): a real disagreement.
     r = run("1e20 + tr(A @ X)", "grad: {X: '1e15 * A.T'}", MAT, "fd")
     assert r.status == "failed", r.message
+
+
+def test_a_witness_that_cannot_judge_abstains_beside_one_that_can() -> None:
+    # autograd is not troubled by a large constant: it judges alone, and the report still says
+    # which witnesses could not.
+    vars_ = MAT
+    right = run("1e20 + tr(A @ X)", "grad: {X: 'A.T'}", vars_, "autograd, fd, taylor")
+    assert right.status == "passed", right.message
+    said = {w.name: w.verdict for w in right.claims[0].witnesses}
+    assert said == {"autograd": "agrees", "fd": "undefined", "taylor": "undefined"}
+    wrong = run("1e20 + tr(A @ X)", "grad: {X: 'A'}", vars_, "autograd, fd, taylor")
+    assert wrong.status == "failed", wrong.message
+
+
+def test_no_witness_can_judge_says_so() -> None:
+    r = run("1e20 + tr(A @ X)", "grad: {X: 'A'}", MAT, "fd, taylor")
+    assert r.status == "error"
+    assert r.message.startswith("grad X: no witness can judge: finite differences cannot judge")
+    assert "the Taylor test cannot judge" in r.message
+
+
+def test_the_documented_samples_reproduce(monkeypatch) -> None:
+    # docs/diagnosis.md shows these outputs with … where numbers depend on the draws.
+    import re
+    import shlex
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from matgrad.cli import app
+
+    root = Path(__file__).resolve().parent.parent
+    monkeypatch.chdir(root)
+    doc = (root / "docs" / "diagnosis.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```text\n\$ matgrad (check docs/examples/[^\n]+)\n(.*?)```", doc, re.S)
+    assert len(blocks) >= 2
+    for command, shown in blocks:
+        r = CliRunner().invoke(app, shlex.split(command))
+        for line in shown.splitlines():
+            pattern = ".*".join(re.escape(part) for part in line.split("…"))
+            assert re.search("^" + pattern + "$", r.stdout, re.M), (command, line, r.stdout)

@@ -86,6 +86,7 @@ TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
 # Finite differences judge a trial only where the rounding noise of their difference quotient
 # is this many times below the signal (the largest entry of the claim or of the estimate).
 FD_NOISE_MARGIN = 1e3
+CANNOT_JUDGE = "cannot judge"  # in the message of a witness whose noise swallows the signal
 
 CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate) per f call
 
@@ -440,7 +441,7 @@ def taylor_result(
         trial, floor, signal = blind
         return WitnessResult(
             "taylor", "undefined", expected_slope=expected,
-            message=f"the Taylor test cannot judge: on trial {trial} the change of f over the "
+            message=f"the Taylor test {CANNOT_JUDGE}: on trial {trial} the change of f over the "
             f"largest step, measured or predicted by the claim ({signal:.3g}), is not above "
             f"the rounding noise of f there ({floor:.3g}); f is rounded too coarsely (a large "
             f"constant or large cancelling terms in f): use autograd",
@@ -530,7 +531,7 @@ def judge(
         if blind is not None:
             undefined, (trial, floor, signal) = True, blind
             message = (
-                f"finite differences cannot judge: on trial {trial} the rounding noise of f "
+                f"finite differences {CANNOT_JUDGE}: on trial {trial} the rounding noise of f "
                 f"at the step ({floor:.3g} in the difference quotient) is not "
                 f"{FD_NOISE_MARGIN:g} times below the claim, the difference or the change of f "
                 f"over the step ({signal:.3g}); "
@@ -571,7 +572,10 @@ def judge(
         )
     res = primary
     res.witnesses = [results[w] for w in witnesses]
-    status, agreement = _combine(results, autograd_vs_fd)
+    # A witness that cannot judge (its noise floor is above the signal) abstains, as long as
+    # another one judged; alone, it makes the claim an error that says why.
+    judged = {n: w for n, w in results.items() if not _blind(w)} or results
+    status, agreement = _combine(judged, autograd_vs_fd)
     if agreement == "autograd vs fd" and autograd_vs_fd is not None and autograd_vs_fd.worst:
         # The entry worth looking at is where autograd and finite differences part.
         w = autograd_vs_fd.worst
@@ -579,11 +583,16 @@ def judge(
         claimed = float(claimed_all[w.trial, ravel(w.index, expected)])
         res.worst = Worst(w.trial, w.index, w.claimed, claimed)
     res.agreement = agreement
-    res.message = _message(claim, res, status, agreement, results, autograd_vs_fd)
+    res.message = _message(claim, res, status, agreement, judged, autograd_vs_fd)
     res.status = status
     if status != "failed" or reference is None:
         return res, None, None
     return res, reference, value if "autograd" in witnesses else value64
+
+
+def _blind(w: WitnessResult) -> bool:
+    """Whether ``w`` could not judge because the rounding noise of f swallowed the signal."""
+    return w.verdict == "undefined" and CANNOT_JUDGE in w.message
 
 
 def _symmetric(c: Any, rtol: float, atol: float) -> bool:
@@ -637,7 +646,7 @@ def _combine(
         for b in names[i + 1 :]:
             if verdicts[a] != verdicts[b]:
                 return "error", f"{a} vs {b}"
-    return "error", None  # pragma: no cover (all equal is handled above)
+    return "error", None  # all undefined: no witness could judge
 
 
 def _message(
@@ -664,6 +673,9 @@ def _message(
     if len(results) == 1:  # the one witness cannot judge: say why
         (name, w), = results.items()
         return f"{claim.label}: " + (w.message or f"{NAMES[name]} is undefined at the point")
+    if all(w.verdict == "undefined" for w in results.values()):
+        why = [w.message or f"{NAMES[n]} is undefined at the point" for n, w in results.items()]
+        return f"{claim.label}: no witness can judge: " + "; ".join(why)
     parts = []
     for name, w in results.items():
         if w.verdict == "undefined":
