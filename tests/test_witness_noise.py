@@ -146,3 +146,14 @@ def test_the_documented_samples_reproduce(monkeypatch) -> None:
         for line in shown.splitlines():
             pattern = ".*".join(re.escape(part) for part in line.split("…"))
             assert re.search("^" + pattern + "$", r.stdout, re.M), (command, line, r.stdout)
+
+
+@pytest.mark.parametrize("witness", ["fd", "taylor"])
+def test_no_wrong_claim_passes_at_any_constant(witness: str) -> None:
+    # Between a harmless constant and a hopeless one the noise grows through the signal; a
+    # remainder visible at a single Taylor step once let a zero claim "agree" at c = 1e11.
+    for c in ("1e6", "1e9", "1e10", "1e11", "1e12", "1e14", "1e16"):
+        for claim in ("A", "-A.T", "zeros(n, n)"):
+            for seed in range(20):
+                r = run(f"{c} + tr(A @ X)", f"grad: {{X: '{claim}'}}", MAT, witness, seed)
+                assert r.status in ("failed", "error"), (c, claim, seed, r.message)

@@ -38,7 +38,10 @@ the reason in the message) rather than agree:
   :data:`FD_NOISE_MARGIN` times below the signal, the largest of the estimate, the claim and
   the change of f over a step (so a right zero derivative of an f that moves still counts);
 * taylor, per trial without a slope: the change of f over the largest step, measured at a
-  moved point or predicted by the claim, must stand above the rounding floor there.
+  moved point or predicted by the claim, must stand :data:`TAYLOR_SIGNAL_MARGIN` times above
+  the rounding floor there, with the remainder at rounding level at every step (f affine
+  along the direction); a remainder above the floor at a single step is too little to fit a
+  slope, and the test cannot judge that trial either.
 
 A mismatch beyond the noise is still a disagreement, and an f that does not read the variable
 (directly or through a let) has no noise to fear: moving the variable changes none of f's
@@ -81,11 +84,14 @@ TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is ro
 # above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
 TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
 TAYLOR_NOISE_MARGIN = 30.0
+# A trial without a slope counts as "f affine along the direction, claim right" only where
+# f's change over the largest step is this many times above the rounding floor there.
+TAYLOR_SIGNAL_MARGIN = 100.0
 TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
 
 # Finite differences judge a trial only where the rounding noise of their difference quotient
 # is this many times below the signal (the largest entry of the claim or of the estimate).
-FD_NOISE_MARGIN = 1e3
+FD_NOISE_MARGIN = 100.0
 CANNOT_JUDGE = "cannot judge"  # in the message of a witness whose noise swallows the signal
 
 CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate) per f call
@@ -344,7 +350,12 @@ def taylor(
         runs.append(_remainders(ev, claim, bound, convention, v, u))
     # The rounding noise of f near x does not depend on the direction: pool it.
     noise = torch.stack([n for _, _, n, _ in runs]).amax(dim=0)
-    heard = torch.zeros(x.shape[0], dtype=torch.bool)  # some direction's signal beats noise
+    # Per trial, for the trials that show no slope: some direction where f's change over the
+    # largest step clearly beats the noise while the remainder stays at rounding level at every
+    # step (f affine along it, claim right: agrees); or one where the remainder beats the
+    # noise at a single step only (too little to fit a slope: cannot judge).
+    affine = torch.zeros(x.shape[0], dtype=torch.bool)
+    single = torch.zeros(x.shape[0], dtype=torch.bool)
     first_floor = torch.zeros(x.shape[0], dtype=torch.float64)
     first_signal = torch.zeros(x.shape[0], dtype=torch.float64)
     main = TAYLOR_STEPS[kind.taylor_order]
@@ -355,12 +366,15 @@ def taylor(
         r, floor, signal = (
             r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu(), signal.cpu()
         )
-        heard |= signal[0] > floor[0]  # at the largest step (strict: 0 > 0 is silence)
         first_floor = torch.maximum(first_floor, torch.nan_to_num(floor[0], nan=0.0))
         first_signal = torch.maximum(first_signal, torch.nan_to_num(signal[0], nan=0.0))
         finite = torch.isfinite(r)
         defined = defined and bool(finite.any(dim=0).all())
         usable = finite & (r > floor)
+        count = usable.sum(dim=0)
+        heard = signal[0] > TAYLOR_SIGNAL_MARGIN * floor[0]  # strict: 0 > 0 is silence
+        affine |= heard & (count == 0)
+        single |= count == 1
         for trial in range(x.shape[0]):
             idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
             if idx.numel() < 2:
@@ -370,11 +384,12 @@ def taylor(
             slope = float((lx * ly).sum() / (lx * lx).sum())
             old = best[trial]
             best[trial] = slope if old is None else max(old, slope)
-    deaf = [i for i, s in enumerate(best) if s is None and not bool(heard[i])]
+    deaf = [i for i, s in enumerate(best) if s is None and not bool(affine[i])]
     blind = None
-    if deaf and bool(first_floor[deaf[0]] > 0) and ev.reads(var):
+    if deaf and ev.reads(var):
         i = deaf[0]
-        blind = (i, float(first_floor[i]), float(first_signal[i]))
+        if bool(single[i]) or bool(first_floor[i] > 0):
+            blind = (i, float(first_floor[i]), float(first_signal[i]))
     return best, defined, blind
 
 
@@ -442,9 +457,10 @@ def taylor_result(
         return WitnessResult(
             "taylor", "undefined", expected_slope=expected,
             message=f"the Taylor test {CANNOT_JUDGE}: on trial {trial} the change of f over the "
-            f"largest step, measured or predicted by the claim ({signal:.3g}), is not above "
-            f"the rounding noise of f there ({floor:.3g}); f is rounded too coarsely (a large "
-            f"constant or large cancelling terms in f): use autograd",
+            f"largest step, measured or predicted by the claim ({signal:.3g}), is not "
+            f"{TAYLOR_SIGNAL_MARGIN:g} times above the rounding noise of f there ({floor:.3g}), "
+            f"nor does the remainder rise above it at two steps or more; f is rounded too "
+            f"coarsely (a large constant or large cancelling terms in f): use autograd",
         )
     if not known:
         return WitnessResult(
