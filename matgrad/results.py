@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from matgrad.limits import warnings as limit_warnings
 from matgrad.settings import Settings
 
 SCHEMA_VERSION = 1
@@ -149,6 +150,16 @@ class IdentityResult:
     trials: int | None = None
     seed: int | None = None
     internal: bool = False  # an unexpected exception (a bug), not bad input
+    # The identity's own tol where it is looser than the run's: {"rtol": 1e-3} (only the
+    # looser keys); None when it has none, or none looser.
+    loose_tol: dict[str, float] | None = None
+
+    def tol_note(self) -> str | None:
+        """The identity's looser-than-the-run tol in words, or None."""
+        if not self.loose_tol:
+            return None
+        given = ", ".join(f"{k}={v:g}" for k, v in self.loose_tol.items())
+        return f"its own tol is looser than the run's: {given}"
 
     @property
     def ok(self) -> bool:
@@ -198,6 +209,11 @@ class RunReport:
         return summarize(self.results)
 
     @property
+    def warnings(self) -> list[str]:
+        """What every report must show about the run's settings (a raised tolerance bound)."""
+        return limit_warnings(self.settings.limits)
+
+    @property
     def ok(self) -> bool:
         """Did the run complete, check something, and every identity meet its ``expect``?"""
         return self.complete and bool(self.results) and all(r.ok for r in self.results)
@@ -219,6 +235,7 @@ class RunReport:
             "not_run": self.not_run,
             "witnesses": list(self.witnesses),
             "settings": self.settings.to_dict(),
+            "warnings": self.warnings,
         }
 
 

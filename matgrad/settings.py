@@ -104,8 +104,20 @@ class Settings:
                 or value < 0
             ):
                 raise SettingsError(f"{name} must be a number >= 0, got {value!r}")
+            elif value > self.limits.max_tol:
+                raise SettingsError(str(self.limits.refuse("max_tol", f"{value:g}", name)))
             else:
                 set_(self, name, float(value))
+
+    def looser(self, rtol: float | None, atol: float | None) -> dict[str, float] | None:
+        """Of an identity's own ``tol``, the keys looser than this run's, with their values
+        (None: none is)."""
+        out = {
+            name: value
+            for name, value, run in (("rtol", rtol, self.rtol), ("atol", atol, self.atol))
+            if value is not None and run is not None and value > run
+        }
+        return out or None
 
     @property
     def tolerances(self) -> tuple[float, float]:

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from matgrad.engine.core import Settings, check_identity, compare, identity_seed, run
+from matgrad.limits import DEFAULT_LIMITS
 from matgrad.spec.schema import Claim, Identity, load_text
 
 
@@ -201,7 +202,15 @@ def test_tolerance_override_and_float32() -> None:
     assert one(text, dtype="float32").status == "passed"
     loose = text + "tol: {rtol: 1.0, atol: 10.0}\n"
     wrong = loose.replace("-(inv(X) @ inv(X)).T", "(inv(X) @ inv(X)).T")
-    assert one(wrong).status == "passed"  # the user asked for a tolerance that hides it
+    # A tolerance that hides the mistake needs the bound raised (and the reports say so).
+    (refused,) = load_text(wrong, "t.yaml")
+    assert not isinstance(refused, Identity) and "over the limit max_tol=0.1" in str(refused.error)
+    raised = DEFAULT_LIMITS.replace(max_tol=10.0)
+    (ident,) = load_text(wrong, "t.yaml", raised)
+    assert isinstance(ident, Identity), ident
+    r = check_identity(ident, Settings(limits=raised), "cpu")
+    assert r.status == "passed"  # the user asked for a tolerance that hides it
+    assert r.loose_tol == {"rtol": 1.0, "atol": 10.0}
 
 
 def test_symmetric_conventions() -> None:

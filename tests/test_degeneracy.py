@@ -33,7 +33,7 @@ ALWAYS_SINGULAR = [
         "id: t\nvars: {X: [3, 1]}\nlet: {v: 'col(eigvecsh(X @ X.T), 0)'}\nf: sum(v * v)\n"
         "grad: {X: 'zeros(3, 1)'}\n",
         "t.yaml:1: identity 't': degenerate draws: in let v, the argument of eigvecsh(X @ X.T) has "
-        "repeated eigenvalues: relative gap ",
+        "a repeated eigenvalue next to the eigenvectors used (column 0): relative gap ",
         id="eigvecsh-repeated-zero",
     ),
     pytest.param(
@@ -157,3 +157,95 @@ def test_all_finite(values: list[float], finite: bool) -> None:
         if dtype is torch.float32 and any(abs(v) == 1e308 for v in values):
             continue
         assert degeneracy.all_finite(x) is finite
+
+
+# ---- the guard measures only the eigenvalue gaps next to the eigenvectors a claim uses ------
+
+# A @ A.T with A of rank 2 in 4 dimensions has the eigenvalue 0 twice: its lower eigenvectors
+# are not differentiable, its top one (column 3) is. lambda_max = v^T A A^T v, d/dA = 2 v v^T A.
+LOW_RANK_TOP = """
+id: t
+dims: {n: 4, k: 2}
+vars: {A: [n, k]}
+let: {v: "col(eigvecsh(A @ A.T), 3)"}
+f: "v.T @ A @ A.T @ v"
+grad: {A: "2 * v @ v.T @ A"}
+"""
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param(LOW_RANK_TOP, id="col-in-a-let"),
+        pytest.param(
+            LOW_RANK_TOP.replace(
+                'let: {v: "col(eigvecsh(A @ A.T), 3)"}',
+                'let: {V: "eigvecsh(A @ A.T)", v: "col(V, n - 1)"}',
+            ),
+            id="through-a-let-that-holds-the-eigenvectors",
+        ),
+        pytest.param(
+            "id: t\ndims: {n: 4}\nvars: {a: [n, 1], b: [n, 1]}\n"
+            "let: {M: 'outer(a, a) + outer(b, b)', w: 'entry(eigvecsh(M), 0, 3)'}\n"
+            "f: 'w * w'\ndifferential: {a: '2 * w * entry(pinv(entry(eigvalsh(M), 3) * eye(n) - M)"
+            " @ (outer(da, a) + outer(a, da)) @ col(eigvecsh(M), 3), 0, 0)'}\n",
+            id="entry-of-the-top-eigenvector",
+        ),
+    ],
+)
+def test_a_simple_eigenvector_of_a_matrix_with_repeated_eigenvalues_is_checked(text) -> None:
+    # Before: refused on every seed (the repeated zero eigenvalues were measured too).
+    for seed in range(50):
+        r = checked(text, seed=seed)
+        assert r.status == "passed", (seed, r.message)
+
+
+def test_the_wrong_claim_on_the_top_eigenvector_still_fails() -> None:
+    wrong = LOW_RANK_TOP.replace('"2 * v @ v.T @ A"', '"v @ v.T @ A"')
+    for seed in range(50):
+        assert checked(wrong, seed=seed).status == "failed", seed
+    # and the witnesses that do not trust autograd agree
+    r = checked(LOW_RANK_TOP, witnesses=("fd", "taylor"))
+    assert r.status == "passed" and r.claims[0].agreement == "all agree", r.message
+
+
+@pytest.mark.parametrize(
+    ("text", "used"),
+    [
+        pytest.param(LOW_RANK_TOP.replace("), 3)", "), 0)"), "(column 0)",
+                     id="a-degenerate-eigenvector"),
+        pytest.param(LOW_RANK_TOP.replace("), 3)", "), 1)"), "(column 1)",
+                     id="next-to-the-repeated-pair"),
+        pytest.param(
+            LOW_RANK_TOP.replace('let: {v: "col(eigvecsh(A @ A.T), 3)"}',
+                                 'let: {V: "eigvecsh(A @ A.T)", v: "col(V, 3)"}')
+            .replace('f: "v.T @ A @ A.T @ v"', 'f: "v.T @ A @ A.T @ v + sum(V * V)"'),
+            "has repeated eigenvalues",
+            id="also-used-whole",
+        ),
+        pytest.param(
+            LOW_RANK_TOP.replace('col(eigvecsh(A @ A.T), 3)', 'eigvecsh(A @ A.T) @ ones(n, 1)'),
+            "has repeated eigenvalues",
+            id="used-whole",
+        ),
+    ],
+)
+def test_a_claim_that_uses_a_degenerate_eigenvector_is_still_refused(text, used) -> None:
+    r = checked(text)
+    assert r.status == "error", r.message
+    assert "degenerate draws" in r.message and used in r.message, r.message
+
+
+def test_the_columns_each_site_measures() -> None:
+    def columns(text: str) -> list[tuple[int, ...] | None]:
+        ident = parsed(text)
+        compiled = compile_identity(ident, 2)
+        return [s.columns for s in degeneracy.sites(compiled)]
+
+    assert columns(LOW_RANK_TOP) == [(3,)]
+    two = LOW_RANK_TOP.replace('f: "v.T @ A @ A.T @ v"',
+                               'f: "v.T @ A @ A.T @ v + sum(col(eigvecsh(A @ A.T), 2))"')
+    assert columns(two) == [(2, 3)]
+    whole = LOW_RANK_TOP.replace('f: "v.T @ A @ A.T @ v"',
+                                 'f: "v.T @ A @ A.T @ v + sum(eigvecsh(A @ A.T))"')
+    assert columns(whole) == [None]

@@ -34,6 +34,7 @@ CASES = [
     ("max_power", SMALL.replace("sum(x)", "sum(x ** 3)").replace("ones(2)", '"3 * x ** 2"'), 2, 3),
     ("max_elements", SMALL, 10, 1000),
     ("max_work", SMALL, 1000, 10**9),
+    ("max_tol", SMALL + "tol: {rtol: 0.01}\n", 0.001, 0.1),
 ]
 
 
@@ -76,7 +77,7 @@ def test_bad_limit_flags_are_usage_errors() -> None:
 
 def _doc_table() -> dict[str, tuple[str, str]]:
     text = (ROOT / "docs" / "limits.md").read_text(encoding="utf-8")
-    rows = re.findall(r"^\| `(\w+)` \| ([\d,]+) \| `--limit (\w+)=N` \|", text, re.M)
+    rows = re.findall(r"^\| `(\w+)` \| ([\d.,]+) \| `--limit (\w+)=[NX]` \|", text, re.M)
     return {name: (default.replace(",", ""), flag) for name, default, flag in rows}
 
 

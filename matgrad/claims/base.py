@@ -112,9 +112,13 @@ class ClaimKind:
         """Evaluations of f per trial for one finite-difference estimate (one step size)."""
         raise NotImplementedError
 
-    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any]:
-        """The finite-difference value and its rounding-error estimate, step ``scale`` x the
-        first one; ``ev`` is the witness evaluator (``x``, ``d``, ``f``, ``f_along``)."""
+    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any, Any]:
+        """The finite-difference value, its rounding-error estimate, and the change of f
+        over the step (the largest |f(point) - f(x)|, in the units of the value: over the
+        step, or its square for a second difference), all [T, *shape]; the step is ``scale``
+        x the first one; ``ev`` is the witness evaluator (``x``, ``d``, ``f``, ``f_along``).
+        The change tells whether f is resolved at the step at all (see
+        ``matgrad.engine.witness.fd_blind``)."""
         raise NotImplementedError
 
     def taylor_draw(self, torch: Any, ev: Any, var: str, gen: Any, convention: str | None) -> Any:
@@ -131,9 +135,11 @@ class ClaimKind:
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any]:
-        """The Taylor remainder [K, T, -1] and the size of its terms (for the rounding floor),
-        from f at the moved points ``vals`` [moves, K, T, -1] and at the point ``f0``."""
+    ) -> tuple[Any, Any, Any]:
+        """The Taylor remainder [K, T, -1], the size of its terms (for the rounding floor) and
+        the change of f that the claim predicts [K, T, -1] (the signal: the remainder is that
+        change minus the measured one), from f at the moved points ``vals``
+        [moves, K, T, -1] and at the point ``f0``."""
         raise NotImplementedError
 
     # ---- budget --------------------------------------------------------------------------

@@ -57,7 +57,7 @@ differential:  # the change of f along a random direction d$var (the shape of $v
     def fd_points(self, entries: int) -> int:
         return 2
 
-    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any]:
+    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any, Any]:
         x, d = ev.x[var], ev.d[var]
         t = x.shape[0]
         xmax = x.reshape(t, -1).abs().amax(dim=1).clamp(min=1.0)
@@ -72,7 +72,9 @@ differential:  # the change of f along a random direction d$var (the shape of $v
         hf = rows(h.reshape(t), vals[0])
         out = (vals[0] - vals[1]) / (2 * hf)
         slack = ROUNDING * EPS * (vals[0].abs() + vals[1].abs()) / (2 * hf)
-        return out, slack
+        f0 = ev.f()
+        change = torch.maximum((vals[0] - f0).abs(), (vals[1] - f0).abs()) / hf
+        return out, slack, change
 
     def taylor_draw(self, torch: Any, ev: Any, var: str, gen: Any, convention: str | None) -> Any:
         # along the identity's own kind of direction
@@ -87,13 +89,14 @@ differential:  # the change of f along a random direction d$var (the shape of $v
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, Any, Any]:
         # r(h) = |f(x + hv) - f(x) - h df[v]|
         t = ev.x[claim.var].shape[0]
         lin = ev.claim(claim, bound, v).reshape(1, t, -1)
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
-        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
-        return rem, terms
+        pred = hs.unsqueeze(-1) * lin
+        terms = vals[0].abs() + f0.abs() + pred.abs()
+        return rem, terms, pred
 
     def passes(self, entries: int) -> int:
         return PASSES

@@ -92,7 +92,7 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
     def fd_points(self, entries: int) -> int:
         return 2 * entries
 
-    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any]:
+    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any, Any]:
         x = ev.x[var]
         t, shape = x.shape[0], x.shape[1:]
         n = numel(tuple(shape))
@@ -114,7 +114,9 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
         g = (fp - fm) / (hp + hm)
         slack = ROUNDING * EPS * (fp.abs() + fm.abs()) / (hp + hm)
-        return g.reshape(t, *shape), slack.reshape(t, *shape)
+        f0 = ev.f().reshape(t, 1)
+        change = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / torch.minimum(hp, hm)
+        return g.reshape(t, *shape), slack.reshape(t, *shape), change.reshape(t, *shape)
 
     def taylor_draw(self, torch: Any, ev: Any, var: str, gen: Any, convention: str | None) -> Any:
         # An entrywise gradient is about every entry: a free direction, whatever the
@@ -127,7 +129,7 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, Any, Any]:
         # r(h) = |f(x + hv) - f(x) - h <claim, v>|
         x = ev.x[claim.var]
         t = x.shape[0]
@@ -136,8 +138,9 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
             c = torch.triu(c)
         lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
-        terms = vals[0].abs() + f0.abs() + (hs.unsqueeze(-1) * lin).abs()
-        return rem, terms
+        pred = hs.unsqueeze(-1) * lin
+        terms = vals[0].abs() + f0.abs() + pred.abs()
+        return rem, terms, pred
 
     def passes(self, entries: int) -> int:
         return 0  # all in shared_passes

@@ -81,7 +81,7 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
     def fd_points(self, entries: int) -> int:
         return 2 * entries * entries + 1
 
-    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any]:
+    def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any, Any]:
         x = ev.x[var]
         t, shape = x.shape[0], x.shape[1:]
         n = numel(tuple(shape))
@@ -111,9 +111,11 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         f0 = ev.f().reshape(t)
         hess = torch.zeros(t, n, n, dtype=torch.float64, device=x.device)
         slack = torch.zeros_like(hess)
+        change = torch.zeros_like(hess)
         for i in range(n):
             fp, fm = vals[2 * i], vals[2 * i + 1]
             den = 4 * h[:, i] ** 2
+            change[:, i, i] = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / den
             hess[:, i, i] = (fp - 2 * f0 + fm) / den
             slack[:, i, i] = ROUNDING * EPS * (fp.abs() + 2 * f0.abs() + fm.abs()) / den
         base = 2 * n
@@ -124,9 +126,11 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
             slack[:, i, j] = slack[:, j, i] = (
                 ROUNDING * EPS * (pp.abs() + pm.abs() + mp.abs() + mm.abs()) / den
             )
+            moved = torch.stack([pp, pm, mp, mm]).sub(f0).abs().amax(dim=0)
+            change[:, i, j] = change[:, j, i] = moved / den
         if shape == ():
-            return hess.reshape(t), slack.reshape(t)
-        return hess, slack
+            return hess.reshape(t), slack.reshape(t), change.reshape(t)
+        return hess, slack, change
 
     def taylor_directions(self, ev: Any, var: str, k: int, draw: Any) -> tuple[Any, Any | None]:
         v = draw()
@@ -135,7 +139,7 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any]:
+    ) -> tuple[Any, Any, Any]:
         # With a second unit direction u, the mixed second difference
         # r(h) = |f(x+hu+hv) - f(x+hu-hv) - f(x-hu+hv) + f(x-hu-hv) - 4h^2 u^T H v|
         assert u is not None
@@ -148,7 +152,7 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
         rem = vals[0] - vals[1] - vals[2] + vals[3] - q
         terms = vals.abs().sum(dim=0) + q.abs()
-        return rem, terms
+        return rem, terms, q.expand_as(rem)
 
     def passes(self, entries: int) -> int:
         return PASSES + PASSES_PER_ENTRY * entries

@@ -25,7 +25,7 @@ from rich.console import Console
 from matgrad._version import __version__
 from matgrad.config import Config, load_config
 from matgrad.errors import ExitCode, LimitError, MatgradError
-from matgrad.limits import DEFAULT_LIMITS, Limits
+from matgrad.limits import DEFAULT_LIMITS, REAL, Limits
 from matgrad.report import FORMATS
 from matgrad.settings import DEVICES, DTYPES
 
@@ -250,16 +250,18 @@ def witness_flags(fd: bool, taylor: bool) -> tuple[str, ...]:
 
 
 def parse_limits(pairs: list[str] | None, base: Limits = DEFAULT_LIMITS) -> Limits:
-    changes: dict[str, int] = {}
+    changes: dict[str, float] = {}
     for pair in pairs or []:
         name, sep, value = pair.partition("=")
         if not sep:
             raise typer.BadParameter(f"{pair!r}: expected NAME=N", param_hint="--limit")
+        real = name.strip() in REAL
         try:
-            changes[name.strip()] = int(value)
+            changes[name.strip()] = float(value) if real else int(value)
         except ValueError:
             raise typer.BadParameter(
-                f"{pair!r}: {value!r} is not an integer", param_hint="--limit"
+                f"{pair!r}: {value!r} is not {'a number' if real else 'an integer'}",
+                param_hint="--limit",
             ) from None
     try:
         return base.replace(**changes)

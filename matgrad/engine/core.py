@@ -570,6 +570,7 @@ def check_identity(
         source=ident.source,
         latex=ident.latex,
         seed=settings.seed,
+        loose_tol=settings.looser(ident.tol.rtol, ident.tol.atol),
     )
     try:
         trials = _trials_for(ident, settings)

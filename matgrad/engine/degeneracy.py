@@ -11,7 +11,13 @@ measured is the ``sensitive`` fact on the function's registry entry
 * ``eigvecsh``: the smallest gap between two eigenvalues of the symmetric part, relative to
   the largest eigenvalue in size (``eigvalsh`` is not measured: the derivative of a simple
   eigenvalue exists even where other eigenvalues repeat, as for the top eigenvalue of a
-  rank-one matrix, and its autograd formula has no 1/gap term);
+  rank-one matrix, and its autograd formula has no 1/gap term). Where every use of the
+  eigenvectors picks fixed columns (``col(eigvecsh(M), j)``, ``entry(eigvecsh(M), i, j)``
+  with constant indices, directly or through a ``let`` that holds ``eigvecsh(M)``), only the
+  gaps next to those eigenvalues are measured: eigenvector j is differentiable wherever
+  eigenvalue j is simple, whatever the others do (the top eigenvector of a matrix whose lower
+  eigenvalues repeat, such as ``outer(a, a) + ...`` of low rank). Any other use (the whole
+  matrix, a product, a column chosen any other way) measures every gap, as before;
 * ``inv``, ``solve`` (its matrix), ``det``, ``logdet``: the 2-norm condition number;
 * ``pinv``: the condition number over the singular values above rounding level
   (``cond_nonzero``: pinv is smooth where the rank is constant, so exact zeros of the maths are
@@ -70,6 +76,9 @@ class Site:
     arg: Bound
     text: str
     where: str
+    # For a "gap" site: the eigenvectors (columns) the identity uses, when every use picks
+    # fixed columns; None: every gap counts.
+    columns: tuple[int, ...] | None = None
 
 
 def sites(compiled: Compiled) -> list[Site]:
@@ -78,6 +87,7 @@ def sites(compiled: Compiled) -> list[Site]:
     guaranteed = {v.name for v in ident.vars.values() if DOMAINS[v.domain].conditioned}
     found: list[Site] = []
     seen: set[tuple[str, str]] = set()
+    columns = _columns_used(compiled)
 
     def walk(b: Bound, where: str) -> None:
         for a in b.args:
@@ -97,7 +107,8 @@ def sites(compiled: Compiled) -> list[Site]:
         key = (node.fn, arg.node.text)
         if key not in seen:
             seen.add(key)
-            found.append(Site(node.fn, sensitive, arg, node.text, where))
+            cols = columns.get(key) if sensitive == "gap" else None
+            found.append(Site(node.fn, sensitive, arg, node.text, where, cols))
 
     for name, bound in compiled.lets:
         walk(bound, f"let {name}")
@@ -105,6 +116,63 @@ def sites(compiled: Compiled) -> list[Site]:
     for claim, bound in compiled.claims:
         walk(bound, claim.label)
     return found
+
+
+ALL = None  # a use that is not a fixed column: every gap counts
+PICKS = {"col": 1, "entry": 2}  # functions that pick a fixed column, and where its index is
+
+
+def _columns_used(compiled: Compiled) -> dict[tuple[str, str], tuple[int, ...] | None]:
+    """For each call of a "gap" function (by function and argument text): the columns of its
+    result that the identity uses, when every use is ``col(., j)`` or ``entry(., i, j)`` with
+    constant indices, directly or through a let that holds the call and nothing else; None
+    when some use is anything else."""
+    uses: dict[tuple[str, str], set[int] | None] = {}
+    holds: dict[str, tuple[str, str]] = {}  # let name -> the call it holds
+    bodies = [(f"let {n}", n, b) for n, b in compiled.lets] + [("f", None, compiled.f)]
+    bodies += [(c.label, None, b) for c, b in compiled.claims]
+
+    def note(key: tuple[str, str], col: int | None) -> None:
+        if key in uses and uses[key] is None:
+            return
+        if col is None:
+            uses[key] = ALL
+        else:
+            got = uses.setdefault(key, set())
+            assert got is not None
+            got.add(col)
+
+    def gap_call(b: Bound) -> tuple[str, str] | None:
+        node = b.node
+        if isinstance(node, Call) and b.args and REGISTRY[node.fn].sensitive == "gap":
+            return (node.fn, b.args[0].node.text)
+        if isinstance(node, Name) and node.name in holds:
+            return holds[node.name]
+        return None
+
+    def walk(b: Bound, parent: Bound | None) -> None:
+        key = gap_call(b)
+        if key is not None:
+            col = None
+            p = parent.node if parent is not None else None
+            if isinstance(p, Call) and p.fn in PICKS and parent is not None:
+                at = PICKS[p.fn]
+                if parent.args[0] is b and len(parent.args) > at:
+                    index = parent.args[at].static
+                    col = None if index is None else int(index)
+            note(key, col)
+        for a in b.args:
+            walk(a, b)
+
+    for _where, let_name, bound in bodies:
+        key = gap_call(bound)
+        if let_name is not None and key is not None and isinstance(bound.node, Call):
+            holds[let_name] = key  # the let is the call itself: its uses are the call's
+            for a in bound.args:
+                walk(a, bound)
+            continue
+        walk(bound, None)
+    return {k: (None if v is None else tuple(sorted(v))) for k, v in uses.items()}
 
 
 def all_finite(x: Any) -> bool:
@@ -121,7 +189,12 @@ def measure(site: Site, m: Any) -> Any:
         lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
         if lam.shape[-1] < 2:
             return torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
-        gap = (lam[:, 1:] - lam[:, :-1]).amin(dim=1)
+        gaps = lam[:, 1:] - lam[:, :-1]  # gaps[:, k] is between eigenvalues k and k+1
+        if site.columns is not None:
+            n = lam.shape[-1]
+            near = sorted({k for j in site.columns for k in (j - 1, j) if 0 <= k < n - 1})
+            gaps = gaps[:, near]
+        gap = gaps.amin(dim=1)
         scale = lam.abs().amax(dim=1)
         return torch.where(scale > 0, gap / scale, torch.zeros_like(gap))
     s = torch.linalg.svdvals(m)
@@ -203,6 +276,12 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
         v = float(value[trial])
         if site.sensitive == "gap":
             what = f"has repeated eigenvalues: relative gap {v:.2g} (needs >= {min_gap:g})"
+            if site.columns is not None:
+                used = ", ".join(str(j) for j in site.columns)
+                what = (
+                    f"has a repeated eigenvalue next to the eigenvectors used (column {used}): "
+                    f"relative gap {v:.2g} (needs >= {min_gap:g})"
+                )
             advice = "eigenvalues and eigenvectors are not differentiable where two coincide"
         else:
             shown = "inf" if v == float("inf") else f"{v:.2g}"

@@ -28,10 +28,29 @@ The slope of log r against log h, fitted over the three smallest steps whose rem
 rounding level, is reported; the claim passes if it is at least 1.5 (3 for a Hessian). Where the
 remainder is at rounding level for every h (f affine, or quadratic for a Hessian, along v) there
 is no slope and the claim passes.
+
+Both witnesses know their noise floor. Where the rounding of f at their steps swallows the
+signal (a large constant added to f: 1e20 + tr(AX) rounds to multiples of 16384), a wrong
+claim would "agree" inside the noise, so they say they cannot judge (verdict ``undefined``,
+the reason in the message) rather than agree:
+
+* fd, per trial: the rounding noise of the difference quotient (16 eps |f| / step) must be
+  :data:`FD_NOISE_MARGIN` times below the signal, the largest of the estimate, the claim and
+  the change of f over a step (so a right zero derivative of an f that moves still counts);
+* taylor, per trial without a slope: the change of f over the largest step, measured at a
+  moved point or predicted by the claim, must stand :data:`TAYLOR_SIGNAL_MARGIN` times above
+  the rounding floor there, with the remainder at rounding level at every step (f affine
+  along the direction); a remainder above the floor at a single step is too little to fit a
+  slope, and the test cannot judge that trial either.
+
+A mismatch beyond the noise is still a disagreement, and an f that does not read the variable
+(directly or through a let) has no noise to fear: moving the variable changes none of f's
+inputs, so a zero claim is judged exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -41,7 +60,7 @@ from matgrad.claims import KINDS
 from matgrad.claims.base import EPS
 from matgrad.engine import tensors
 from matgrad.errors import LimitError
-from matgrad.lang.expr import Bound
+from matgrad.lang.expr import Bound, Name, Node
 from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
 from matgrad.results import ClaimResult, WitnessResult, Worst, ravel
@@ -65,7 +84,15 @@ TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is ro
 # above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
 TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
 TAYLOR_NOISE_MARGIN = 30.0
+# A trial without a slope counts as "f affine along the direction, claim right" only where
+# f's change over the largest step is this many times above the rounding floor there.
+TAYLOR_SIGNAL_MARGIN = 100.0
 TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
+
+# Finite differences judge a trial only where the rounding noise of their difference quotient
+# is this many times below the signal (the largest entry of the claim or of the estimate).
+FD_NOISE_MARGIN = 100.0
+CANNOT_JUDGE = "cannot judge"  # in the message of a witness whose noise swallows the signal
 
 CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate) per f call
 
@@ -76,6 +103,20 @@ def witnesses_for(ident_witness: tuple[str, ...] | None, extra: tuple[str, ...])
     """The witnesses that judge an identity: its own list (default autograd) plus run flags."""
     chosen = set(ident_witness or ("autograd",)) | set(extra)
     return tuple(w for w in ORDER if w in chosen)
+
+
+def _names(node: Any) -> set[str]:
+    """The names an expression tree reads."""
+    if isinstance(node, Name):
+        return {node.name}
+    out: set[str] = set()
+    if dataclasses.is_dataclass(node):
+        for field in dataclasses.fields(node):
+            value = getattr(node, field.name)
+            for child in value if isinstance(value, tuple) else (value,):
+                if isinstance(child, Node):
+                    out |= _names(child)
+    return out
 
 
 class Evaluator:
@@ -97,6 +138,16 @@ class Evaluator:
         self.trials = next(iter(xs.values())).shape[0]
         self.device = device
         self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
+
+    def reads(self, var: str) -> bool:
+        """Whether f reads ``var`` (directly or through a let). Where it does not, moving
+        ``var`` leaves every input of f as it was: f's values agree bit for bit, with no
+        rounding noise to fear."""
+        names = {var}
+        for name, bound in self.c.lets:
+            if _names(bound.node) & names:
+                names.add(name)
+        return bool(_names(self.c.f.node) & names)
 
     def _env(self, xs: dict[str, Any], batch: int) -> tuple[dict[str, Any], Any]:
         like = torch.zeros(batch, dtype=torch.float64, device=self.device)
@@ -193,8 +244,18 @@ def fd_evals(kind: str, shape: Shape) -> int:
 def finite_differences(
     ev: Evaluator, claim: Claim, convert: Convert | None, limits: Limits
 ) -> tuple[Any, Any]:
-    """The finite-difference value of the claim's quantity and its rounding-error estimate,
-    both [T, *shape] float64."""
+    """The finite-difference value of the claim's quantity and its error estimate (rounding
+    and truncation), both [T, *shape] float64."""
+    value, slack, _, _ = _finite_differences(ev, claim, convert, limits)
+    return value, slack
+
+
+def _finite_differences(
+    ev: Evaluator, claim: Claim, convert: Convert | None, limits: Limits
+) -> tuple[Any, Any, Any, Any]:
+    """As :func:`finite_differences`, and two more [T, *shape]: the rounding noise alone
+    (what the rounding of f at the steps makes of the difference quotient, its noise floor)
+    and the change of f over the steps, in the same units."""
     shape = tuple(ev.x[claim.var].shape[1:])
     needed = fd_evals(claim.kind, shape)
     if needed > limits.max_fd_evals:
@@ -205,7 +266,7 @@ def finite_differences(
         )
     kind = KINDS[claim.kind]
 
-    def one(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any]:
+    def one(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any, Any]:
         return kind.fd_estimate(torch, ev, var, scale)
 
     # Two step sizes h and h/q: their Richardson combination cancels the h^2 error term, and
@@ -213,14 +274,44 @@ def finite_differences(
     # near a singular matrix: there finite differences cannot judge, and say so by a wide
     # tolerance rather than by a false disagreement).
     q = kind.fd_ratio
-    coarse, slack_c = one(ev, claim.var, 1.0)
-    fine, slack_f = one(ev, claim.var, 1.0 / q)
+    coarse, slack_c, change_c = one(ev, claim.var, 1.0)
+    fine, slack_f, change_f = one(ev, claim.var, 1.0 / q)
+    change = torch.maximum(change_c, change_f)
     w = q * q
     value = (w * fine - coarse) / (w - 1)
-    slack = (w * slack_f + slack_c) / (w - 1) + (fine - coarse).abs()
+    noise = (w * slack_f + slack_c) / (w - 1)
+    slack = noise + (fine - coarse).abs()
     if convert is not None:
         value, slack = convert(value), convert(slack).abs()
-    return value, slack
+        noise, change = convert(noise).abs(), convert(change).abs()
+    return value, slack, noise, change
+
+
+def fd_blind(
+    value: Any, claimed: Any, noise: Any, change: Any
+) -> tuple[int, float, float] | None:
+    """The first trial on which finite differences cannot judge the claim, with its noise
+    floor and its signal; None when they can judge every trial.
+
+    The signal of a trial is its largest entry of the finite-difference value, of the claim,
+    or of the change of f over a step (one-sided, in the same units: it shows f moving at
+    second order where the derivative itself is zero, as for Q^T Q along a tangent of the
+    orthogonal group); the noise floor is the largest rounding noise of the difference
+    quotient. Where the noise is not :data:`FD_NOISE_MARGIN` times below the signal, f is
+    rounded too coarsely at the step (a large constant added to f, a small difference of
+    large terms) for differences to see the claim at all: a wrong claim would fit inside the
+    noise. A trial with no noise at all (f computed exactly) is judged.
+    """
+    t = value.shape[0]
+    val, cl = tensors.per_trial(value, claimed)
+    signal = torch.maximum(val.abs(), cl.abs()).amax(dim=1)
+    signal = torch.maximum(signal, torch.nan_to_num(change.reshape(t, -1), nan=0.0).amax(dim=1))
+    floor = noise.reshape(t, -1).amax(dim=1)
+    blind = ~(floor * FD_NOISE_MARGIN < signal) & (floor > 0)
+    if not bool(blind.any()):
+        return None
+    trial = int(torch.nonzero(blind).flatten()[0])
+    return trial, float(floor[trial]), float(signal[trial])
 
 
 # ---- the Taylor test ------------------------------------------------------------------------
@@ -228,9 +319,17 @@ def finite_differences(
 
 def taylor(
     ev: Evaluator, claim: Claim, bound: Bound, convention: str | None
-) -> tuple[list[float | None], bool]:
-    """Per trial: the fitted slope (None where the remainder stays at rounding level); and
-    whether every trial had a finite f at some step (False: the test is undefined).
+) -> tuple[list[float | None], bool, tuple[int, float, float] | None]:
+    """Per trial: the fitted slope (None where the remainder stays at rounding level);
+    whether every trial had a finite f at some step (False: the test is undefined); and the
+    first trial the test cannot judge, with its noise floor and signal at the largest step
+    (None: it can judge every trial).
+
+    A trial without a slope is judged (f affine, or quadratic, along the directions, and the
+    claim right) only where the change of f over the largest step, measured or predicted by
+    the claim, stands above the rounding noise of f there in some direction; where it does
+    not, the remainder is at rounding level because f's rounding swallows everything (a large
+    constant added to f), and the test cannot judge.
 
     Each trial is probed along :data:`TAYLOR_DIRECTIONS` directions and keeps the steepest
     slope: along one direction the second-order term can be tiny, so that the remainder
@@ -250,16 +349,32 @@ def taylor(
         v, u = kind.taylor_directions(ev, var, k, draw)
         runs.append(_remainders(ev, claim, bound, convention, v, u))
     # The rounding noise of f near x does not depend on the direction: pool it.
-    noise = torch.stack([n for _, _, n in runs]).amax(dim=0)
+    noise = torch.stack([n for _, _, n, _ in runs]).amax(dim=0)
+    # Per trial, for the trials that show no slope: some direction where f's change over the
+    # largest step clearly beats the noise while the remainder stays at rounding level at every
+    # step (f affine along it, claim right: agrees); or one where the remainder beats the
+    # noise at a single step only (too little to fit a slope: cannot judge).
+    affine = torch.zeros(x.shape[0], dtype=torch.bool)
+    single = torch.zeros(x.shape[0], dtype=torch.bool)
+    first_floor = torch.zeros(x.shape[0], dtype=torch.float64)
+    first_signal = torch.zeros(x.shape[0], dtype=torch.float64)
     main = TAYLOR_STEPS[kind.taylor_order]
     log_h = torch.log(torch.tensor(main, dtype=torch.float64))
     best: list[float | None] = [None] * x.shape[0]
     defined = True
-    for r, floor, _ in runs:
-        r, floor = r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu()
+    for r, floor, _, signal in runs:
+        r, floor, signal = (
+            r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu(), signal.cpu()
+        )
+        first_floor = torch.maximum(first_floor, torch.nan_to_num(floor[0], nan=0.0))
+        first_signal = torch.maximum(first_signal, torch.nan_to_num(signal[0], nan=0.0))
         finite = torch.isfinite(r)
         defined = defined and bool(finite.any(dim=0).all())
         usable = finite & (r > floor)
+        count = usable.sum(dim=0)
+        heard = signal[0] > TAYLOR_SIGNAL_MARGIN * floor[0]  # strict: 0 > 0 is silence
+        affine |= heard & (count == 0)
+        single |= count == 1
         for trial in range(x.shape[0]):
             idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
             if idx.numel() < 2:
@@ -269,14 +384,21 @@ def taylor(
             slope = float((lx * ly).sum() / (lx * lx).sum())
             old = best[trial]
             best[trial] = slope if old is None else max(old, slope)
-    return best, defined
+    deaf = [i for i, s in enumerate(best) if s is None and not bool(affine[i])]
+    blind = None
+    if deaf and ev.reads(var):
+        i = deaf[0]
+        if bool(single[i]) or bool(first_floor[i] > 0):
+            blind = (i, float(first_floor[i]), float(first_signal[i]))
+    return best, defined, blind
 
 
 def _remainders(
     ev: Evaluator, claim: Claim, bound: Bound, convention: str | None, v: Any, u: Any | None
-) -> tuple[Any, Any, Any]:
+) -> tuple[Any, Any, Any, Any]:
     """Along one direction: the remainders [K, T] at the main steps, their rounding floor
-    from the size of the terms [K, T], and the largest remainder at the tiny steps [T]."""
+    from the size of the terms [K, T], the largest remainder at the tiny steps [T], and the
+    signal [K, T] at the main steps: the larger of the measured and the predicted change."""
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
@@ -303,16 +425,25 @@ def _remainders(
 
     vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
     f0 = ev.f().reshape(1, t, -1)
-    rem, terms = KINDS[claim.kind].taylor_remainder(
+    rem, terms, pred = KINDS[claim.kind].taylor_remainder(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u
     )
     r_all = rem.norm(dim=-1)  # [K, T]
     km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
-    return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise
+    # the signal: the change of f over the step, at any of the moved points, or as the claim
+    # predicts it (a right zero claim of an f that moves is heard through the first)
+    moved = (vals[:, :km] - f0.unsqueeze(0)).norm(dim=-1).amax(dim=0)  # [K, T]
+    signal = torch.maximum(moved, pred[:km].norm(dim=-1))
+    return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise, signal
 
 
-def taylor_result(claim: Claim, slopes: list[float | None], defined: bool) -> WitnessResult:
+def taylor_result(
+    claim: Claim,
+    slopes: list[float | None],
+    defined: bool,
+    blind: tuple[int, float, float] | None = None,
+) -> WitnessResult:
     kind = KINDS[claim.kind]
     expected = kind.taylor_expected
     need = kind.taylor_pass
@@ -322,6 +453,16 @@ def taylor_result(claim: Claim, slopes: list[float | None], defined: bool) -> Wi
             message="f is NaN/Inf at every step of the Taylor test on some trial",
         )
     known = [(s, i) for i, s in enumerate(slopes) if s is not None]
+    if blind is not None and not any(s < need for s, _ in known):
+        trial, floor, signal = blind
+        return WitnessResult(
+            "taylor", "undefined", expected_slope=expected,
+            message=f"the Taylor test {CANNOT_JUDGE}: on trial {trial} the change of f over the "
+            f"largest step, measured or predicted by the claim ({signal:.3g}), is not "
+            f"{TAYLOR_SIGNAL_MARGIN:g} times above the rounding noise of f there ({floor:.3g}), "
+            f"nor does the remainder rise above it at two steps or more; f is rounded too "
+            f"coarsely (a large constant or large cancelling terms in f): use autograd",
+        )
     if not known:
         return WitnessResult(
             "taylor", "agrees", expected_slope=expected,
@@ -394,22 +535,37 @@ def judge(
         )
         primary, reference = autograd, truth
     if "fd" in witnesses:
-        fd_value, slack = finite_differences(ev, claim, convert, limits)
+        fd_value, slack, noise, change = _finite_differences(ev, claim, convert, limits)
         tol = max(rtol, KINDS[claim.kind].fd_tol)
         fd_res = compare(claim, fd_value, value64, expected, tol, max(atol, tol), slack=slack)
         fd_res.convention = convention
         undefined = fd_res.status == "error"
+        message = "finite differences give NaN/Inf at the point" if undefined else ""
+        # A mismatch beyond the noise is a real one; an agreement inside the noise is none.
+        blind = None
+        if fd_res.status == "passed" and ev.reads(claim.var):
+            blind = fd_blind(fd_value, value64, noise, change)
+        if blind is not None:
+            undefined, (trial, floor, signal) = True, blind
+            message = (
+                f"finite differences {CANNOT_JUDGE}: on trial {trial} the rounding noise of f "
+                f"at the step ({floor:.3g} in the difference quotient) is not "
+                f"{FD_NOISE_MARGIN:g} times below the claim, the difference or the change of f "
+                f"over the step ({signal:.3g}); "
+                f"f is rounded too coarsely there (a large constant or large cancelling terms "
+                f"in f): use autograd"
+            )
         results["fd"] = WitnessResult(
             "fd",
             "undefined" if undefined else ("agrees" if fd_res.status == "passed" else "disagrees"),
             max_abs_err=fd_res.max_abs_err,
-            message="finite differences give NaN/Inf at the point" if undefined else "",
+            message=message,
         )
         if primary is None:
             primary, reference = _as_fd(fd_res), fd_value
     if "taylor" in witnesses:
-        slopes, defined = taylor(ev, claim, bound, convention)
-        results["taylor"] = taylor_result(claim, slopes, defined)
+        slopes, defined, blind_t = taylor(ev, claim, bound, convention)
+        results["taylor"] = taylor_result(claim, slopes, defined, blind_t)
         if convention in ("frobenius", "free") and results["taylor"].verdict == "agrees":
             # Symmetric directions only see the symmetric part (free: the upper triangle) of
             # the claim; a gradient in these conventions is symmetric, so check that too.
@@ -433,7 +589,10 @@ def judge(
         )
     res = primary
     res.witnesses = [results[w] for w in witnesses]
-    status, agreement = _combine(results, autograd_vs_fd)
+    # A witness that cannot judge (its noise floor is above the signal) abstains, as long as
+    # another one judged; alone, it makes the claim an error that says why.
+    judged = {n: w for n, w in results.items() if not _blind(w)} or results
+    status, agreement = _combine(judged, autograd_vs_fd)
     if agreement == "autograd vs fd" and autograd_vs_fd is not None and autograd_vs_fd.worst:
         # The entry worth looking at is where autograd and finite differences part.
         w = autograd_vs_fd.worst
@@ -441,11 +600,16 @@ def judge(
         claimed = float(claimed_all[w.trial, ravel(w.index, expected)])
         res.worst = Worst(w.trial, w.index, w.claimed, claimed)
     res.agreement = agreement
-    res.message = _message(claim, res, status, agreement, results, autograd_vs_fd)
+    res.message = _message(claim, res, status, agreement, judged, autograd_vs_fd)
     res.status = status
     if status != "failed" or reference is None:
         return res, None, None
     return res, reference, value if "autograd" in witnesses else value64
+
+
+def _blind(w: WitnessResult) -> bool:
+    """Whether ``w`` could not judge because the rounding noise of f swallowed the signal."""
+    return w.verdict == "undefined" and CANNOT_JUDGE in w.message
 
 
 def _symmetric(c: Any, rtol: float, atol: float) -> bool:
@@ -499,7 +663,7 @@ def _combine(
         for b in names[i + 1 :]:
             if verdicts[a] != verdicts[b]:
                 return "error", f"{a} vs {b}"
-    return "error", None  # pragma: no cover (all equal is handled above)
+    return "error", None  # all undefined: no witness could judge
 
 
 def _message(
@@ -523,6 +687,12 @@ def _message(
         return f"{res.message}; {said} {verb} that the claim is wrong"
     if res.status == "error" and len(results) == 1:
         return res.message
+    if len(results) == 1:  # the one witness cannot judge: say why
+        (name, w), = results.items()
+        return f"{claim.label}: " + (w.message or f"{NAMES[name]} is undefined at the point")
+    if all(w.verdict == "undefined" for w in results.values()):
+        why = [w.message or f"{NAMES[n]} is undefined at the point" for n, w in results.items()]
+        return f"{claim.label}: no witness can judge: " + "; ".join(why)
     parts = []
     for name, w in results.items():
         if w.verdict == "undefined":

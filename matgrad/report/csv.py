@@ -31,6 +31,8 @@ def _names(cls: type, prefix: str = "") -> list[str]:
             continue
         if f.name in NESTED:
             out.extend(_names(NESTED[f.name], f"{prefix}{f.name}."))
+        elif f.name == "loose_tol":
+            out.extend(f"{prefix}loose_tol.{k}" for k in ("rtol", "atol"))
         else:
             out.append(prefix + f.name)
     return out
@@ -38,7 +40,8 @@ def _names(cls: type, prefix: str = "") -> list[str]:
 
 IDENTITY_COLUMNS = _names(IdentityResult)
 CLAIM_COLUMNS = _names(ClaimResult, "claim.")
-COLUMNS = IDENTITY_COLUMNS + CLAIM_COLUMNS
+# The run's warnings (a raised tolerance bound), as a JSON list on every row.
+COLUMNS = IDENTITY_COLUMNS + CLAIM_COLUMNS + ["warnings"]
 
 
 def cell(value: Any) -> str:
@@ -70,6 +73,8 @@ def rows(report: RunReport) -> list[dict[str, Any]]:
     for r in report.results:
         ident = r.to_dict()
         ident.pop("claims")
+        ident = _flat(ident)
+        ident["warnings"] = report.warnings
         claims = [_flat(c.to_dict(), "claim.") for c in r.claims] or [{}]
         for c in claims:
             out.append({**ident, **c})

@@ -73,7 +73,12 @@ def render(report: RunReport) -> str:
     for r in report.results:
         lines.append(f"{verdict(r.status):<5} {terminal(r.id)} ({terminal(where(r))})")
     lines.append("::endgroup::")
+    for warning in report.warnings:
+        lines.append(command("warning", warning, title="matgrad: tolerance bound raised"))
     for r in report.results:
+        note = r.tol_note()
+        if note:
+            lines.append(command("notice", note, file=r.file, line=r.line, title=r.id))
         lines.extend(annotations(r, report.settings))
     lines.append(terminal(summary(report)))
     return "\n".join(lines) + "\n"

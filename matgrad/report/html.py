@@ -361,6 +361,12 @@ def render(report: RunReport) -> str:
     notes = []
     if report.stopped:
         notes.append(f'<p class="msg"><b>{esc(report.stopped)}</b></p>')
+    for warning in report.warnings:
+        notes.append(f'<p class="msg"><b>warning: {esc(warning)}</b></p>')
+    for r in report.results:
+        note = r.tol_note()
+        if note:
+            notes.append(f'<p class="msg">{esc(r.id)}: {esc(note)}</p>')
     if not report.complete:
         notes.append('<p class="msg"><b>interrupted: the run is incomplete</b></p>')
     again = rechecked(report)

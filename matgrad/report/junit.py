@@ -52,6 +52,8 @@ def _properties(report: RunReport) -> ET.Element:
         pairs.append(("shard", report.shard))
     if report.stopped:
         pairs.append(("stopped", report.stopped))
+    for warning in report.warnings:
+        pairs.append(("warning", warning))
     if not report.complete:
         pairs.append(("complete", "false"))
     for name, value in pairs:

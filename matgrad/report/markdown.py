@@ -52,6 +52,12 @@ def _head(report: RunReport) -> list[str]:
     ]
     if report.stopped:
         lines += ["", f"> {md(report.stopped)}"]
+    for warning in report.warnings:
+        lines += ["", f"> **warning**: {md(warning)}"]
+    loose = [r for r in report.results if r.tol_note()]
+    if loose:
+        lines += ["", "Identities with their own, looser tol:", ""]
+        lines += [f"- {md(r.id)}: {md(r.tol_note() or '')}" for r in loose]
     if not report.complete:
         lines += ["", "> **interrupted**: the run is incomplete"]
     again = rechecked(report)

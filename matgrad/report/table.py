@@ -90,8 +90,11 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
     """What went wrong, one block per identity that did not meet its ``expect``."""
     out: list[RenderableType] = []
     for r in report.results:
+        note = r.tol_note()
         noted = any(c.note for c in r.claims)
         if r.ok and not verbose and not noted:
+            if note:  # a looser tol is always shown
+                out.append(Text(f"{VERDICT[r.status]} {terminal(r.id)}: {note}", style="yellow"))
             continue
         head = Text()
         head.append(f"{VERDICT[r.status]} ", style=STYLE[r.status])
@@ -99,6 +102,8 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
         where = r.file if r.line is None else f"{r.file}:{r.line}"
         head.append(f"  ({terminal(where)})")
         lines: list[RenderableType] = [head]
+        if note:
+            lines.append(Text(f"  {note}", style="yellow"))
         if r.ok:
             lines.extend(
                 Text(f"  {terminal(x, newlines=True)}")
@@ -167,6 +172,8 @@ def summary_line(report: RunReport) -> Text:
         line.append(f" (shard {report.shard})")
     if report.stopped:
         line.append(f"; {terminal(report.stopped)}", style="bold yellow")
+    for warning in report.warnings:
+        line.append(f"; warning: {terminal(warning)}", style="bold red")
     if report.witnesses:
         line.append(f" (also judged by {' and '.join(report.witnesses)})")
     again = rechecked(report)

@@ -73,6 +73,8 @@ def summary(report: RunReport) -> str:
     again = rechecked(report)
     if again:
         line += f"; {again}"
+    for warning in report.warnings:
+        line += f"; warning: {warning}"
     if not report.complete:
         line += " (interrupted: incomplete)"
     return line
@@ -163,6 +165,9 @@ def identity_lines(r: IdentityResult, settings: Settings) -> list[str]:
         lines.append(XPASS_TEXT)
     if r.status == "xfailed":
         lines.append("expected to fail (expect: fail), and it did")
+    note = r.tol_note()
+    if note:
+        lines.append(note)
     for c in r.claims:
         lines.extend(claim_lines(c))
     if not r.claims and r.message:

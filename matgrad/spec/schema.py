@@ -451,7 +451,7 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         latex=fs.text("latex"),
         notes=fs.text("notes"),
         expect=expect,
-        tol=_tol(fs),
+        tol=_tol(fs, limits),
         trials=_trials(fs, limits),
         convention=convention,
         directions=directions,
@@ -603,7 +603,7 @@ def _lets(fs: _Fields, taken: dict[str, str], limits: Limits) -> tuple[tuple[str
     return tuple(out)
 
 
-def _tol(fs: _Fields) -> Tolerance:
+def _tol(fs: _Fields, limits: Limits) -> Tolerance:
     node = fs.get("tol")
     if node is None:
         return Tolerance()
@@ -611,9 +611,14 @@ def _tol(fs: _Fields) -> Tolerance:
         raise fs.err("tol", "tol must be a mapping like {rtol: 1.0e-6, atol: 1.0e-9}", node)
     tf = _Fields(node, fs.keypath + "tol.")
     tf.check_keys(TOL_KEYS, "tol")
-    rtol = tf.number("rtol") if "rtol" in node.items else None
-    atol = tf.number("atol") if "atol" in node.items else None
-    return Tolerance(rtol, atol)
+    values: dict[str, float | None] = {}
+    for key in TOL_KEYS:
+        value = tf.number(key) if key in node.items else None
+        if value is not None and value > limits.max_tol:
+            problem = limits.refuse("max_tol", f"{value:g}", f"tol.{key}")
+            raise tf.err(key, str(problem), node.items[key])
+        values[key] = value
+    return Tolerance(values["rtol"], values["atol"])
 
 
 def _trials(fs: _Fields, limits: Limits) -> int | None:
