@@ -39,9 +39,11 @@ def command(name: str, message: str, **props: str | int | None) -> str:
 
 
 def annotations(r: IdentityResult, settings: Settings) -> list[str]:
-    """One ``::error`` per failing claim (or one for the identity), none if it met its expect."""
+    """One ``::error`` per failing claim (or one for the identity), none if it met its expect;
+    one ``::warning`` per warning of an identity that met it."""
     if r.ok:
-        return []
+        title = f"matgrad warning: {r.id}"
+        return [command("warning", w, file=r.file, line=r.line, title=title) for w in r.warnings]
     title = f"matgrad {verdict(r.status)}: {r.id}"
     bad = [c for c in r.claims if c.status != "passed"]
     if r.status == "xpassed" or not bad:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from matgrad.report.escape import markdown as md
 from matgrad.report.text import (
+    draws,
     headline,
     identity_lines,
     num,
@@ -27,7 +28,7 @@ def _meta(report: RunReport) -> str:
     parts = [f"matgrad {report.matgrad}"]
     if report.torch:
         parts.append(f"torch {report.torch}")
-    parts += [report.device, report.dtype, f"seed {report.seed}"]
+    parts += [report.device, report.dtype, f"seed {report.seed}", draws(report)]
     if report.shard:
         parts.append(f"shard {report.shard}")
     return md(", ".join(parts))
@@ -52,6 +53,11 @@ def _head(report: RunReport) -> list[str]:
         lines += ["", f"> {md(report.stopped)}"]
     if not report.complete:
         lines += ["", "> **interrupted**: the run is incomplete"]
+    for r in report.results:
+        if r.ok:  # the others show their warnings in their row below
+            lines += [
+                "", *(f"> **warning** {md(r.id)} ({md(where(r))}): {md(w)}" for w in r.warnings)
+            ] if r.warnings else []
     return lines
 
 

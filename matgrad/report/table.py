@@ -9,7 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from matgrad.report.escape import terminal
-from matgrad.report.text import VERDICT, claim_lines, reproduce, show_command
+from matgrad.report.text import VERDICT, claim_lines, draws, reproduce, show_command, warning_lines
 from matgrad.results import ClaimResult, RunReport
 
 STYLE = {
@@ -90,7 +90,7 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
     """What went wrong, one block per identity that did not meet its ``expect``."""
     out: list[RenderableType] = []
     for r in report.results:
-        if r.ok and not verbose:
+        if r.ok and not verbose and not r.warnings:
             continue
         head = Text()
         head.append(f"{VERDICT[r.status]} ", style=STYLE[r.status])
@@ -98,11 +98,17 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
         where = r.file if r.line is None else f"{r.file}:{r.line}"
         head.append(f"  ({terminal(where)})")
         lines: list[RenderableType] = [head]
+        warnings = [
+            Text(f"  {terminal(x, newlines=True)}", style="yellow") for x in warning_lines(r)
+        ]
         if r.ok:
-            lines.extend(
-                Text(f"  {terminal(x, newlines=True)}") for c in r.claims for x in claim_lines(c)
-            )
-            out.append(Group(*lines))
+            if verbose:
+                lines.extend(
+                    Text(f"  {terminal(x, newlines=True)}")
+                    for c in r.claims
+                    for x in claim_lines(c)
+                )
+            out.append(Group(*lines, *warnings))
             continue
         if r.status == "xpassed":
             lines.append(
@@ -127,6 +133,7 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
                 lines.append(Text(f"    {w.name}: {w.verdict}{said}", style="dim"))
         if not r.claims and r.message:
             lines.append(Text(f"  {terminal(r.message, newlines=True)}"))
+        lines.extend(warnings)
         if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
             lines.append(
                 Text(
@@ -156,7 +163,7 @@ def summary_line(report: RunReport) -> Text:
         if i:
             line.append(", ")
         line.append(text, style=style)
-    line.append(f" in {report.seconds:.2f}s")
+    line.append(f" in {report.seconds:.2f}s ({draws(report)})")
     if report.shard:
         line.append(f" (shard {report.shard})")
     if report.stopped:
