@@ -104,9 +104,35 @@ def test_mostly_undefined_f_is_refused_on_every_seed(expect: str) -> None:
         r = check_identity(item, Settings(seed=seed), "cpu")
         assert r.status == "error" and not r.ok, (seed, r.status)
         assert "f gives NaN/Inf on " in r.message
-        assert "redraws of each (the last at scale 0.1): undefined on much of the domain" in (
+        assert "of the 33 at scale 0.1 (near the origin): undefined on much of the domain" in (
             r.message
         )
+
+
+# Undefined on half the domain at every scale: refused on every seed, never a pass or a pass
+# that depends on the seed (redraws alone would leave log(x) of a scalar undefined on some seeds
+# and not on others).
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param("vars: {x: []}\nf: log(x)\ngrad: {x: 1 / x}\n", id="log-scalar"),
+        pytest.param("vars: {x: [3]}\nf: sum(sqrt(x))\ngrad: {x: 0.5 / sqrt(x)}\n", id="sqrt"),
+        pytest.param("vars: {x: []}\nf: x\ngrad: {x: 1 + 0 * sqrt(x)}\n", id="claim-nan-half"),
+    ],
+)
+def test_undefined_on_half_the_domain_is_refused_on_every_seed(body: str) -> None:
+    assert _statuses(body) == {"error": len(SEEDS)}
+
+
+def test_draws_that_stay_undefined_after_every_redraw_are_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The last line of defence: with the near-the-origin refusal turned off, the redraws run out.
+    monkeypatch.setattr(core, "UNDEFINED_NEAR", 1.0)
+    r = check_identity(_item(LOG_MINUS_3), Settings(seed=0), "cpu")
+    assert r.status == "error"
+    assert "after 8 redraws of each (the last at scale 0.1): undefined on much" in r.message
+    assert r.redrawn_undefined > 0
 
 
 def test_undefined_draws_are_redrawn_towards_the_origin() -> None:

@@ -48,8 +48,13 @@ SMALL_WORK = 1 << 16
 # A trial on which f, a claim or autograd is NaN/Inf is drawn again, at most once per entry
 # here: the entry caps the trial's scale (inf: its own scale, domains.SCALES). Redraws move
 # towards the origin, so an f defined near it (log(x + 3)) gets every trial defined on every
-# seed, and one undefined there (log(x - 3)) is refused on every seed.
-UNDEFINED_LADDER = (math.inf, math.inf, 1.0, 1.0, 0.1, 0.1)
+# seed.
+UNDEFINED_LADDER = (math.inf, math.inf, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1)
+# An f undefined on more than this fraction of the first draws at the smallest scale (near the
+# origin) is refused at once, on every seed: log(x) or sqrt(x) of a real x (half of them),
+# log(x - 3) (all). Counted only with at least UNDEFINED_NEAR_MIN draws at that scale.
+UNDEFINED_NEAR = 1 / 8
+UNDEFINED_NEAR_MIN = 8
 
 
 def resolve_device(device: str) -> str:
@@ -357,6 +362,23 @@ def _undefined(
     return bad, what
 
 
+def _refuse_if_undefined_near_the_origin(bad: Any, trials: int, tally: degeneracy.Tally) -> None:
+    """Raise :class:`EvalError` when too many first draws at the smallest scale are undefined
+    (redrawing towards the origin cannot help there)."""
+    near = domains.trial_scales(torch, trials) == min(domains.SCALES)
+    n = int(near.sum())
+    k = int((bad & near).sum())
+    if n < UNDEFINED_NEAR_MIN or k <= UNDEFINED_NEAR * n:
+        return
+    first = tally.first_undefined
+    raise EvalError(
+        f"{tally.undefined_what} gives NaN/Inf on {first} of {trials} draws "
+        f"({100 * first / trials:.3g}%), {k} of the {n} at scale {min(domains.SCALES):g} (near "
+        f"the origin): undefined on much of the domain; choose domains where it is defined "
+        f"(e.g. positive for log/sqrt, spd or invertible for logdet/inv)"
+    )
+
+
 def _undefined_message(tally: degeneracy.Tally, trials: int, left: int, what: str) -> str:
     first = tally.first_undefined
     still = "" if what == tally.undefined_what else f" ({what})"
@@ -412,6 +434,7 @@ def check_compiled(
         count = int(bad.sum())
         if attempt == 0:
             tally.first_undefined, tally.undefined_what = count, what
+            _refuse_if_undefined_near_the_origin(bad.cpu(), trials, tally)
         if attempt == len(UNDEFINED_LADDER):
             raise EvalError(_undefined_message(tally, trials, count, what))
         tally.undefined += count
