@@ -124,6 +124,18 @@ def test_undefined_on_half_the_domain_is_refused_on_every_seed(body: str) -> Non
     assert _statuses(body) == {"error": len(SEEDS)}
 
 
+def test_redraws_are_counted_in_the_work_budget() -> None:
+    from matgrad.limits import Limits
+
+    item = _item(LOG_PLUS_3)
+    one = core.compile_identity(item, DEFAULT_TRIALS).estimate.total
+    r = check_identity(item, Settings(seed=0, limits=Limits(max_work=one + 1)), "cpu")
+    assert r.status == "error"
+    assert "drawing them again (redraw 1) would make the work of the check is" in r.message
+    assert "over the limit max_work=" in r.message
+    assert check_identity(item, Settings(seed=0), "cpu").status == "passed"
+
+
 def test_draws_that_stay_undefined_after_every_redraw_are_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

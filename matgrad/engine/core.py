@@ -347,7 +347,8 @@ def _undefined(
             if autograd_alone:
                 named.append((f"autograd ({claim.label})", pair[0]))
             named.append((f"the claim {claim.label}", pair[1]))
-    if all(degeneracy.all_finite(t) for _, t in named):
+    # isfinite makes a bool tensor (an eighth of a float64 copy): no large temporary here.
+    if all(bool(torch.isfinite(t).all()) for _, t in named):
         return None
     bad = None
     what = ""
@@ -437,6 +438,16 @@ def check_compiled(
             _refuse_if_undefined_near_the_origin(bad.cpu(), trials, tally)
         if attempt == len(UNDEFINED_LADDER):
             raise EvalError(_undefined_message(tally, trials, count, what))
+        # Each redraw is one more check of the identity: within max_work, like the rest.
+        work = (attempt + 2) * max(1, compiled.estimate.total)
+        if work > settings.limits.max_work:
+            raise settings.limits.refuse(
+                "max_work",
+                work,
+                f"{tally.undefined_what} gives NaN/Inf on {tally.first_undefined} of {trials} "
+                f"draws; drawing them again (redraw {attempt + 1}) would make the work of the "
+                f"check",
+            )
         tally.undefined += count
         fresh = _draw_capped(
             ident, trials, identity_seed(seed, f"undefined {attempt + 1}"),

@@ -302,11 +302,11 @@ def trial_scales(torch: Any, trials: int) -> Any:
 
 
 def rescale(torch: Any, domain: str, x: Any, factor: Any) -> Any:
-    """``x`` ([trials, ...]) with each trial multiplied by ``factor`` ([trials]) when the
-    domain is scaled; as it is otherwise."""
+    """``x`` ([trials, ...], a fresh draw: changed in place, no copy) with each trial
+    multiplied by ``factor`` ([trials]) when the domain is scaled; as it is otherwise."""
     if not DOMAINS[domain].scaled:
         return x
-    return x * factor.reshape(-1, *([1] * (x.dim() - 1)))
+    return x.mul_(factor.reshape(-1, *([1] * (x.dim() - 1))))
 
 
 def sample(torch: Any, domain: str, shape: Shape, trials: int, gen: Any) -> Any:
