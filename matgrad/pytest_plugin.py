@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -42,6 +43,11 @@ class MatgradFailure(AssertionError):
 
 class MatgradCheckError(Exception):
     """An identity that could not be checked: a broken file, NaN values, a bug."""
+
+
+class MatgradWarning(UserWarning):
+    """What the reader must know although the verdict stands (e.g. undefined draws that were
+    drawn again): the identity's ``warnings``, issued by its first claim's test."""
 
 
 @dataclasses.dataclass
@@ -238,6 +244,9 @@ class ClaimItem(pytest.Item):
         )
         if claim is None:  # the identity could not be checked at all
             raise MatgradCheckError(_with_context(result.message, result, state))
+        if claim is result.claims[0]:
+            for text in result.warnings:
+                warnings.warn(MatgradWarning(f"{result.id}: {text}"), stacklevel=1)
         if claim.status == "error":
             raise MatgradCheckError(_with_context(claim.message, result, state))
         if result.status == "error":

@@ -150,6 +150,14 @@ class IdentityResult:
     trials: int | None = None
     seed: int | None = None
     internal: bool = False  # an unexpected exception (a bug), not bad input
+    # Trials drawn again: near a degenerate point (the guard), or where f, a claim or autograd
+    # was NaN/Inf (each redraw of a trial counts once); ``undefined``: how many of the first
+    # ``trials`` draws were NaN/Inf. The verdict is over ``trials`` draws that were defined.
+    redrawn_degenerate: int = 0
+    redrawn_undefined: int = 0
+    undefined: int = 0
+    # What the reader must know although the verdict stands (e.g. draws that were undefined).
+    warnings: list[str] = dataclasses.field(default_factory=list)
     # The identity's own tol where it is looser than the run's: {"rtol": 1e-3} (only the
     # looser keys); None when it has none, or none looser.
     loose_tol: dict[str, float] | None = None

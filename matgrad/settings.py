@@ -53,7 +53,7 @@ class SettingsError(MatgradError, ValueError):
 class Settings:
     """Everything a run needs besides the identities, resolved (see :func:`resolve`).
 
-    ``trials`` None: each identity's own ``trials`` (else 10). ``rtol``/``atol`` are the
+    ``trials`` None: each identity's own ``trials`` (else 100). ``rtol``/``atol`` are the
     tolerances of identities without their own ``tol``; left out (None) they become the
     dtype's defaults, so a constructed ``Settings`` always holds the numbers in force.
     ``device`` is as asked for (``auto`` included); the report records where it ran.

@@ -36,6 +36,12 @@ def sample_report() -> RunReport:
         latex=r"\frac{\partial}{\partial X} \operatorname{tr}(X^{-1} A) = -(X^{-1} A X^{-1})^T",
         trials=10,
         seed=7,
+        redrawn_undefined=3,
+        undefined=2,
+        warnings=["f gives NaN/Inf on 2 of 10 draws (20%); those draws were drawn again (3 "
+                  "redraws, towards the origin) and the verdict is over defined draws only: if "
+                  "f is meant only where it is defined, say so with a domain (e.g. positive for "
+                  "log/sqrt)"],
         claims=[
             ClaimResult("grad", "X", "passed", line=12, max_abs_err=2.2e-15, max_rel_err=1.1e-14,
                         worst=Worst(4, [1, 2], 0.5, 0.5000000000000022), max_ratio=2.2e-6, **TOL),

@@ -13,7 +13,7 @@ import matgrad.api
 from matgrad.api import LoadError
 from matgrad.errors import SpecError
 from matgrad.results import IdentityResult, RunReport
-from matgrad.spec.schema import Identity, Invalid
+from matgrad.spec.schema import DEFAULT_TRIALS, Identity, Invalid
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = str(ROOT / "identities" / "seed.yaml")
@@ -80,7 +80,7 @@ def test_check_paths_identities_and_mixes(write) -> None:
     assert report.ok is False
     assert report.results[0].trials == 2
     one = matgrad.check(matgrad.load(right)[0])
-    assert one.ok and one.results[0].trials == 10
+    assert one.ok and one.results[0].trials == DEFAULT_TRIALS
     assert matgrad.check([]).ok is False  # nothing checked is not a success
 
 

@@ -16,6 +16,12 @@ def eye(n: int) -> torch.Tensor:
     return torch.eye(n, dtype=torch.float64)
 
 
+def unscaled(x: torch.Tensor) -> torch.Tensor:
+    """A batch of draws divided by each trial's scale (domains.SCALES, cycled)."""
+    s = domains.trial_scales(torch, x.shape[0])
+    return x / s.reshape(-1, *([1] * (x.dim() - 1)))
+
+
 def test_every_domain_has_a_sampler() -> None:
     for name, dom in domains.DOMAINS.items():
         shape = (4, 4) if dom.fits((4, 4)) else (4,)
@@ -26,7 +32,7 @@ def test_every_domain_has_a_sampler() -> None:
 
 
 def test_positive() -> None:
-    x = draw("positive", (3, 2))
+    x = unscaled(draw("positive", (3, 2)))
     assert (x >= domains.LO).all() and (x <= domains.HI).all()
 
 
@@ -37,14 +43,14 @@ def test_symmetric_is_symmetric_and_general() -> None:
 
 
 def test_spd_spectrum() -> None:
-    x = draw("spd", (5, 5))
+    x = unscaled(draw("spd", (5, 5)))
     assert torch.allclose(x, x.mT)
     ev = torch.linalg.eigvalsh(x)
     assert ev.min() >= domains.LO - 1e-12 and ev.max() <= domains.HI + 1e-12
 
 
 def test_invertible_is_well_conditioned_and_not_symmetric() -> None:
-    x = draw("invertible", (5, 5))
+    x = unscaled(draw("invertible", (5, 5)))
     s = torch.linalg.svdvals(x)
     assert s.min() >= domains.LO - 1e-12 and s.max() <= domains.HI + 1e-12
     assert not torch.allclose(x, x.mT)
@@ -57,7 +63,7 @@ def test_orthogonal() -> None:
 
 
 def test_diagonal() -> None:
-    d = draw("diagonal", (4, 4))
+    d = unscaled(draw("diagonal", (4, 4)))
     off = d - torch.diag_embed(torch.diagonal(d, dim1=-2, dim2=-1))
     assert (off == 0).all()
     assert (torch.diagonal(d, dim1=-2, dim2=-1).abs() >= domains.LO).all()
@@ -65,7 +71,7 @@ def test_diagonal() -> None:
 
 @pytest.mark.parametrize("shape", [(6, 3), (3, 6)])
 def test_fullrank(shape: tuple[int, int]) -> None:
-    s = torch.linalg.svdvals(draw("fullrank", shape))
+    s = torch.linalg.svdvals(unscaled(draw("fullrank", shape)))
     assert s.shape == (T, 3)
     assert s.min() >= domains.LO - 1e-12 and s.max() <= domains.HI + 1e-12
 
@@ -160,9 +166,40 @@ def test_the_symmetric_and_conditioned_facts_hold_for_the_draws(name: str) -> No
     x = draw(name, (4, 4))
     off = x - torch.diag_embed(torch.diagonal(x, dim1=-2, dim2=-1))
     assert dom.symmetric == (torch.allclose(x, x.mT) and bool((off != 0).any()))
-    s = torch.linalg.svdvals(x)
+    s = torch.linalg.svdvals(unscaled(x) if dom.scaled else x)
     in_range = bool((s >= domains.LO - 1e-12).all() and (s <= domains.HI + 1e-12).all())
     assert dom.conditioned == in_range
     if dom.symmetrized is not None:
         y = dom.symmetrized(x)
         assert torch.allclose(y, y.mT)
+
+
+def test_draws_come_at_three_scales_and_orthogonal_keeps_its_own() -> None:
+    # Trial i is drawn at scale SCALES[i % 3] = 1, 0.1, 10, from the same generator stream.
+    assert domains.SCALES == (1.0, 0.1, 10.0)
+    x = draw("real", (200,))
+    spread = x.std(dim=1)
+    assert (spread[0::3] > 0.8).all() and (spread[0::3] < 1.25).all()
+    assert (spread[1::3] > 0.08).all() and (spread[1::3] < 0.125).all()
+    assert (spread[2::3] > 8).all() and (spread[2::3] < 12.5).all()
+    p = draw("positive", (4,))
+    assert torch.equal(p > 0, torch.ones_like(p, dtype=torch.bool))
+    assert (p[2::3] >= 10 * domains.LO).all() and (p[1::3] <= 0.1 * domains.HI).all()
+    assert not domains.DOMAINS["orthogonal"].scaled
+    q = draw("orthogonal", (3, 3))
+    assert torch.allclose(q.mT @ q, eye(3).expand(T, 3, 3), atol=1e-12)
+    # One trial draws at the unit scale, as before scales existed.
+    gen = torch.Generator().manual_seed(3)
+    one = domains.sample(torch, "real", (5,), 1, gen)
+    assert torch.equal(one, torch.randn((1, 5), generator=torch.Generator().manual_seed(3),
+                                        dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", sorted(n for n, d in domains.DOMAINS.items() if d.conditioned))
+def test_conditioning_holds_at_every_scale(name: str) -> None:
+    # The promise of a conditioned domain (singular values in [LO, HI] times the scale, so a
+    # condition number of at most HI/LO) is scale-free, so the degeneracy guard's thresholds
+    # (relative gap, condition number) see the same draws at every scale.
+    x = draw(name, (4, 4))
+    s = torch.linalg.svdvals(x)
+    assert (s[:, 0] / s[:, -1] <= domains.HI / domains.LO + 1e-9).all()

@@ -113,7 +113,7 @@ def test_the_recheck_uses_the_draw_of_the_float32_check_redraws_included(
     # (not from the first draw, and without asking the guard again).
     calls = []
 
-    def guard(compiled: object, draw: object, redraw, dtype: str) -> object:  # type: ignore[no-untyped-def]
+    def guard(compiled: object, draw: object, redraw, dtype: str, tally: object = None) -> object:  # type: ignore[no-untyped-def]
         calls.append(dtype)
         return redraw(7)
 

@@ -151,6 +151,7 @@ identities:
     f: sum(x) * tr(expm(0.01 * A))
     grad: {x: tr(expm(0.01 * A)) * ones(1000)}
     witness: [autograd, fd]
+    trials: 10
 """
 
 

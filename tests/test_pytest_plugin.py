@@ -85,6 +85,16 @@ def test_off_unless_asked_for(project: pytest.Pytester) -> None:
     assert "--matgrad=PATH" in help_text and "matgrad_paths" in help_text
 
 
+def test_undefined_draws_reach_pytest_as_a_warning(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("identities")
+    (pytester.path / "identities" / "log.yaml").write_text(
+        "id: shifted-log\nvars: {x: [3]}\nf: sum(log(x + 3))\ngrad: {x: 1 / (x + 3)}\n"
+    )
+    result = pytester.runpytest(*PLUGIN, "--matgrad", "identities")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*MatgradWarning: shifted-log: f gives NaN/Inf on * of 100 draws*"])
+
+
 def test_node_ids(project: pytest.Pytester) -> None:
     result = project.runpytest(*PLUGIN, "--matgrad", "identities", "--collect-only", "-q")
     lines = result.stdout.lines

@@ -116,7 +116,7 @@ def test_junit_structure() -> None:
     assert (traces.get("tests"), traces.get("failures"), traces.get("errors")) == ("2", "1", "0")
     props = {p.get("name"): p.get("value") for p in traces.find("properties")}
     assert props == {"matgrad": "9.9.9", "torch": "2.0.0-test", "device": "cpu",
-                     "dtype": "float64", "seed": "7"}
+                     "dtype": "float64", "seed": "7", "draws": "37"}
     cases = {c.get("name"): c for s in suites for c in s.findall("testcase")}
     ok = cases["trace-inverse"]
     assert ok.get("time") == "0.012" and ok.get("classname") == "identities.traces"
@@ -197,7 +197,12 @@ def _commands(out: str) -> list[tuple[str, dict[str, str], str]]:
 def test_github_annotations_point_at_the_claim_line() -> None:
     cmds = _commands(github.render(sample_report()))
     names = [c[0] for c in cmds]
-    assert names == ["group", "endgroup"] + ["error"] * 6
+    # A warning of an identity that met its expect is a ::warning, not an ::error.
+    assert names == ["group", "endgroup", "warning"] + ["error"] * 6
+    (warning,) = [c for c in cmds if c[0] == "warning"]
+    assert warning[1] == {"file": "identities/traces.yaml", "line": "3",
+                          "title": "matgrad warning: trace-inverse"}
+    assert warning[2].startswith("f gives NaN/Inf on 2 of 10 draws (20%); those draws")
     errors = [c for c in cmds if c[0] == "error"]
     _, props, message = errors[0]
     assert props == {
@@ -223,7 +228,7 @@ def test_github_escapes_user_text() -> None:
     for line in out.splitlines():
         # only our own commands start with "::": user text cannot inject one
         assert not line.startswith("::") or _COMMAND.match(line).group(1) in (
-            "group", "endgroup", "error"
+            "group", "endgroup", "error", "warning"
         )
     errors = [c for c in _commands(out) if c[0] == "error"]
     hostile = next(e for e in errors if e[1]["title"].startswith("matgrad FAIL: hostile"))
@@ -236,7 +241,9 @@ def test_github_escapes_user_text() -> None:
 
 def test_github_summary_line_last() -> None:
     out = github.render(sample_report())
-    assert out.splitlines()[-1] == "1 passed, 2 failed, 1 xfailed, 1 xpassed, 3 errors in 1.50s"
+    assert out.splitlines()[-1] == (
+        "1 passed, 2 failed, 1 xfailed, 1 xpassed, 3 errors in 1.50s (37 draws, 3 drawn again)"
+    )
 
 
 @pytest.mark.parametrize(

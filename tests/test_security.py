@@ -424,13 +424,14 @@ def budget(what: str, per_trial: int, trials: int) -> str:
     ("text", "message"),
     [
         pytest.param(
-            "id: a\nvars: {X: [1024, 1024]}\nf: sum(kron(X, X))\ngrad: {X: X}\n",
+            "id: a\nvars: {X: [1024, 1024]}\nf: sum(kron(X, X))\ngrad: {X: X}\ntrials: 10\n",
             "t.yaml:3: identity 'a', key f: "
             + budget("the expression 'sum(kron(X, X))'", 1024**4, 10),
             id="kron",
         ),
         pytest.param(
-            "id: a\nvars: {X: [1024, 1024]}\nf: sum(outer(vec(X), vec(X)))\ngrad: {X: X}\n",
+            "id: a\nvars: {X: [1024, 1024]}\nf: sum(outer(vec(X), vec(X)))\ngrad: {X: X}\n"
+            "trials: 10\n",
             "t.yaml:3: identity 'a', key f: "
             + budget("the expression 'sum(outer(vec(X), vec(X)))'", 1024**4, 10),
             id="outer",

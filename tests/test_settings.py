@@ -23,6 +23,7 @@ from matgrad.config import EMPTY, Config
 from matgrad.limits import DEFAULT_LIMITS
 from matgrad.results import RunReport
 from matgrad.settings import DEFAULT_TOL, Settings, SettingsError, resolve
+from matgrad.spec.schema import DEFAULT_TRIALS
 
 # Off by 1e-9 relative: passes at the default tolerances, fails at rtol 1e-10 atol 1e-12.
 NEAR = """
@@ -212,7 +213,7 @@ def test_reproduce_keeps_the_tolerances(write) -> None:
     assert cmd == f"matgrad check {path} -k near --seed 0 --rtol 1e-10 --atol 1e-12"
     assert invoke(*shlex.split(cmd)[1:]).exit_code == 1
     show = _line(r.stdout, "show: ")
-    assert show.endswith("--trials 10 --rtol 1e-10 --atol 1e-12")
+    assert show.endswith(f"--trials {DEFAULT_TRIALS} --rtol 1e-10 --atol 1e-12")
     assert "FAIL" in invoke(*shlex.split(show)[1:]).stdout
 
 

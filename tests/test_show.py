@@ -18,7 +18,7 @@ from matgrad.engine.core import Settings, check_identity
 from matgrad.engine.show import Matrix, view
 from matgrad.errors import MatgradError
 from matgrad.report.show import matrix_text, render
-from matgrad.spec.schema import Identity, load_text
+from matgrad.spec.schema import DEFAULT_TRIALS, Identity, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,7 +52,7 @@ def test_view_holds_one_trial_of_the_same_check() -> None:
     checked = check_identity(ident, settings, "cpu")
     worst = checked.claims[0].worst
     v = view(ident, settings, worst.trial, "cpu")
-    assert (v.id, v.trial, v.trials, v.seed, v.status) == ("untransposed", worst.trial, 10, 2, "failed")
+    assert (v.id, v.trial, v.trials, v.seed, v.status) == ("untransposed", worst.trial, DEFAULT_TRIALS, 2, "failed")
     assert [(name, domain, m.shape) for name, domain, m in v.variables] == [
         ("X", "invertible", [3, 3]),
         ("A", "real", [3, 3]),
@@ -69,8 +69,9 @@ def test_view_holds_one_trial_of_the_same_check() -> None:
 
 
 def test_trial_out_of_range() -> None:
-    with pytest.raises(MatgradError, match=r"^--trial 10 is out of range: identity 'untransposed' has 10 trials \(0 to 9\)$"):
-        view(parsed(WRONG), Settings(), 10, "cpu")
+    n = DEFAULT_TRIALS
+    with pytest.raises(MatgradError, match=rf"^--trial {n} is out of range: identity 'untransposed' has {n} trials \(0 to {n - 1}\)$"):
+        view(parsed(WRONG), Settings(), n, "cpu")
 
 
 def test_differential_shows_its_direction_and_fd_column() -> None:
@@ -133,7 +134,7 @@ def test_cli_show(write) -> None:
     assert "  Wrong: X^-1 A X^-1 without the transpose\n" in out
     assert "  latex: \\frac{\\partial}{\\partial X}" in out
     assert "  source: Matrix Cookbook (2012) eq. 61\n" in out
-    assert "  seed 0, trial 4 of 10 (0-based), float64\n" in out
+    assert f"  seed 0, trial 4 of {DEFAULT_TRIALS} (0-based), float64\n" in out
     assert "X [3, 3]" in out and "invertible" in out
     assert "grad X  FAIL" in out
     assert "  hint: transposed: the claim equals the autograd value transposed" in out
@@ -149,10 +150,12 @@ def test_cli_show_errors(write) -> None:
     assert " ".join(r.stderr.split()) == (
         f"error: no identity with id 'untransposd' in {path} (did you mean 'untransposed'?)"
     )
-    r = CliRunner().invoke(app, ["show", "untransposed", path, "--trial", "10"])
+    n = DEFAULT_TRIALS
+    r = CliRunner().invoke(app, ["show", "untransposed", path, "--trial", str(n)])
     assert r.exit_code == 2
     assert " ".join(r.stderr.split()) == (
-        "error: --trial 10 is out of range: identity 'untransposed' has 10 trials (0 to 9)"
+        f"error: --trial {n} is out of range: identity 'untransposed' has {n} trials "
+        f"(0 to {n - 1})"
     )
     bad = write("id: broken\nvars: {x: [2]}\nf: sum(x\ngrad: {x: x}\n", "bad.yaml")
     r = CliRunner().invoke(app, ["show", "broken", bad])

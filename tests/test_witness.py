@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from matgrad.cli import app
 from matgrad.engine.core import Settings, check_identity
 from matgrad.engine.witness import witnesses_for
-from matgrad.spec.schema import Identity, load_text
+from matgrad.spec.schema import DEFAULT_TRIALS, Identity, load_text
 
 
 def result(text: str, witnesses: tuple[str, ...] = ("fd", "taylor"), **settings):
@@ -154,7 +154,7 @@ SQRT_ZERO = ident(
 
 def test_autograd_undefined_where_f_is_smooth() -> None:
     alone = result(SQRT_ZERO, witnesses=())
-    assert alone.status == "error" and "autograd gives NaN/Inf" in alone.message
+    assert alone.status == "error" and "autograd (grad X) gives NaN/Inf" in alone.message
     r = result(SQRT_ZERO)
     (c,) = r.claims
     assert r.status == "error"
@@ -257,7 +257,7 @@ def test_cli_flags_and_json(write) -> None:
     assert "    witnesses: claim vs autograd" in table.stdout
     assert "    taylor: disagrees (slope 1.00 on trial " in table.stdout
     assert "(also judged by taylor)" in table.stdout
-    assert "--trials 10 --taylor" in table.stdout
+    assert f"--trials {DEFAULT_TRIALS} --taylor" in table.stdout
 
 
 def test_without_flags_nothing_changes(write) -> None:

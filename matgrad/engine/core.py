@@ -45,6 +45,17 @@ from matgrad.spec.schema import (
 # Below this many elements per batch, torch's intra-op threads cost more than they save.
 SMALL_WORK = 1 << 16
 
+# A trial on which f, a claim or autograd is NaN/Inf is drawn again, at most once per entry
+# here: the entry caps the trial's scale (inf: its own scale, domains.SCALES). Redraws move
+# towards the origin, so an f defined near it (log(x + 3)) gets every trial defined on every
+# seed.
+UNDEFINED_LADDER = (math.inf, math.inf, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1)
+# An f undefined on more than this fraction of the first draws at the smallest scale (near the
+# origin) is refused at once, on every seed: log(x) or sqrt(x) of a real x (half of them),
+# log(x - 3) (all). Counted only with at least UNDEFINED_NEAR_MIN draws at that scale.
+UNDEFINED_NEAR = 1 / 8
+UNDEFINED_NEAR_MIN = 8
+
 
 def resolve_device(device: str) -> str:
     if device == "auto":
@@ -81,17 +92,11 @@ class _Run:
         dtype: Any,
         device: str,
         draw: degeneracy.Draw | None = None,
+        tally: degeneracy.Tally | None = None,
     ):
         self.c = compiled
-        ident = compiled.identity
         if draw is None:
-            draw = _draw(ident, trials, seed)
-            draw = degeneracy.guard(
-                compiled,
-                draw,
-                lambda k: _draw(ident, trials, identity_seed(seed, f"redraw {k}")),
-                str(dtype).removeprefix("torch."),
-            )
+            draw = _guarded(compiled, _draw(compiled.identity, trials, seed), seed, dtype, tally)
         xs, ds = draw
         self.draw = draw  # float64 CPU, as drawn (witnesses and `show` start from it)
         self.x = {k: t.to(device=device, dtype=dtype) for k, t in xs.items()}
@@ -151,6 +156,34 @@ class _Run:
                     env[name] = self.compute(let, env)
             # No graph here, so a sub-expression the claim repeats is computed once.
             return self.compute(bound, env, memo={})
+
+
+def _guarded(
+    compiled: Compiled, draw: degeneracy.Draw, seed: int, dtype: Any,
+    tally: degeneracy.Tally | None,
+) -> degeneracy.Draw:
+    """``draw`` with its degenerate trials drawn again (the degeneracy guard)."""
+    ident = compiled.identity
+    trials = next(iter(draw[0].values())).shape[0]
+    return degeneracy.guard(
+        compiled,
+        draw,
+        lambda k: _draw(ident, trials, identity_seed(seed, f"redraw {k}")),
+        str(dtype).removeprefix("torch."),
+        tally,
+    )
+
+
+def _draw_capped(ident: Identity, trials: int, seed: int, cap: float) -> degeneracy.Draw:
+    """A fresh batch like :func:`_draw`, each trial's scale at most ``cap``."""
+    xs, ds = _draw(ident, trials, seed)
+    if math.isinf(cap):
+        return xs, ds
+    own = domains.trial_scales(torch, trials)
+    factor = (cap / own).clamp_(max=1.0)
+    return {
+        v.name: domains.rescale(torch, v.domain, xs[v.name], factor) for v in ident.vars.values()
+    }, ds
 
 
 def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
@@ -275,27 +308,158 @@ def _identity_status(expect: str, claims: list[ClaimResult]) -> str:
     return "failed" if failed else "passed"
 
 
-def check_compiled(
-    compiled: Compiled, settings: Settings, device: str, keep: list[Any] | None = None
-) -> list[ClaimResult]:
-    """Check every claim of one compiled identity; raise :class:`EvalError` if f is broken.
+def _grad_vars(compiled: Compiled) -> list[str]:
+    """The variables whose claims take their truth from the one shared backward pass."""
+    return list(dict.fromkeys(c.var for c, _ in compiled.claims if KINDS[c.kind].joint_gradient))
 
-    ``keep``, if given, receives ``(run, claim, truth, value)`` per claim (for ``show``)."""
-    ident = compiled.identity
-    dtype = getattr(torch, settings.dtype)
-    trials = _trials_for(ident, settings)
-    chosen = witness.witnesses_for(ident.witness, settings.witnesses)
-    witness.check_budget(compiled, chosen, trials, settings.limits)  # before anything is drawn
-    run = _Run(compiled, trials, identity_seed(settings.seed, ident.id), dtype, device)
-    grad_vars = list(
-        dict.fromkeys(c.var for c, _ in compiled.claims if KINDS[c.kind].joint_gradient)
-    )
+
+def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
+    """f, and per claim ``(truth, value)`` (None for a claim whose shape is
+    wrong: it is not evaluated)."""
+    grad_vars = _grad_vars(compiled)
     if grad_vars:
         fval, grads = run.gradients(grad_vars)
     else:
         grads = {}
         with torch.no_grad():
             fval = run.f(run.env)
+    evaluated: list[Any] = []
+    for claim, bound in compiled.claims:
+        expected = _expected_shape(claim, compiled)
+        if not _shapes_agree(bound.shape, expected) and not (
+            bound.static is not None and bound.shape == ()
+        ):
+            evaluated.append(None)
+            continue
+        truth = KINDS[claim.kind].truth(torch, run, claim.var, grads)
+        evaluated.append((truth, run.claim_value(claim, bound)))
+    return fval, evaluated
+
+
+def _undefined(
+    trials: int, fval: Any, compiled: Compiled, evaluated: list[Any], autograd_alone: bool
+) -> tuple[Any, str] | None:
+    """The trials ([T] bool) on which f, a claim or autograd is NaN/Inf, and what was NaN/Inf
+    first ("f", "autograd (grad x)", "the claim grad x"); None when everything is finite (the
+    common case, one check each). Autograd counts only when it is the only witness: with
+    others, an autograd that is NaN where f is finite is theirs to judge (they say "autograd
+    vs fd" and can check the claim without it)."""
+    named: list[tuple[str, Any]] = [("f", fval)]
+    for (claim, _), pair in zip(compiled.claims, evaluated, strict=True):
+        if pair is not None:
+            if autograd_alone:
+                named.append((f"autograd ({claim.label})", pair[0]))
+            named.append((f"the claim {claim.label}", pair[1]))
+    # isfinite makes a bool tensor (an eighth of a float64 copy): no large temporary here.
+    if all(bool(torch.isfinite(t).all()) for _, t in named):
+        return None
+    bad = None
+    what = ""
+    for name, t in named:
+        if t.dim() and t.shape[0] == trials:
+            rows = ~torch.isfinite(t.reshape(trials, -1)).all(dim=1)
+        else:  # one value for every trial
+            rows = (~torch.isfinite(t).all()).expand(trials)
+        if not what and bool(rows.any()):
+            what = name
+        bad = rows if bad is None else bad | rows
+    return bad, what
+
+
+def _refuse_if_undefined_near_the_origin(bad: Any, trials: int, tally: degeneracy.Tally) -> None:
+    """Raise :class:`EvalError` when too many first draws at the smallest scale are undefined
+    (redrawing towards the origin cannot help there)."""
+    near = domains.trial_scales(torch, trials) == min(domains.SCALES)
+    n = int(near.sum())
+    k = int((bad & near).sum())
+    if n < UNDEFINED_NEAR_MIN or k <= UNDEFINED_NEAR * n:
+        return
+    first = tally.first_undefined
+    raise EvalError(
+        f"{tally.undefined_what} gives NaN/Inf on {first} of {trials} draws "
+        f"({100 * first / trials:.3g}%), {k} of the {n} at scale {min(domains.SCALES):g} (near "
+        f"the origin): undefined on much of the domain; choose domains where it is defined "
+        f"(e.g. positive for log/sqrt, spd or invertible for logdet/inv)"
+    )
+
+
+def _undefined_message(tally: degeneracy.Tally, trials: int, left: int, what: str) -> str:
+    first = tally.first_undefined
+    still = "" if what == tally.undefined_what else f" ({what})"
+    return (
+        f"{tally.undefined_what} gives NaN/Inf on {first} of {trials} draws "
+        f"({100 * first / trials:.3g}%) and still on {left}{still} after "
+        f"{len(UNDEFINED_LADDER)} redraws of each (the last at scale "
+        f"{min(UNDEFINED_LADDER):g}): undefined on much of the domain; choose domains where it "
+        f"is defined (e.g. positive for log/sqrt, spd or invertible for logdet/inv)"
+    )
+
+
+def undefined_warning(tally: degeneracy.Tally, trials: int) -> str | None:
+    """The warning for an identity some of whose draws were undefined and drawn again."""
+    first = tally.first_undefined
+    if not first:
+        return None
+    return (
+        f"{tally.undefined_what} gives NaN/Inf on {first} of {trials} draws "
+        f"({100 * first / trials:.3g}%); those draws were drawn again ({tally.undefined} "
+        f"redraws, towards the origin) and the verdict is over defined draws only: if f is "
+        f"meant only where it is defined, say so with a domain (e.g. positive for log/sqrt)"
+    )
+
+
+def check_compiled(
+    compiled: Compiled,
+    settings: Settings,
+    device: str,
+    keep: list[Any] | None = None,
+    tally: degeneracy.Tally | None = None,
+) -> list[ClaimResult]:
+    """Check every claim of one compiled identity; raise :class:`EvalError` if f is broken.
+
+    ``keep``, if given, receives ``(run, claim, truth, value)`` per claim (for ``show``);
+    ``tally``, if given, counts the trials drawn again (degenerate or undefined)."""
+    ident = compiled.identity
+    dtype = getattr(torch, settings.dtype)
+    trials = _trials_for(ident, settings)
+    chosen = witness.witnesses_for(ident.witness, settings.witnesses)
+    witness.check_budget(compiled, chosen, trials, settings.limits)  # before anything is drawn
+    seed = identity_seed(settings.seed, ident.id)
+    tally = tally if tally is not None else degeneracy.Tally()
+    run = _Run(compiled, trials, seed, dtype, device, tally=tally)
+    for attempt in range(len(UNDEFINED_LADDER) + 1):
+        fval, evaluated = _evaluate(run, compiled)
+        undefined = _undefined(
+            trials, fval, compiled, evaluated, chosen == ("autograd",)
+        )
+        if undefined is None:
+            break
+        bad, what = undefined
+        count = int(bad.sum())
+        if attempt == 0:
+            tally.first_undefined, tally.undefined_what = count, what
+            _refuse_if_undefined_near_the_origin(bad.cpu(), trials, tally)
+        if attempt == len(UNDEFINED_LADDER):
+            raise EvalError(_undefined_message(tally, trials, count, what))
+        # Each redraw is one more check of the identity: within max_work, like the rest.
+        work = (attempt + 2) * max(1, compiled.estimate.total)
+        if work > settings.limits.max_work:
+            raise settings.limits.refuse(
+                "max_work",
+                work,
+                f"{tally.undefined_what} gives NaN/Inf on {tally.first_undefined} of {trials} "
+                f"draws; drawing them again (redraw {attempt + 1}) would make the work of the "
+                f"check",
+            )
+        tally.undefined += count
+        fresh = _draw_capped(
+            ident, trials, identity_seed(seed, f"undefined {attempt + 1}"),
+            UNDEFINED_LADDER[attempt],
+        )
+        draw = degeneracy.replace_rows(run.draw, bad.cpu(), fresh)
+        draw = _guarded(compiled, draw, identity_seed(seed, f"undefined {attempt + 1}"), dtype,
+                        tally)
+        run = _Run(compiled, trials, seed, dtype, device, draw=draw)
     bad = _first_bad_trial(fval)
     if bad is not None:
         raise EvalError(
@@ -310,19 +474,17 @@ def check_compiled(
         rtol64, atol64 = settings.tolerances_in(CONFIRM_DTYPE)
         recheck = _Recheck(
             run,
-            grad_vars,
+            _grad_vars(compiled),
             device,
             ident.tol.rtol if ident.tol.rtol is not None else rtol64,
             ident.tol.atol if ident.tol.atol is not None else atol64,
         )
 
     results: list[ClaimResult] = []
-    for claim, bound in compiled.claims:
+    for (claim, bound), pair in zip(compiled.claims, evaluated, strict=True):
         kind = KINDS[claim.kind]
         expected = _expected_shape(claim, compiled)
-        if not _shapes_agree(bound.shape, expected) and not (
-            bound.static is not None and bound.shape == ()
-        ):
+        if pair is None:
             hint = None
             if sorted(bound.shape) == sorted(expected) and len(expected) == 2:
                 hint = "transposed: the layout is swapped (did you mean .T?)"
@@ -343,9 +505,8 @@ def check_compiled(
                 )
             )
             continue
-        truth = kind.truth(torch, run, claim.var, grads)
+        truth, value = pair
         convention = kind.convention(ident, claim.var, truth)
-        value = run.claim_value(claim, bound)
         res = compare(claim, truth.detach(), value, expected, rtol, atol)
         computed = (truth.detach(), value)  # in the run's dtype, for `show`
         if res.status == "failed" and recheck is not None and "autograd" in chosen:
@@ -577,7 +738,16 @@ def check_identity(
         result.trials = trials
         compiled = compile_identity(ident, trials, settings.limits)
         device = device or resolve_device(settings.device)
-        result.claims = check_compiled(compiled, settings, device)
+        tally = degeneracy.Tally()
+        try:
+            result.claims = check_compiled(compiled, settings, device, tally=tally)
+        finally:
+            result.redrawn_degenerate = tally.degenerate
+            result.redrawn_undefined = tally.undefined
+            result.undefined = tally.first_undefined
+        warning = undefined_warning(tally, trials)
+        if warning is not None:
+            result.warnings.append(warning)
         result.status = _identity_status(ident.expect, result.claims)
         result.message = "; ".join(c.message for c in result.claims if c.message)
     except SpecError as e:

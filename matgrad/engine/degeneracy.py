@@ -242,11 +242,15 @@ def _survey(
 
 
 def guard(
-    compiled: Compiled, draw: Draw, redraw: Callable[[int], Draw], dtype: str
+    compiled: Compiled,
+    draw: Draw,
+    redraw: Callable[[int], Draw],
+    dtype: str,
+    tally: Tally | None = None,
 ) -> Draw:
     """Return ``draw`` with its degenerate trials drawn again; raise :class:`EvalError` when a
     trial stays degenerate after :data:`MAX_REDRAWS` redraws. ``redraw(k)`` gives the k-th
-    fresh full batch (k = 1, 2, ...)."""
+    fresh full batch (k = 1, 2, ...); ``tally``, if given, counts the trials drawn again."""
     found = sites(compiled)
     if not found:
         return draw
@@ -260,10 +264,32 @@ def guard(
             return xs, ds
         if attempt > MAX_REDRAWS:
             raise EvalError(_message(survey, dtype))
-        nx, nd = redraw(attempt)
-        xs = {k: torch.where(tensors.rows(bad, v), nx[k], v) for k, v in xs.items()}
-        ds = {k: torch.where(tensors.rows(bad, v), nd[k], v) for k, v in ds.items()}
+        if tally is not None:
+            tally.degenerate += int(bad.sum())
+        xs, ds = replace_rows((xs, ds), bad, redraw(attempt))
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+@dataclasses.dataclass
+class Tally:
+    """How many trials were drawn again, and why (each redraw of a trial counts once)."""
+
+    degenerate: int = 0  # near a degenerate point (this guard)
+    undefined: int = 0  # f, a claim or autograd NaN/Inf there (the engine's redraw)
+    first_undefined: int = 0  # trials of the first draw that were undefined
+    undefined_what: str = ""  # what was NaN/Inf on them first ("f", "autograd of grad x", ...)
+
+
+def replace_rows(draw: Draw, bad: Any, fresh: Draw) -> Draw:
+    """``draw`` with the trials where ``bad`` ([T] bool) is set taken from ``fresh``: the one
+    redraw mechanism, shared by this guard and the engine's redraw of undefined trials. Every
+    other trial keeps its draw."""
+    xs, ds = draw
+    nx, nd = fresh
+    return (
+        {k: torch.where(tensors.rows(bad, v), nx[k], v) for k, v in xs.items()},
+        {k: torch.where(tensors.rows(bad, v), nd[k], v) for k, v in ds.items()},
+    )
 
 
 def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:

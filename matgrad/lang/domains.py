@@ -3,7 +3,14 @@
 Every sampler draws from an explicit ``torch.Generator`` (never the global RNG) in float64 on
 the CPU, so a draw is the same on every device and dtype. Structured domains are built so the
 maths is well-defined and well-conditioned: singular values or eigenvalues lie in
-[0.5, 2], so condition numbers are at most 4.
+[0.5, 2] times the trial's scale, so condition numbers are at most 4.
+
+Draws come at several scales: trial i of a batch is multiplied by ``SCALES[i % 3]`` (1, 0.1,
+10), for every domain whose promise survives a scale (``scaled``: all but ``orthogonal``). A
+claim wrong only in a region away from the origin (x < -3, say) is then visited on a third of
+the trials, and one wrong only near it on another third. The scale is a fact of the trial
+index, not a random draw: the generator's stream is the same as without it, and a draw is
+reproducible from the seed alone.
 
 Each domain is one :class:`Domain` entry in :data:`DOMAINS` that carries every fact about it:
 which shapes it fits, how it is drawn, its tangent directions, whether its draws are symmetric
@@ -22,6 +29,10 @@ from typing import Any
 from matgrad.lang.functions import Shape
 
 LO, HI = 0.5, 2.0
+
+# The scale of trial i is SCALES[i % len(SCALES)] (trial 0 keeps the unit scale, so a one-trial
+# run draws as before).
+SCALES = (1.0, 0.1, 10.0)
 
 
 DEFAULT = "real"  # the domain of a variable that names none
@@ -43,6 +54,9 @@ class Domain:
     # (entrywise, frobenius, free) apply to them ("diagonal" has no off-diagonal freedom)
     symmetric: bool
     conditioned: bool  # singular values in [LO, HI] (condition number <= 4) by construction
+    # draws are multiplied by the trial's scale (SCALES): the domain's promise holds at any
+    # scale (conditioning is scale-free; a positive entry stays positive). Orthogonal is not.
+    scaled: bool
     # shape -> the sizes of the random orthogonal matrices one draw takes (what drawing costs
     # beyond the entries; the work budget weighs each n by QR * n^3)
     orthogonals: Callable[[Shape], tuple[int, ...]]
@@ -171,97 +185,109 @@ DOMAINS: dict[str, Domain] = {
     for d in [
         Domain(
             "real",
-            "independent standard normal entries (the default)",
+            "independent normal entries, standard deviation the trial's scale (the default)",
             "any",
             _any,
             sample=_sample_real,
             tangent=_free,
             symmetric=False,
             conditioned=False,
+            scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=_symmetric_part,
         ),
         Domain(
             "positive",
-            f"entries uniform in [{LO}, {HI}]",
+            f"entries uniform in [{LO}, {HI}] times the trial's scale",
             "any",
             _any,
             sample=_sample_positive,
             tangent=_free,
             symmetric=False,
             conditioned=False,
+            scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=_symmetric_part,
         ),
         Domain(
             "symmetric",
-            "X = (A + A^T)/sqrt(2), A standard normal",
+            "X = (A + A^T)/sqrt(2), A normal at the trial's scale",
             "square [n, n]",
             _square,
             sample=_sample_symmetric,
             tangent=_symmetric_direction,
             symmetric=True,
             conditioned=False,
+            scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
         ),
         Domain(
             "spd",
-            f"symmetric positive definite, eigenvalues uniform in [{LO}, {HI}]",
+            f"symmetric positive definite, eigenvalues uniform in [{LO}, {HI}] times the "
+            "trial's scale",
             "square [n, n]",
             _square,
             sample=_sample_spd,
             tangent=_symmetric_direction,
             symmetric=True,
             conditioned=True,
+            scaled=True,
             orthogonals=_one_orthogonal,
             symmetrized=None,
         ),
         Domain(
             "invertible",
-            f"U diag(s) V^T, U, V random orthogonal, s uniform in [{LO}, {HI}] (not symmetric)",
+            f"U diag(s) V^T, U, V random orthogonal, s uniform in [{LO}, {HI}] times the trial's "
+            "scale (not symmetric)",
             "square [n, n]",
             _square,
             sample=_sample_invertible,
             tangent=_free,
             symmetric=False,
             conditioned=True,
+            scaled=True,
             orthogonals=lambda shape: (shape[-1], shape[-1]),
             symmetrized=_gram,
         ),
         Domain(
             "orthogonal",
-            "Haar-random orthogonal matrix",
+            "Haar-random orthogonal matrix (not scaled)",
             "square [n, n]",
             _square,
             sample=_sample_orthogonal,
             tangent=_orthogonal_direction,
             symmetric=False,
             conditioned=True,
+            scaled=False,
             orthogonals=_one_orthogonal,
             symmetrized=None,
         ),
         Domain(
             "diagonal",
-            f"diagonal matrix, diagonal entries of random sign and size in [{LO}, {HI}]",
+            f"diagonal matrix, diagonal entries of random sign and size in [{LO}, {HI}] times the "
+            "trial's scale",
             "square [n, n]",
             _square,
             sample=_sample_diagonal,
             tangent=_diagonal_direction,
             symmetric=False,
             conditioned=True,
+            scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
         ),
         Domain(
             "fullrank",
-            f"full column/row rank, singular values uniform in [{LO}, {HI}]",
+            f"full column/row rank, singular values uniform in [{LO}, {HI}] times the trial's "
+            "scale",
             "matrix [m, n]",
             _matrix,
             sample=_sample_fullrank,
             tangent=_free,
             symmetric=False,
             conditioned=True,
+            scaled=True,
             orthogonals=lambda shape: (shape[0], shape[1]),
             symmetrized=_gram,
         ),
@@ -269,9 +295,25 @@ DOMAINS: dict[str, Domain] = {
 }
 
 
+def trial_scales(torch: Any, trials: int) -> Any:
+    """The scale of each trial of a batch: ``SCALES`` repeated, float64 [trials]."""
+    cycle = torch.tensor(SCALES, dtype=torch.float64)
+    return cycle.repeat(-(-trials // len(SCALES)))[:trials]
+
+
+def rescale(torch: Any, domain: str, x: Any, factor: Any) -> Any:
+    """``x`` ([trials, ...], a fresh draw: changed in place, no copy) with each trial
+    multiplied by ``factor`` ([trials]) when the domain is scaled; as it is otherwise."""
+    if not DOMAINS[domain].scaled:
+        return x
+    return x.mul_(factor.reshape(-1, *([1] * (x.dim() - 1))))
+
+
 def sample(torch: Any, domain: str, shape: Shape, trials: int, gen: Any) -> Any:
-    """A float64 CPU tensor of shape ``[trials, *shape]`` drawn from ``domain``."""
-    return DOMAINS[domain].sample(torch, shape, trials, gen)
+    """A float64 CPU tensor of shape ``[trials, *shape]`` drawn from ``domain``, trial i at
+    the scale ``SCALES[i % 3]`` when the domain is scaled."""
+    x = DOMAINS[domain].sample(torch, shape, trials, gen)
+    return rescale(torch, domain, x, trial_scales(torch, trials))
 
 
 def direction(torch: Any, domain: str, point: Any, gen: Any, tangent: bool) -> Any:

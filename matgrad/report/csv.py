@@ -40,8 +40,9 @@ def _names(cls: type, prefix: str = "") -> list[str]:
 
 IDENTITY_COLUMNS = _names(IdentityResult)
 CLAIM_COLUMNS = _names(ClaimResult, "claim.")
-# The run's warnings (a raised tolerance bound), as a JSON list on every row.
-COLUMNS = IDENTITY_COLUMNS + CLAIM_COLUMNS + ["warnings"]
+# The run's warnings (a raised tolerance bound), as a JSON list on every row; an identity's own
+# warnings (undefined draws) are its `warnings` column.
+COLUMNS = IDENTITY_COLUMNS + CLAIM_COLUMNS + ["run_warnings"]
 
 
 def cell(value: Any) -> str:
@@ -74,7 +75,7 @@ def rows(report: RunReport) -> list[dict[str, Any]]:
         ident = r.to_dict()
         ident.pop("claims")
         ident = _flat(ident)
-        ident["warnings"] = report.warnings
+        ident["run_warnings"] = report.warnings
         claims = [_flat(c.to_dict(), "claim.") for c in r.claims] or [{}]
         for c in claims:
             out.append({**ident, **c})

@@ -40,8 +40,8 @@ def command(name: str, message: str, **props: str | int | None) -> str:
 
 def annotations(r: IdentityResult, settings: Settings) -> list[str]:
     """One ``::error`` per failing claim (or one for the identity), none if it met its
-    expect; and one ``::notice`` per passing claim with a note (a float32 failure that held
-    in float64)."""
+    expect; one ``::notice`` per passing claim with a note (a float32 failure that held in
+    float64); and one ``::warning`` per warning of an identity that met its expect."""
     title = f"matgrad {verdict(r.status)}: {r.id}"
     out = [
         command(
@@ -55,7 +55,10 @@ def annotations(r: IdentityResult, settings: Settings) -> list[str]:
         if c.note and c.status == "passed"
     ]
     if r.ok:
-        return out
+        warned = f"matgrad warning: {r.id}"
+        return out + [
+            command("warning", w, file=r.file, line=r.line, title=warned) for w in r.warnings
+        ]
     bad = [c for c in r.claims if c.status != "passed"]
     if r.status == "xpassed" or not bad:
         text = "\n".join(identity_lines(r, settings))

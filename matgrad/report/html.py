@@ -22,6 +22,7 @@ from matgrad.report.text import (
     STATUSES,
     XPASS_TEXT,
     counts,
+    draws,
     headline,
     num,
     rechecked,
@@ -329,6 +330,7 @@ def _identity(n: int, r: IdentityResult, settings: Settings) -> str:
     if r.source:
         facts.append(f"source: {esc(r.source)}")
     out.append(f'<p class="meta">{" · ".join(facts)}</p>')
+    out.extend(f'<p class="hint">warning: {esc(w)}</p>' for w in r.warnings)
     if r.status == "xpassed":
         out.append(f'<p class="msg">{esc(XPASS_TEXT)}</p>')
     if r.claims:
@@ -410,7 +412,7 @@ def render(report: RunReport) -> str:
             )
             or "<p>None.</p>",
             "</section>",
-            f'<footer class="meta">{esc(counts(report))}</footer>',
+            f'<footer class="meta">{esc(counts(report))} ({esc(draws(report))})</footer>',
             "</body>",
             "</html>",
             "",

@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from matgrad.report.escape import xml, xml_document
-from matgrad.report.text import failure_message, identity_lines
+from matgrad.report.text import failure_message, identity_lines, total_draws
 from matgrad.results import IdentityResult, RunReport
 from matgrad.settings import Settings
 
@@ -47,6 +47,7 @@ def _properties(report: RunReport) -> ET.Element:
         ("device", report.device),
         ("dtype", report.dtype),
         ("seed", str(report.seed)),
+        ("draws", str(total_draws(report))),
     ]
     if report.shard:
         pairs.append(("shard", report.shard))

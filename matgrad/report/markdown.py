@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from matgrad.report.escape import markdown as md
 from matgrad.report.text import (
+    draws,
     headline,
     identity_lines,
     notes,
@@ -29,7 +30,7 @@ def _meta(report: RunReport) -> str:
     parts = [f"matgrad {report.matgrad}"]
     if report.torch:
         parts.append(f"torch {report.torch}")
-    parts += [report.device, report.dtype, f"seed {report.seed}"]
+    parts += [report.device, report.dtype, f"seed {report.seed}", draws(report)]
     if report.shard:
         parts.append(f"shard {report.shard}")
     return md(", ".join(parts))
@@ -63,6 +64,10 @@ def _head(report: RunReport) -> list[str]:
     again = rechecked(report)
     if again:
         lines += ["", f"> {md(again)}"]
+    for r in report.results:
+        if r.ok and r.warnings:  # the others show their warnings in their row below
+            head = f"> **warning** {md(r.id)} ({md(where(r))})"
+            lines += ["", *(f"{head}: {md(w)}" for w in r.warnings)]
     return lines
 
 

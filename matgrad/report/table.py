@@ -9,7 +9,15 @@ from rich.table import Table
 from rich.text import Text
 
 from matgrad.report.escape import terminal
-from matgrad.report.text import VERDICT, claim_lines, rechecked, reproduce, show_command
+from matgrad.report.text import (
+    VERDICT,
+    claim_lines,
+    draws,
+    rechecked,
+    reproduce,
+    show_command,
+    warning_lines,
+)
 from matgrad.results import ClaimResult, RunReport
 
 STYLE = {
@@ -92,7 +100,7 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
     for r in report.results:
         note = r.tol_note()
         noted = any(c.note for c in r.claims)
-        if r.ok and not verbose and not noted:
+        if r.ok and not verbose and not noted and not r.warnings:
             if note:  # a looser tol is always shown
                 out.append(Text(f"{VERDICT[r.status]} {terminal(r.id)}: {note}", style="yellow"))
             continue
@@ -104,6 +112,9 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
         lines: list[RenderableType] = [head]
         if note:
             lines.append(Text(f"  {note}", style="yellow"))
+        warnings = [
+            Text(f"  {terminal(x, newlines=True)}", style="yellow") for x in warning_lines(r)
+        ]
         if r.ok:
             lines.extend(
                 Text(f"  {terminal(x, newlines=True)}")
@@ -111,7 +122,7 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
                 if verbose or c.note
                 for x in claim_lines(c)
             )
-            out.append(Group(*lines))
+            out.append(Group(*lines, *warnings))
             continue
         if r.status == "xpassed":
             lines.append(
@@ -138,6 +149,7 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
                 lines.append(Text(f"    {w.name}: {w.verdict}{said}", style="dim"))
         if not r.claims and r.message:
             lines.append(Text(f"  {terminal(r.message, newlines=True)}"))
+        lines.extend(warnings)
         if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
             lines.append(
                 Text(
@@ -167,7 +179,7 @@ def summary_line(report: RunReport) -> Text:
         if i:
             line.append(", ")
         line.append(text, style=style)
-    line.append(f" in {report.seconds:.2f}s")
+    line.append(f" in {report.seconds:.2f}s ({draws(report)})")
     if report.shard:
         line.append(f" (shard {report.shard})")
     if report.stopped:

@@ -63,9 +63,28 @@ def counts(report: RunReport) -> str:
     )
 
 
+def total_draws(report: RunReport) -> int:
+    """How many draws the verdicts rest on: every identity's trials."""
+    return sum(r.trials or 0 for r in report.results)
+
+
+def draws(report: RunReport) -> str:
+    """How many draws the verdicts rest on, and how many trials were drawn again (near a
+    degenerate point, or undefined there), if any."""
+    total = total_draws(report)
+    again = sum(r.redrawn_degenerate + r.redrawn_undefined for r in report.results)
+    text = f"{total} draw{'' if total == 1 else 's'}"
+    return text + (f", {again} drawn again" if again else "")
+
+
+def warning_lines(r: IdentityResult) -> list[str]:
+    """The identity's warnings, one line each (no escaping)."""
+    return [f"warning: {w}" for w in r.warnings]
+
+
 def summary(report: RunReport) -> str:
     """The one-line outcome of a run, as the terminal shows it."""
-    line = f"{counts(report)} in {report.seconds:.2f}s"
+    line = f"{counts(report)} in {report.seconds:.2f}s ({draws(report)})"
     if report.shard:
         line += f" (shard {report.shard})"
     if report.stopped:
@@ -172,6 +191,7 @@ def identity_lines(r: IdentityResult, settings: Settings) -> list[str]:
         lines.extend(claim_lines(c))
     if not r.claims and r.message:
         lines.append(r.message)
+    lines.extend(warning_lines(r))
     if r.status in ("failed", "xpassed") or (r.status == "error" and r.claims):
         lines.append(f"reproduce: {reproduce(r, settings)}")
     return lines

@@ -57,7 +57,7 @@ VAR_KEYS = ("shape", "domain")
 TOL_KEYS = ("rtol", "atol")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")  # whole text: use fullmatch
 YAML_SUFFIXES = (".yaml", ".yml")
-DEFAULT_TRIALS = 10  # random draws per identity unless the file or --trials says otherwise
+DEFAULT_TRIALS = 100  # random draws per identity unless the file or --trials says otherwise
 
 
 @dataclasses.dataclass(frozen=True)
