@@ -47,12 +47,12 @@ def invoke(*args: str):
     ("config", "flags", "expected"),
     [
         pytest.param(EMPTY, {}, {"seed": 0, "trials": None, "dtype": "float64", "device": "auto",
-                                 "rtol": 1e-6, "atol": 1e-9}, id="defaults"),
-        pytest.param(EMPTY, {"dtype": "float32"}, {"rtol": 2e-3, "atol": 1e-4},
+                                 "rtol": 1e-6, "atol": 0.0}, id="defaults"),
+        pytest.param(EMPTY, {"dtype": "float32"}, {"rtol": 2e-3, "atol": 0.0},
                      id="tolerances-follow-dtype"),
         pytest.param(Config(seed=5, trials=3, dtype="float32", device="cpu", rtol=1e-3),
                      {}, {"seed": 5, "trials": 3, "dtype": "float32", "device": "cpu",
-                          "rtol": 1e-3, "atol": 1e-4}, id="config"),
+                          "rtol": 1e-3, "atol": 0.0}, id="config"),
         pytest.param(Config(seed=5, trials=3, rtol=1e-3), {"seed": 0, "rtol": 0.0},
                      {"seed": 0, "trials": 3, "rtol": 0.0}, id="a-flag-of-0-is-still-a-flag"),
         pytest.param(Config(dtype="float32"), {"dtype": "float64", "atol": 1e-12},
@@ -93,7 +93,7 @@ def test_settings_refuse(fields: dict, message: str) -> None:
     ("fields", "flags"),
     [
         ({}, []),
-        ({"rtol": 1e-6, "atol": 1e-9}, []),  # the defaults, given: still nothing to say
+        ({"rtol": 1e-6, "atol": 0.0}, []),  # the defaults, given: still nothing to say
         ({"dtype": "float32", "rtol": 2e-3}, ["--dtype float32"]),
         (
             {"trials": 4, "device": "cpu", "rtol": 1e-10, "atol": 1e-12, "witnesses": ("fd",)},

@@ -81,8 +81,10 @@ class _Run:
         dtype: Any,
         device: str,
         draw: degeneracy.Draw | None = None,
+        perturb: tensors.Perturbation | None = None,
     ):
         self.c = compiled
+        self.perturb = perturb  # every intermediate result through it (the noise estimate)
         ident = compiled.identity
         if draw is None:
             draw = _draw(ident, trials, seed)
@@ -110,10 +112,10 @@ class _Run:
         return self._env
 
     def _with_lets(self, env: dict[str, Any]) -> dict[str, Any]:
-        return tensors.with_lets(self.c.lets, env, self.like)
+        return tensors.with_lets(self.c.lets, env, self.like, self.perturb)
 
     def compute(self, bound: Bound, env: dict[str, Any], memo: dict[str, Any] | None = None) -> Any:
-        return tensors.evaluate(bound, env, self.like, memo)
+        return tensors.evaluate(bound, env, self.like, memo, self.perturb)
 
     def f(self, env: dict[str, Any]) -> Any:
         return self.compute(self.c.f, env)
@@ -202,21 +204,22 @@ def compare(
     rtol: float,
     atol: float,
     slack: Any = None,
+    noise: Any = None,
 ) -> ClaimResult:
-    """Compare a claimed value with the autograd truth, both batched [T, ...]. ``slack``
-    ([T, ...]) widens the bound entrywise (the error estimate of a finite difference)."""
+    """Compare a claimed value with the autograd truth, both batched [T, ...], by the rule of
+    ``tensors.tolerance``. ``slack`` ([T, ...]) widens the bound entrywise (the error estimate
+    of a finite difference); ``noise`` ([T, entries]) is the estimated rounding noise of each
+    entry (see :func:`rounding_noise`)."""
     res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
     tr, cl = tensors.per_trial(truth, value)  # a constant scalar claim fills the whole shape
     t = tr.shape[0]
     err = (cl - tr).abs_()
     mag = tr.abs()
-    bound = tensors.tolerance(mag, rtol, atol)
+    bound = tensors.tolerance(mag, rtol, atol, noise)
     if slack is not None:
         bound = bound + slack.reshape(t, -1).expand_as(bound)
-    ratio = err / bound
-    if not atol > 0 or slack is not None:
-        # 0/0 (an exact entry with a zero bound) is no error at all; x/0 stays inf.
-        ratio = ratio.nan_to_num_(nan=0.0, posinf=math.inf)
+    # 0/0 (an exact entry matched exactly, its bound zero) is no error at all; x/0 stays inf.
+    ratio = (err / bound).nan_to_num_(nan=0.0, posinf=math.inf)
     flat = torch.argmax(ratio)
     # Relative error over the entries with a nonzero autograd value (x/0 and 0/0 left out).
     rel = (err / mag).nan_to_num_(nan=0.0, posinf=0.0)
@@ -280,7 +283,8 @@ def check_compiled(
 ) -> list[ClaimResult]:
     """Check every claim of one compiled identity; raise :class:`EvalError` if f is broken.
 
-    ``keep``, if given, receives ``(run, claim, truth, value)`` per claim (for ``show``)."""
+    ``keep``, if given, receives ``(run, claim, truth, value, noise)`` per claim (for
+    ``show``; ``noise`` is the estimated rounding noise, or None where none was needed)."""
     ident = compiled.identity
     dtype = getattr(torch, settings.dtype)
     trials = _trials_for(ident, settings)
@@ -337,6 +341,15 @@ def check_compiled(
         convention = kind.convention(ident, claim.var, truth)
         value = run.claim_value(claim, bound)
         res = compare(claim, truth.detach(), value, expected, rtol, atol)
+        noise = None
+        if res.status == "failed":
+            # Only now, and only for this claim: is the mismatch within rounding noise?
+            noise = rounding_noise(
+                run, claim, bound, truth.detach(), value, settings.limits,
+                identity_seed(settings.seed, ident.id + "\0noise"),
+            )
+            if noise is not None:
+                res = compare(claim, truth.detach(), value, expected, rtol, atol, noise=noise)
         res.convention = convention
         reference, claimed = (truth, value) if res.status == "failed" else (None, None)
         if chosen != ("autograd",):
@@ -352,11 +365,58 @@ def check_compiled(
                 run, claim, bound, res, reference, claimed, expected, "autograd" in chosen,
                 settings.limits,
             )
+            if noise is not None and "autograd" in chosen:
+                probe.noise = _symmetrised(noise, expected)
             res.hint = diagnose.diagnose(probe)
         if keep is not None:
-            keep.append((run, claim, truth.detach(), value))
+            keep.append((run, claim, truth.detach(), value, noise))
         results.append(res)
     return results
+
+
+def rounding_noise(
+    run: _Run,
+    claim: Claim,
+    bound: Bound,
+    truth: Any,
+    value: Any,
+    limits: Limits,
+    seed: int,
+) -> Any | None:
+    """The estimated rounding noise of each entry of a claim and of its autograd truth
+    ([T, entries], the two added): ``tensors.NOISE_RUNS`` re-evaluations of both on the same
+    draw under Monte Carlo arithmetic (``tensors.Perturbation``: every intermediate result of
+    f, of autograd's backward pass and of the claim moved by about an ulp), and each entry's
+    largest deviation. Each run costs about one more check of the identity; None (no
+    estimate: the strict test stands) when that would exceed ``max_work``, or when a perturbed
+    evaluation cannot be made (a perturbed input that a function refuses)."""
+    cost = max(1, run.c.estimate.total)
+    if (tensors.NOISE_RUNS + 1) * cost > limits.max_work:
+        return None
+    truths, values = [], []
+    try:
+        for k in range(tensors.NOISE_RUNS):
+            other = _Run(
+                run.c, run.trials, 0, run.like.dtype, str(run.like.device), draw=run.draw,
+                perturb=tensors.Perturbation(seed + k),
+            )
+            truths.append(_truth_of(other, claim.kind, claim.var))
+            values.append(other.claim_value(claim, bound))
+    except (EvalError, RuntimeError, ValueError):
+        return None
+    of_truth = tensors.noise(truth, truths)
+    of_claim = tensors.noise(value, values)  # [T, 1] for a constant scalar claim: broadcast
+    return of_truth + of_claim.expand_as(of_truth)
+
+
+def _symmetrised(noise: Any, expected: Shape) -> Any:
+    """``noise`` [T, entries] as the larger of it and its transpose for a square shape (the
+    diagnosis compares transposed candidates)."""
+    if len(expected) != 2 or expected[0] != expected[1]:
+        return noise
+    t, n = noise.shape[0], expected[0]
+    m = noise.reshape(t, n, n)
+    return torch.maximum(m, m.transpose(-1, -2)).reshape(t, -1)
 
 
 def _truth_of(run: _Run, kind: str, var: str) -> Any:
@@ -597,6 +657,7 @@ __all__ = [
     "compare",
     "identity_seed",
     "lower_threads_for_small_work",
+    "rounding_noise",
     "run",
 ]
 

@@ -13,23 +13,77 @@ import torch
 from matgrad.lang.batch import fill_like, rows
 from matgrad.lang.expr import Bound, as_tensor
 
-__all__ = ["evaluate", "fill_like", "per_trial", "rows", "tolerance", "with_lets"]
+__all__ = [
+    "NOISE_FACTOR",
+    "NOISE_RUNS",
+    "Perturbation",
+    "evaluate",
+    "fill_like",
+    "noise",
+    "per_trial",
+    "rows",
+    "tolerance",
+    "with_lets",
+]
+
+# The rounding noise of an entry is estimated by NOISE_RUNS re-evaluations with every
+# intermediate result moved by about an ulp (see Perturbation), and an entry may differ by
+# NOISE_FACTOR times the spread they show. Both chosen from measurement: see
+# docs/decision-rule.md ("Choosing K and C").
+NOISE_RUNS = 3
+NOISE_FACTOR = 64.0
+
+
+class Perturbation:
+    """Monte Carlo arithmetic on one evaluation: each tensor it is applied to is multiplied by
+    ``1 + s * eps`` (``s`` = +1 or -1 at random per element, ``eps`` the dtype's machine
+    epsilon), which moves every nonzero entry by one or two ulps, as a rounding that went the
+    other way would; exact zeros stay zero. A tensor that records gradients also gets a hook
+    that perturbs the gradient flowing back through it likewise, so autograd's backward pass
+    is perturbed as its forward pass is. The signs come from a dedicated generator, seeded:
+    the estimate is the same on every run."""
+
+    def __init__(self, seed: int):
+        self.gen = torch.Generator().manual_seed(seed)
+
+    def _factor(self, x: Any) -> Any:
+        eps = torch.finfo(x.dtype).eps
+        s = torch.randint(0, 2, tuple(x.shape), generator=self.gen, dtype=torch.int8)
+        return (s.to(device=x.device, dtype=x.dtype) * 2 - 1).mul_(eps).add_(1)
+
+    def __call__(self, x: Any) -> Any:
+        if not getattr(x, "is_floating_point", lambda: False)() or x.numel() == 0:
+            return x
+        out = x * self._factor(x)
+        if out.requires_grad:
+            out.register_hook(lambda g: g * self._factor(g))
+        return out
 
 
 def evaluate(
-    bound: Bound, env: dict[str, Any], like: Any, memo: dict[str, Any] | None = None
+    bound: Bound,
+    env: dict[str, Any],
+    like: Any,
+    memo: dict[str, Any] | None = None,
+    perturb: Perturbation | None = None,
 ) -> Any:
     """``bound`` evaluated on the batched tensors of ``env``. An expression that folds to a
     constant (a Python float) is filled to ``[T, *bound.shape]``; ``like`` gives ``T``, the
     dtype and the device. With a ``memo``, a sub-expression written twice is computed once
-    (only where no autograd graph is recorded: see ``Bound.evaluate``)."""
-    return as_tensor(bound.evaluate(env, torch, like, memo), bound.shape, torch, like)
+    (only where no autograd graph is recorded: see ``Bound.evaluate``). With ``perturb``,
+    every intermediate result goes through it (the rounding-noise estimate)."""
+    return as_tensor(bound.evaluate(env, torch, like, memo, perturb), bound.shape, torch, like)
 
 
-def with_lets(lets: Iterable[tuple[str, Bound]], env: dict[str, Any], like: Any) -> dict[str, Any]:
+def with_lets(
+    lets: Iterable[tuple[str, Bound]],
+    env: dict[str, Any],
+    like: Any,
+    perturb: Perturbation | None = None,
+) -> dict[str, Any]:
     """``env`` with each ``let`` evaluated in order (each may use the ones before it)."""
     for name, bound in lets:
-        env[name] = evaluate(bound, env, like)
+        env[name] = evaluate(bound, env, like, perturb=perturb)
     return env
 
 
@@ -44,10 +98,32 @@ def per_trial(reference: Any, value: Any) -> tuple[Any, Any]:
     return ref, val
 
 
-def tolerance(mag: Any, rtol: float, atol: float) -> Any:
+def tolerance(mag: Any, rtol: float, atol: float, noise: Any = None) -> Any:
     """The bound on ``|claim - reference|`` per entry, from ``mag = |reference|`` ``[T, k]``:
-    ``atol * max(1, largest |reference| of the trial) + rtol * |reference|``.
+    ``rtol * |reference| + atol * (largest |reference| of the trial) + NOISE_FACTOR * noise``.
 
-    The one statement of matgrad's test: a claim matches when every entry is within it."""
-    top = mag.amax(dim=1, keepdim=True)
-    return torch.add(top.clamp_min(1.0).mul_(atol), mag, alpha=rtol)
+    The one statement of matgrad's test (docs/decision-rule.md): a claim matches when every
+    entry is within it. Nothing in it is absolute, so it is unchanged in meaning when f or a
+    variable is rescaled. ``atol`` (0 by default) is an explicit loosening relative to the
+    trial's largest entry. ``noise`` ``[T, k]`` is the estimated rounding noise of each entry
+    (see :func:`noise`), computed only for a claim that fails without it; left out, the test
+    is the strict ``rtol`` one, and an exact zero must be matched exactly."""
+    bound = mag * rtol
+    if atol:
+        bound = bound + mag.amax(dim=1, keepdim=True) * atol
+    if noise is not None:
+        bound = bound + noise * NOISE_FACTOR
+    return bound
+
+
+def noise(base: Any, runs: Iterable[Any]) -> Any:
+    """The rounding noise of each entry of ``base`` ``[T, ...]`` as ``[T, k]``: the largest
+    deviation from it of its re-evaluations under :class:`Perturbation`. A deviation that is
+    not finite gives no estimate (0: the entry is then held to the strict test)."""
+    t = base.shape[0]
+    b = base.reshape(t, -1)
+    out = torch.zeros_like(b)
+    for r in runs:
+        d = (r.reshape(t, -1).expand_as(b) - b).abs()
+        out = torch.maximum(out, torch.where(torch.isfinite(d), d, torch.zeros_like(d)))
+    return out
