@@ -49,7 +49,9 @@ def main(dtype: str, trials: int, seeds: int) -> None:
                 ratio = torch.where(over > 0, over / noise.double(), torch.zeros_like(over))
                 need.append((float(ratio.max()), item.id, seed))
     need.sort(reverse=True)
-    print(f"{dtype}, {trials} trials, seeds 0-{seeds - 1}, NOISE_FACTOR {tensors.NOISE_FACTOR}")
+    c = tensors.NOISE_FACTOR[getattr(torch, dtype)]
+    print(f"{dtype}, {trials} trials, seeds 0-{seeds - 1}, NOISE_FACTOR {c}, "
+          f"PERTURBATION_ULPS {tensors.PERTURBATION_ULPS}")
     print(f"claims that needed the noise estimate: {len(need)}")
     for c, ident, seed in need[:8]:
         print(f"  needs C = {c:.3g}: {ident} (seed {seed})")

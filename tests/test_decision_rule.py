@@ -98,7 +98,7 @@ def test_an_exact_zero_must_be_matched_exactly_unless_noise_says_otherwise() -> 
     noise = torch.tensor([[1e-301, 0.0]], dtype=torch.float64)
     res = compare(c, truth, tiny, (2,), 1e-6, 0.0, noise=noise)
     assert res.status == "passed"
-    assert res.max_ratio == pytest.approx(1e-300 / (tensors.NOISE_FACTOR * 1e-301))
+    assert res.max_ratio == pytest.approx(1e-300 / (tensors.NOISE_FACTOR[torch.float64] * 1e-301))
 
 
 def test_perturbation_keeps_zeros_and_moves_the_rest_by_an_ulp_or_two() -> None:
@@ -107,8 +107,8 @@ def test_perturbation_keeps_zeros_and_moves_the_rest_by_an_ulp_or_two() -> None:
         y = tensors.Perturbation(1)(x)
         assert bool((y[:, 0] == 0).all())
         rel = ((y - x).abs() / x.abs())[:, 1:]
-        eps = torch.finfo(dtype).eps
-        assert bool((rel > 0).all()) and bool((rel <= 2 * eps).all())
+        eps = torch.finfo(dtype).eps * tensors.PERTURBATION_ULPS
+        assert bool((rel > eps / 2).all()) and bool((rel <= 2 * eps).all())
         # the same seed gives the same perturbation; the signs vary
         assert torch.equal(tensors.Perturbation(1)(x), y)
         assert bool((y > x)[:, 1].any()) and bool((y < x)[:, 1].any())
@@ -124,7 +124,7 @@ def test_perturbation_reaches_the_backward_pass() -> None:
 # ---- cancellation: noise, not error ----------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype,big", [("float32", "3e4"), ("float64", "1e13")])
+@pytest.mark.parametrize("dtype,big", [("float32", "3e4"), ("float64", "1e10")])
 def test_cancellation_in_the_claim_passes_by_its_noise_and_is_still_checked(dtype, big) -> None:
     # The claim computes the gradient of 0.3 sum(x) as (big*x + 0.3) - big*x: right, but its
     # rounding error (an ulp of big) is far above rtol. Its estimated noise, not rtol, must
@@ -142,23 +142,19 @@ def test_cancellation_in_the_claim_passes_by_its_noise_and_is_still_checked(dtyp
 # ---- the detection threshold -----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dtype,rtol", [("float64", 1e-6), ("float32", 2e-3)])
-def test_detection_threshold_is_rtol(dtype: str, rtol: float) -> None:
-    # A claim off by a relative delta on one entry: detected from just above rtol, never at
-    # half of it (measured, not assumed: the threshold is what docs/decision-rule.md states).
+@pytest.mark.parametrize("dtype,rtol,above", [("float64", 1e-6, 1.05), ("float32", 2e-3, 1.2)])
+def test_detection_threshold_is_rtol(dtype: str, rtol: float, above: float) -> None:
+    # A claim off by a relative delta on one entry: detected on every seed from just above
+    # rtol (1.05 rtol in float64; in float32 the noise allowance adds about 5-10%: measured
+    # 1.1, asserted 1.2), never at 0.95 rtol (the threshold docs/decision-rule.md states).
     f, right = "x.T @ A @ x", "(A + A.T) @ x"
-    vars_ = QUAD
 
-    def detected(delta: float) -> bool:
+    def detected(delta: float) -> int:
         claim = f"{right} + {delta} * entry({right}, 1, 0) * col(eye(n), 1)"
-        out = verdicts(ident(f, claim, vars_), range(5), dtype=dtype)
-        return set(out) == {"failed"}
+        return verdicts(ident(f, claim, QUAD), range(10), dtype=dtype).count("failed")
 
-    assert detected(2 * rtol)
-    assert not detected(0.5 * rtol)
-    # the smallest delta detected on every seed, on a grid of quarter decades
-    found = next(d for d in (rtol * 10 ** (k / 4) for k in range(-4, 5)) if detected(d))
-    assert rtol * 0.9 <= found <= rtol * 1.8
+    assert detected(above * rtol) == 10
+    assert detected(0.95 * rtol) == 0
 
 
 # ---- the whole library at every scale ----------------------------------------------------------
@@ -226,3 +222,17 @@ def test_the_noise_estimate_stays_within_max_work() -> None:
         (res,) = check_compiled(compile_identity(item, 200, limits), settings, "cpu", keep)
         assert res.status == status, max_work
         assert (keep[0][4] is None) == (status == "failed")
+
+
+def test_exact_zeros_worked_example() -> None:
+    # docs/decision-rule.md, "Exact zeros"
+    vars_ = "{X: [n, n], A: [n, n], Y: [n, n]}"
+    zero = ident("tr(A @ X)", "zeros(n, n)", vars_, var="Y")
+    tiny = ident("tr(A @ X)", "1e-300 * ones(n, n)", vars_, var="Y")
+    assert set(verdicts(zero, range(10))) == {"passed"}
+    assert set(verdicts(tiny, range(10))) == {"failed"}
+    # zero only up to rounding: the noise estimate carries the exact claim
+    rounded = ident("sum(x * (a / 3)) - sum(x * a) / 3", "zeros(n, 1)", "{x: [n, 1], a: [n, 1]}")
+    results = [check_identity(rounded, Settings(seed=s), "cpu") for s in range(10)]
+    assert {r.status for r in results} == {"passed"}
+    assert max(r.claims[0].max_abs_err for r in results) > 0  # autograd's zero is rounded

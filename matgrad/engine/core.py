@@ -221,6 +221,9 @@ def compare(
     # 0/0 (an exact entry matched exactly, its bound zero) is no error at all; x/0 stays inf.
     ratio = (err / bound).nan_to_num_(nan=0.0, posinf=math.inf)
     flat = torch.argmax(ratio)
+    if math.isinf(float(ratio.reshape(-1)[flat])):
+        # Several entries may be over a zero bound: the worst is the one with the largest error.
+        flat = torch.argmax(torch.where(torch.isinf(ratio), err, torch.full_like(err, -1.0)))
     # Relative error over the entries with a nonzero autograd value (x/0 and 0/0 left out).
     rel = (err / mag).nan_to_num_(nan=0.0, posinf=0.0)
     # Every number the result needs, read back in one transfer. NaN and Inf propagate into

@@ -27,27 +27,30 @@ __all__ = [
 ]
 
 # The rounding noise of an entry is estimated by NOISE_RUNS re-evaluations with every
-# intermediate result moved by about an ulp (see Perturbation), and an entry may differ by
-# NOISE_FACTOR times the spread they show. Both chosen from measurement: see
-# docs/decision-rule.md ("Choosing K and C").
+# intermediate result moved by PERTURBATION_ULPS ulps (see Perturbation), and an entry may
+# differ by NOISE_FACTOR (per dtype) times the spread they show. All chosen from measurement:
+# see docs/decision-rule.md ("Choosing K, the perturbation and C").
 NOISE_RUNS = 3
-NOISE_FACTOR = 64.0
+PERTURBATION_ULPS = 16
+NOISE_FACTOR: dict[Any, float] = {torch.float64: 64.0, torch.float32: 16.0}
 
 
 class Perturbation:
     """Monte Carlo arithmetic on one evaluation: each tensor it is applied to is multiplied by
-    ``1 + s * eps`` (``s`` = +1 or -1 at random per element, ``eps`` the dtype's machine
-    epsilon), which moves every nonzero entry by one or two ulps, as a rounding that went the
-    other way would; exact zeros stay zero. A tensor that records gradients also gets a hook
-    that perturbs the gradient flowing back through it likewise, so autograd's backward pass
-    is perturbed as its forward pass is. The signs come from a dedicated generator, seeded:
-    the estimate is the same on every run."""
+    ``1 + s * PERTURBATION_ULPS * eps`` (``s`` = +1 or -1 at random per element, ``eps`` the
+    dtype's machine epsilon), which moves every nonzero entry by that many ulps, as roundings
+    that went the other way would; exact zeros stay zero. Not one ulp: a library routine
+    (LAPACK's eigh, a matrix product) often rounds a one-ulp change of its input back to the
+    same output bits, and its own rounding would then go unseen. A tensor that records
+    gradients also gets a hook that perturbs the gradient flowing back through it likewise, so
+    autograd's backward pass is perturbed as its forward pass is. The signs come from a
+    dedicated generator, seeded: the estimate is the same on every run."""
 
     def __init__(self, seed: int):
         self.gen = torch.Generator().manual_seed(seed)
 
     def _factor(self, x: Any) -> Any:
-        eps = torch.finfo(x.dtype).eps
+        eps = torch.finfo(x.dtype).eps * PERTURBATION_ULPS
         s = torch.randint(0, 2, tuple(x.shape), generator=self.gen, dtype=torch.int8)
         return (s.to(device=x.device, dtype=x.dtype) * 2 - 1).mul_(eps).add_(1)
 
@@ -100,7 +103,8 @@ def per_trial(reference: Any, value: Any) -> tuple[Any, Any]:
 
 def tolerance(mag: Any, rtol: float, atol: float, noise: Any = None) -> Any:
     """The bound on ``|claim - reference|`` per entry, from ``mag = |reference|`` ``[T, k]``:
-    ``rtol * |reference| + atol * (largest |reference| of the trial) + NOISE_FACTOR * noise``.
+    ``rtol * |reference| + atol * (largest |reference| of the trial) + C * noise``, C the
+    dtype's ``NOISE_FACTOR``.
 
     The one statement of matgrad's test (docs/decision-rule.md): a claim matches when every
     entry is within it. Nothing in it is absolute, so it is unchanged in meaning when f or a
@@ -112,7 +116,7 @@ def tolerance(mag: Any, rtol: float, atol: float, noise: Any = None) -> Any:
     if atol:
         bound = bound + mag.amax(dim=1, keepdim=True) * atol
     if noise is not None:
-        bound = bound + noise * NOISE_FACTOR
+        bound = bound + noise * NOISE_FACTOR.get(noise.dtype, NOISE_FACTOR[torch.float64])
     return bound
 
 
