@@ -11,7 +11,7 @@ The command line and the pytest plugin read it; :func:`matgrad.settings.resolve`
     dtype = "float64"           # or "float32"
     device = "auto"             # or "cpu", "cuda"
     rtol = 1.0e-6               # default tolerances of identities without their own `tol`
-    atol = 1.0e-9
+    atol = 0.0
 
     [tool.matgrad.limits]
     max_dim = 2048

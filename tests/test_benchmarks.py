@@ -46,6 +46,6 @@ def test_the_overhead_baseline_draws_matgrads_inputs_and_agrees_with_it(load) ->
     for ident in idents:
         keep: list = []
         check_compiled(compile_identity(ident, 3), Settings(trials=3), "cpu", keep)
-        ((run, _, _, _),) = keep
+        ((run, _, _, _, _),) = keep
         x, a = overhead.draw(ident, 3)
         assert torch.equal(run.x["X"], x) and torch.equal(run.x["A"], a)

@@ -155,8 +155,11 @@ def test_compare_with_zero_tolerance_needs_exact_equality() -> None:
 
 def test_compare_has_no_relative_error_when_autograd_is_all_zero() -> None:
     zero = torch.zeros(3, 2, dtype=torch.float64)
-    res = compare(Claim("grad", "x", "x", 1, 1), zero, zero + 1e-12, (2,), 1e-6, 1e-9)
+    res = compare(Claim("grad", "x", "x", 1, 1), zero, zero.clone(), (2,), 1e-6, 1e-9)
     assert res.status == "passed" and res.max_rel_err is None
+    # nothing absolute: next to an all-zero truth, 1e-12 is a mismatch (atol scales by 0)
+    res = compare(Claim("grad", "x", "x", 1, 1), zero, zero + 1e-12, (2,), 1e-6, 1e-9)
+    assert res.status == "failed" and res.max_rel_err is None
 
 
 def test_claim_values_never_carry_autograd_state() -> None:
@@ -169,7 +172,7 @@ def test_claim_values_never_carry_autograd_state() -> None:
     keep: list = []
     (res,) = check_compiled(compile_identity(ident, 3), Settings(trials=3), "cpu", keep)
     assert res.status == "passed"
-    ((_, _, truth, value),) = keep
+    ((_, _, truth, value, _),) = keep
     assert not value.requires_grad and not truth.requires_grad
 
 

@@ -48,7 +48,7 @@ def invoke(*args: str):
     ("config", "flags", "expected"),
     [
         pytest.param(EMPTY, {}, {"seed": 0, "trials": None, "dtype": "float64", "device": "auto",
-                                 "rtol": 1e-6, "atol": 1e-9}, id="defaults"),
+                                 "rtol": 1e-6, "atol": 0.0}, id="defaults"),
         pytest.param(EMPTY, {"dtype": "float32"},
                      dict(zip(("rtol", "atol"), DEFAULT_TOL["float32"], strict=True)),
                      id="tolerances-follow-dtype"),
@@ -95,7 +95,7 @@ def test_settings_refuse(fields: dict, message: str) -> None:
     ("fields", "flags"),
     [
         ({}, []),
-        ({"rtol": 1e-6, "atol": 1e-9}, []),  # the defaults, given: still nothing to say
+        ({"rtol": 1e-6, "atol": 0.0}, []),  # the defaults, given: still nothing to say
         ({"dtype": "float32", "rtol": DEFAULT_TOL["float32"][0]}, ["--dtype float32"]),
         (
             {"trials": 4, "device": "cpu", "rtol": 1e-10, "atol": 1e-12, "witnesses": ("fd",)},

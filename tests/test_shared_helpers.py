@@ -109,10 +109,11 @@ def test_rows_and_per_trial() -> None:
 
 
 def test_tolerance_scales_atol_by_each_trial_largest_entry() -> None:
+    # no floor at 1: a trial of small entries gets a small atol term
     mag = torch.tensor([[0.5, 0.0], [10.0, 2.0]], dtype=torch.float64)
     bound = tensors.tolerance(mag, rtol=1e-3, atol=1e-2)
     expected = torch.tensor(
-        [[1e-2 * 1 + 1e-3 * 0.5, 1e-2 * 1], [1e-2 * 10 + 1e-3 * 10, 1e-2 * 10 + 1e-3 * 2]],
+        [[1e-2 * 0.5 + 1e-3 * 0.5, 1e-2 * 0.5], [1e-2 * 10 + 1e-3 * 10, 1e-2 * 10 + 1e-3 * 2]],
         dtype=torch.float64,
     )
     assert torch.allclose(bound, expected, rtol=0, atol=1e-15)

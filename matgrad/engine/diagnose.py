@@ -15,8 +15,9 @@ Runs only for a failed claim (a passing claim costs nothing). In order:
 5. swapped variables: the claim is the derivative with respect to another variable of the
    same shape.
 
-"Matches" means the check's own test, |claim - truth| <= atol * scale + rtol * |truth| on every
-entry of a trial. Each hint is one line, ``"SHORT: explanation"``; the table shows SHORT.
+"Matches" means the check's own test (``tensors.tolerance``, docs/decision-rule.md) on every
+entry of a trial, with the failed claim's estimated rounding noise when it has one. Each hint
+is one line, ``"SHORT: explanation"``; the table shows SHORT.
 """
 
 from __future__ import annotations
@@ -58,20 +59,28 @@ class Probe:
     swapped: Callable[[], list[tuple[str, Any, Any]]] | None = None
     # searches left out because they would cost too much (see MAX_CANDIDATES), in words
     skipped: list[str] = dataclasses.field(default_factory=list)
+    # the estimated rounding noise of the failed comparison ([T, entries], truth and claim
+    # together; symmetrised for a square shape so that it serves transposed candidates), or
+    # None when none was estimated: candidates are held to the same noise
+    noise: Any = None
 
 
-def within(truth: Any, value: Any, rtol: float, atol: float) -> Any:
-    """Per trial: does ``value`` match ``truth`` by the check's test? ([T] booleans)"""
+def within(truth: Any, value: Any, rtol: float, atol: float, noise: Any = None) -> Any:
+    """Per trial: does ``value`` match ``truth`` by the check's test? ([T] booleans)
+    ``noise`` ([T, entries]) is the rounding noise allowed per entry (ignored if its shape is
+    not the comparison's)."""
     tr, cl = tensors.per_trial(truth, value)
     if cl.shape != tr.shape:
         return torch.zeros(tr.shape[0], dtype=torch.bool, device=tr.device)
-    ok = (cl - tr).abs() <= tensors.tolerance(tr.abs(), rtol, atol)
+    if noise is not None and tuple(noise.shape) != tuple(tr.shape):
+        noise = None
+    ok = (cl - tr).abs() <= tensors.tolerance(tr.abs(), rtol, atol, noise)
     finite = torch.isfinite(tr).all(dim=1) & torch.isfinite(cl).all(dim=1)
     return ok.all(dim=1) & finite
 
 
 def _all(truth: Any, value: Any, p: Probe) -> bool:
-    return bool(within(truth, value, p.rtol, p.atol).all())
+    return bool(within(truth, value, p.rtol, p.atol, p.noise).all())
 
 
 def _fit(base: Any, value: Any) -> float | None:
@@ -171,7 +180,7 @@ def _symmetric(p: Probe) -> str | None:
 
 
 def _some_trials(p: Probe) -> str | None:
-    ok = within(p.truth, p.value, p.rtol, p.atol)
+    ok = within(p.truth, p.value, p.rtol, p.atol, p.noise)
     t = int(ok.numel())
     good = int(ok.sum())
     if not 0 < good < t:

@@ -82,8 +82,9 @@ def view(
         cv = _claim_view(res)
         k = kept.get(id(claim))
         if k is not None:
-            claim_run, _, truth, value = k
-            _fill(cv, truth[trial], value[trial], res.rtol, res.atol)
+            claim_run, _, truth, value, noise = k
+            _fill(cv, truth[trial], value[trial], res.rtol, res.atol,
+                  None if noise is None else noise[trial])
             if res.worst is not None and res.worst.trial == trial and cv.claimed is not None:
                 cv.worst = list(res.worst.index)  # the check's own pick for this trial
                 k = cv.claimed.flat(cv.worst)
@@ -128,7 +129,14 @@ def _claim_view(res: ClaimResult) -> ClaimView:
     )
 
 
-def _fill(cv: ClaimView, truth: Any, value: Any, rtol: float | None, atol: float | None) -> None:
+def _fill(
+    cv: ClaimView,
+    truth: Any,
+    value: Any,
+    rtol: float | None,
+    atol: float | None,
+    noise: Any = None,
+) -> None:
     import torch
 
     from matgrad.engine import tensors
@@ -141,8 +149,11 @@ def _fill(cv: ClaimView, truth: Any, value: Any, rtol: float | None, atol: float
     if diff.numel():
         # The worst entry by the check's own measure: error over the entry's tolerance.
         err = diff.abs().reshape(-1)
-        bound = tensors.tolerance(truth.abs().reshape(1, -1), rtol or 0.0, atol or 0.0)[0]
-        ratio = err / bound if bool((bound > 0).all()) else err
+        if noise is not None:
+            noise = noise.detach().to(device="cpu").double().reshape(1, -1)
+        bound = tensors.tolerance(truth.abs().reshape(1, -1), rtol or 0.0, atol or 0.0, noise)[0]
+        # 0/0 (an exact entry matched exactly) is no error; NaN anywhere else is the worst.
+        ratio = torch.where((err == 0) & (bound == 0), torch.zeros_like(err), err / bound)
         ratio = torch.where(torch.isnan(ratio), torch.full_like(ratio, float("inf")), ratio)
         k = int(torch.argmax(ratio))
         cv.worst = cv.difference.index(k)

@@ -537,6 +537,7 @@ def judge(
     if "fd" in witnesses:
         fd_value, slack, noise, change = _finite_differences(ev, claim, convert, limits)
         tol = max(rtol, KINDS[claim.kind].fd_tol)
+        slack = slack + _fd_floor(fd_value, max(atol, tol))
         fd_res = compare(claim, fd_value, value64, expected, tol, max(atol, tol), slack=slack)
         fd_res.convention = convention
         undefined = fd_res.status == "error"
@@ -610,6 +611,16 @@ def judge(
 def _blind(w: WitnessResult) -> bool:
     """Whether ``w`` could not judge because the rounding noise of f swallowed the signal."""
     return w.verdict == "undefined" and CANNOT_JUDGE in w.message
+
+
+def _fd_floor(fd_value: Any, atol: float) -> Any:
+    """The absolute floor that finite differences are still compared with, ``atol`` up to
+    1 (``atol * max(1, top)`` in all, ``top`` the trial's largest entry): the rounding of f at
+    the step is not estimated, so their error is not yet known in relative terms."""
+    t = fd_value.shape[0]
+    top = fd_value.detach().reshape(t, -1).abs().amax(dim=1)
+    floor = (1.0 - top).clamp_min(0.0).nan_to_num(nan=0.0) * atol
+    return floor.reshape(t, *([1] * (fd_value.dim() - 1)))
 
 
 def _symmetric(c: Any, rtol: float, atol: float) -> bool:

@@ -19,7 +19,7 @@ import functools
 import math
 import operator
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from matgrad.errors import EvalError, ExprError, LimitError, did_you_mean
@@ -301,7 +301,12 @@ class Bound:
     max_numel: int = 1
 
     def evaluate(
-        self, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None = None
+        self,
+        env: Mapping[str, Any],
+        torch: Any,
+        like: Any,
+        memo: dict[str, Any] | None = None,
+        perturb: Callable[[Any], Any] | None = None,
     ) -> Any:
         """Evaluate on batched tensors; ``like`` gives batch size, dtype and device.
 
@@ -309,8 +314,12 @@ class Bound:
         ``inv(X)`` in ``inv(X).T @ A @ inv(X)``, is computed once: same text, same tree, same
         value. Pass it only where no autograd graph is recorded: a shared node sums the
         gradients flowing into it before its own backward, which rounds differently.
+
+        With ``perturb``, every node's tensor output (variables and lets included, constants
+        not) is passed through it: the engine's estimate of rounding noise (Monte Carlo
+        arithmetic, see docs/decision-rule.md) moves each intermediate result by about an ulp.
         """
-        return _evaluate(self, env, torch, like, memo)
+        return _evaluate(self, env, torch, like, memo, perturb)
 
 
 def bind(expr: Expr, scope: Scope, limits: Limits = DEFAULT_LIMITS) -> Bound:
@@ -473,21 +482,43 @@ def _bind_call(node: Call, scope: Scope, limits: Limits) -> Bound:
 # ---- evaluation -----------------------------------------------------------------------------
 
 
+Perturb = Callable[[Any], Any] | None
+
+
 def _evaluate(
-    b: Bound, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None = None
+    b: Bound,
+    env: Mapping[str, Any],
+    torch: Any,
+    like: Any,
+    memo: dict[str, Any] | None = None,
+    perturb: Perturb = None,
 ) -> Any:
     if memo is None or not b.args or b.static is not None:
-        return _evaluate_node(b, env, torch, like, memo)
+        return _perturbed(_evaluate_node(b, env, torch, like, memo, perturb), perturb)
     # The key is the node's source text: within one expression, equal text parses to an
     # equal tree, and so (same names, same env) to an equal value.
     out = memo.get(b.node.text)
     if out is None:
-        out = memo[b.node.text] = _evaluate_node(b, env, torch, like, memo)
+        out = memo[b.node.text] = _perturbed(
+            _evaluate_node(b, env, torch, like, memo, perturb), perturb
+        )
     return out
 
 
+def _perturbed(out: Any, perturb: Perturb) -> Any:
+    """A node's output through the perturbation hook (a tensor only: a constant stays exact)."""
+    if perturb is None or isinstance(out, float):
+        return out
+    return perturb(out)
+
+
 def _evaluate_node(
-    b: Bound, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None
+    b: Bound,
+    env: Mapping[str, Any],
+    torch: Any,
+    like: Any,
+    memo: dict[str, Any] | None,
+    perturb: Perturb = None,
 ) -> Any:
     node = b.node
     if b.static is not None:
@@ -495,12 +526,12 @@ def _evaluate_node(
     if isinstance(node, Name):
         return env[node.name]
     if isinstance(node, Neg):
-        return -_evaluate(b.args[0], env, torch, like, memo)
+        return -_evaluate(b.args[0], env, torch, like, memo, perturb)
     if isinstance(node, Transpose):
-        x = _evaluate(b.args[0], env, torch, like, memo)
+        x = _evaluate(b.args[0], env, torch, like, memo, perturb)
         return x.transpose(-1, -2) if len(b.args[0].shape) == 2 else x
     if isinstance(node, BinOp):
-        return _eval_binop(b, env, torch, like, memo)
+        return _eval_binop(b, env, torch, like, memo, perturb)
     if isinstance(node, Call):
         fn = REGISTRY[node.fn]
         vals: list[Any] = []
@@ -508,7 +539,8 @@ def _evaluate_node(
             if i in fn.static_args:
                 vals.append(int(a.static))  # type: ignore[arg-type]
             else:
-                vals.append(as_tensor(_evaluate(a, env, torch, like, memo), a.shape, torch, like))
+                v = _evaluate(a, env, torch, like, memo, perturb)
+                vals.append(as_tensor(v, a.shape, torch, like))
         if fn.name in CONSTRUCTORS:
             out = fn.impl(torch, *vals, like=like)
             return out.expand(like.shape[0], *out.shape)
@@ -535,13 +567,18 @@ def _scalar_view(x: Any, rank: int) -> Any:
 
 
 def _eval_binop(
-    b: Bound, env: Mapping[str, Any], torch: Any, like: Any, memo: dict[str, Any] | None
+    b: Bound,
+    env: Mapping[str, Any],
+    torch: Any,
+    like: Any,
+    memo: dict[str, Any] | None,
+    perturb: Perturb = None,
 ) -> Any:
     node = b.node
     assert isinstance(node, BinOp)
     la, rb = b.args
-    x = _evaluate(la, env, torch, like, memo)
-    y = _evaluate(rb, env, torch, like, memo)
+    x = _evaluate(la, env, torch, like, memo, perturb)
+    y = _evaluate(rb, env, torch, like, memo, perturb)
     op = node.op
     if op == "@":
         va, vb = len(la.shape) == 1, len(rb.shape) == 1

@@ -40,7 +40,7 @@ dims: {$dim: 3}  # named sizes, usable as integers in expressions
 
 _TAIL = """\
 # expect: fail  # keep a known-wrong identity as a negative example
-# tol: {rtol: 1.0e-6, atol: 1.0e-9}  # per-identity tolerances (float64 defaults shown)
+# tol: {rtol: 1.0e-6, atol: 0.0}  # per-identity tolerances (float64 defaults shown)
 # trials: 100  # random draws of the variables (the default; a third each at scale 1, 0.1, 10)
 """
 
