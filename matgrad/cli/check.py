@@ -23,10 +23,9 @@ from matgrad.cli.common import (
     TaylorOpt,
     TrialsOpt,
     app,
-    parse_limits,
 )
 from matgrad.errors import ExitCode
-from matgrad.settings import CONFIRM_DTYPE, Settings, resolve
+from matgrad.settings import CONFIRM_DTYPE, Settings
 
 
 def dtype_warning(settings: Settings) -> str:
@@ -118,16 +117,8 @@ def check(
     """
     config = common.project_config()
     where = common.resolve_paths(paths, config)
-    settings = resolve(
-        config,
-        seed=seed,
-        trials=trials,
-        dtype=dtype.value if dtype else None,
-        device=device.value if device else None,
-        rtol=rtol,
-        atol=atol,
-        limits=parse_limits(limit, config.limits),
-        witnesses=common.witness_flags(fd, taylor),
+    settings = common.run_settings(
+        config, seed, trials, dtype, device, rtol, atol, limit, fd=fd, taylor=taylor
     )
     targets = common.report_targets(report or [])
     chosen_shard = common.parse_shard(shard)

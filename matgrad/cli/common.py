@@ -27,7 +27,7 @@ from matgrad.config import Config, load_config
 from matgrad.errors import ExitCode, LimitError, MatgradError
 from matgrad.limits import DEFAULT_LIMITS, REAL, Limits
 from matgrad.report import FORMATS
-from matgrad.settings import DEVICES, DTYPES
+from matgrad.settings import DEVICES, DTYPES, Settings, resolve
 
 app = typer.Typer(
     name="matgrad",
@@ -267,6 +267,33 @@ def parse_limits(pairs: list[str] | None, base: Limits = DEFAULT_LIMITS) -> Limi
         return base.replace(**changes)
     except LimitError as e:
         raise typer.BadParameter(str(e), param_hint="--limit") from None
+
+
+def run_settings(
+    config: Config,
+    seed: int | None,
+    trials: int | None,
+    dtype: Any,
+    device: Any,
+    rtol: float | None,
+    atol: float | None,
+    limit: list[str] | None,
+    *,
+    fd: bool,
+    taylor: bool,
+) -> Settings:
+    """The run settings of check and show: their flags over [tool.matgrad] over the defaults."""
+    return resolve(
+        config,
+        seed=seed,
+        trials=trials,
+        dtype=dtype.value if dtype else None,
+        device=device.value if device else None,
+        rtol=rtol,
+        atol=atol,
+        limits=parse_limits(limit, config.limits),
+        witnesses=witness_flags(fd, taylor),
+    )
 
 
 def check_paths(paths: list[Path]) -> None:

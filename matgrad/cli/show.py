@@ -20,10 +20,8 @@ from matgrad.cli.common import (
     TrialsOpt,
     app,
     complete_ids,
-    parse_limits,
 )
 from matgrad.errors import ExitCode, did_you_mean
-from matgrad.settings import resolve
 
 
 @app.command()
@@ -66,16 +64,8 @@ def show(
     search = paths or [Path(".")]
     common.check_paths(search)
     config = common.project_config()
-    settings = resolve(
-        config,
-        seed=seed,
-        trials=trials,
-        dtype=dtype.value if dtype else None,
-        device=device.value if device else None,
-        rtol=rtol,
-        atol=atol,
-        limits=parse_limits(limit, config.limits),
-        witnesses=common.witness_flags(fd, taylor),
+    settings = common.run_settings(
+        config, seed, trials, dtype, device, rtol, atol, limit, fd=fd, taylor=taylor
     )
     from matgrad.report.escape import markup
     from matgrad.spec.schema import Invalid, load_all
