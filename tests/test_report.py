@@ -31,7 +31,7 @@ from matgrad.report import (
     renderer,
 )
 from matgrad.report import csv as csv_report
-from matgrad.report.text import visible
+from matgrad.report.escape import visible
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = xmlschema.XMLSchema10(str(ROOT / "tests" / "junit-10.xsd"))

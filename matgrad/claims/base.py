@@ -154,6 +154,18 @@ class ClaimKind:
         raise NotImplementedError
 
 
+
+class FirstOrder(ClaimKind):
+    """The witness constants of a first-order claim (a gradient, a differential): central
+    first differences, and a Taylor remainder of order 2 for a right claim, 1 for a wrong one."""
+
+    fd_tol = 1e-5
+    fd_ratio = 4.0
+    taylor_order = "first"
+    taylor_expected = 2.0
+    taylor_pass = 1.5
+    taylor_exact = "affine"
+
 KINDS: dict[str, ClaimKind] = {}
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind
+from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, FirstOrder
 from matgrad.lang import domains
 from matgrad.lang.batch import rows
 from matgrad.lang.functions import Shape
@@ -13,18 +13,12 @@ from matgrad.lang.functions import Shape
 PASSES = 9  # reverse over reverse: about nine passes over f per claim
 
 
-class Differential(ClaimKind):
+class Differential(FirstOrder):
     name = "differential"
     noun = "differential"
     layout = "the shape of f: the change of f along the direction dVAR"
     needs_scalar_f = False
     uses_direction = True
-    fd_tol = 1e-5
-    fd_ratio = 4.0
-    taylor_order = "first"
-    taylor_expected = 2.0
-    taylor_pass = 1.5
-    taylor_exact = "affine"
     new_help = "A differential claim."
     template_var = "X"
     template_body = """\

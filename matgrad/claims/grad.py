@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, ClaimKind
+from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, FirstOrder
 from matgrad.lang.batch import fill_like
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.functions import Shape, numel
@@ -32,18 +32,12 @@ def _symmetric(ident: Any, var: str) -> bool:
     return DOMAINS[ident.vars[var].domain].symmetric
 
 
-class Grad(ClaimKind):
+class Grad(FirstOrder):
     name = "grad"
     noun = "gradient"
     layout = "the shape of the variable: entry (i, j) is d f / d VAR[i, j]"
     needs_scalar_f = True
     joint_gradient = True
-    fd_tol = 1e-5
-    fd_ratio = 4.0
-    taylor_order = "first"
-    taylor_expected = 2.0
-    taylor_pass = 1.5
-    taylor_exact = "affine"
     shared_passes = PASSES
     new_help = "A gradient claim (default: X)."
     template_var = "X"

@@ -389,12 +389,19 @@ def _refuse_if_undefined_near_the_origin(bad: Any, trials: int, tally: degenerac
     )
 
 
-def _undefined_message(tally: degeneracy.Tally, trials: int, left: int, what: str) -> str:
+def _undefined_share(tally: degeneracy.Tally, trials: int) -> str:
+    """What was undefined on how many of the first draws, as the error and the warning say."""
     first = tally.first_undefined
-    still = "" if what == tally.undefined_what else f" ({what})"
     return (
         f"{tally.undefined_what} gives NaN/Inf on {first} of {trials} draws "
-        f"({100 * first / trials:.3g}%) and still on {left}{still} after "
+        f"({100 * first / trials:.3g}%)"
+    )
+
+
+def _undefined_message(tally: degeneracy.Tally, trials: int, left: int, what: str) -> str:
+    still = "" if what == tally.undefined_what else f" ({what})"
+    return (
+        f"{_undefined_share(tally, trials)} and still on {left}{still} after "
         f"{len(UNDEFINED_LADDER)} redraws of each (the last at scale "
         f"{min(UNDEFINED_LADDER):g}): undefined on much of the domain; choose domains where it "
         f"is defined (e.g. positive for log/sqrt, spd or invertible for logdet/inv)"
@@ -403,12 +410,10 @@ def _undefined_message(tally: degeneracy.Tally, trials: int, left: int, what: st
 
 def undefined_warning(tally: degeneracy.Tally, trials: int) -> str | None:
     """The warning for an identity some of whose draws were undefined and drawn again."""
-    first = tally.first_undefined
-    if not first:
+    if not tally.first_undefined:
         return None
     return (
-        f"{tally.undefined_what} gives NaN/Inf on {first} of {trials} draws "
-        f"({100 * first / trials:.3g}%); those draws were drawn again ({tally.undefined} "
+        f"{_undefined_share(tally, trials)}; those draws were drawn again ({tally.undefined} "
         f"redraws, towards the origin) and the verdict is over defined draws only: if f is "
         f"meant only where it is defined, say so with a domain (e.g. positive for log/sqrt)"
     )
@@ -467,12 +472,7 @@ def check_compiled(
         draw = _guarded(compiled, draw, identity_seed(seed, f"undefined {attempt + 1}"), dtype,
                         tally)
         run = _Run(compiled, trials, seed, dtype, device, draw=draw)
-    bad = _first_bad_trial(fval)
-    if bad is not None:
-        raise EvalError(
-            f"f evaluates to NaN/Inf on trial {bad}; check the domains (e.g. positive for "
-            f"log/sqrt, spd or invertible for logdet/inv)"
-        )
+    # Here f, the claims (and autograd, when it judges alone) are finite on every trial.
     default_rtol, default_atol = settings.tolerances
     rtol = ident.tol.rtol if ident.tol.rtol is not None else default_rtol
     atol = ident.tol.atol if ident.tol.atol is not None else default_atol

@@ -1,12 +1,11 @@
 """Plain-text pieces shared by the renderers: verdict words, numbers and the lines that
 describe an identity's claims. They are not escaped: each renderer escapes them for its sink
-with :mod:`matgrad.report.escape` (``visible`` is re-exported from there)."""
+with :mod:`matgrad.report.escape`."""
 
 from __future__ import annotations
 
 import shlex
 
-from matgrad.report.escape import visible as visible  # re-exported for older imports
 from matgrad.results import ClaimResult, IdentityResult, RunReport
 from matgrad.settings import Settings
 
