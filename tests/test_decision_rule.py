@@ -241,3 +241,19 @@ def test_exact_zeros_worked_example() -> None:
     results = [check_identity(rounded, Settings(seed=s), "cpu") for s in range(10)]
     assert {r.status for r in results} == {"passed"}
     assert max(r.claims[0].max_abs_err for r in results) > 0  # autograd's zero is rounded
+
+
+def test_the_noise_estimate_does_not_import_the_compiler() -> None:
+    # The estimate's dispatch mode must not pull in torch._dynamo (about a second of start-up
+    # for every check that has a failing claim).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, matgrad\n"
+        "r = matgrad.check_identity(f='tr(A @ X)', grad={'X': 'A'},"
+        " vars={'X': [3, 3], 'A': [3, 3]})\n"
+        "print(r.status, 'torch._dynamo' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["failed", "False"]

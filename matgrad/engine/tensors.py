@@ -103,6 +103,15 @@ class EveryOperation(TorchDispatchMode):
         return self.perturbation.move(x)
 
 
+# torch wraps a mode's __torch_dispatch__ so that torch.compile leaves it alone, and that
+# wrapper imports torch._dynamo on its first call (about a second). matgrad never compiles:
+# telling the wrapper its answer up front keeps the import out of every check that estimates
+# noise. (Where a torch version wraps differently, the import simply happens.)
+_raw_dispatch = getattr(EveryOperation.__torch_dispatch__, "__wrapped__", None)
+if _raw_dispatch is not None:
+    setattr(_raw_dispatch, "__dynamo_disable", _raw_dispatch)
+
+
 # Operations whose results are exact (copies, shapes, constants): not perturbed.
 _EXACT = {
     torch.ops.aten.clone.default,
