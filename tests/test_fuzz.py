@@ -43,6 +43,8 @@ TOKENS = [
     *NUMBERS, "+", "-", "*", "/", "@", "**", "//", "%", "^", "~", "<", "==", "and", "not",
     "(", ")", "[", "]", "{", "}", ",", ".", ".T", ".__class__", ":", ":=", "=", ";", "lambda",
     "if", "else", "for", "in", "'s'", "f'{X}'", "*", " ", "\n", "\\", "#", "\x00", "é",
+    "...", "axis=", "keepdim=True", "None", "True", "'ij->ji'", "'ii'", ".mT", ">", ">=",
+    "[[1, 2], [3, 4]]", "[0, 2]", "::2", "-1:", "(0, 1)",
 ]
 token_soup = st.lists(st.sampled_from(TOKENS), max_size=25).map("".join)
 any_text = st.text(max_size=60)
@@ -60,10 +62,24 @@ def _call(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 def _extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     binop = st.tuples(children, st.sampled_from(["+", "-", "*", "/", "@", "**"]), children)
+    compare = st.tuples(children, st.sampled_from(["<", "<=", ">", ">="]), children)
+    index = st.sampled_from(["[0]", "[..., -1]", "[:, 1:]", "[[0, 2]]", "[None]", "[::2, 0]"])
+    option = st.sampled_from(
+        ["sum({}, axis=0)", "softmax({}, axis=-1)", "amax({}, axis=(0, 1), keepdim=True)",
+         "mean({}, axis=-1, keepdim=True)", "einsum('ij->ji', {})", "einsum('ii', {})",
+         "topk({}, 2)", "sort({}, axis=0)", "cumsum({}, axis=1)", "reshape({}, -1)",
+         "max_pool1d({}, 2)", "clamp({}, -1, 1)", "var({}, axis=0, correction=0)"]
+    )
     return st.one_of(
         binop.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        compare.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
         children.map(lambda c: f"-{c}"),
         children.map(lambda c: f"({c}).T"),
+        children.map(lambda c: f"({c}).mT"),
+        st.tuples(children, index).map(lambda t: f"({t[0]}){t[1]}"),
+        st.tuples(option, children).map(lambda t: t[0].format(t[1])),
+        st.tuples(children, children).map(lambda t: f"einsum('ij,jk->ik', {t[0]}, {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"where({t[0]} > 0, {t[0]}, {t[1]})"),
         _call(children),
     )
 
@@ -73,7 +89,7 @@ def trees(leaves: list[str], max_leaves: int = 10) -> st.SearchStrategy[str]:
     return st.recursive(st.sampled_from(leaves), _extend, max_leaves=max_leaves)
 
 
-well_formed = trees([*SHAPES, "n", *NUMBERS])
+well_formed = trees([*SHAPES, "n", *NUMBERS, "[[1, 2, 3], [4, 5, 6], [7, 8, 9]]"])
 expression_text = st.one_of(well_formed, token_soup, any_text)
 
 

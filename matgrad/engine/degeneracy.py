@@ -21,7 +21,11 @@ measured is the ``sensitive`` fact on the function's registry entry
 * ``inv``, ``solve`` (its matrix), ``det``, ``logdet``: the 2-norm condition number;
 * ``pinv``: the condition number over the singular values above rounding level
   (``cond_nonzero``: pinv is smooth where the rank is constant, so exact zeros of the maths are
-  fine; a tiny nonzero singular value is not).
+  fine; a tiny nonzero singular value is not);
+* piecewise and order functions (``relu``, ``abs``, ``maximum``, ``amax``, ``sort``, ...) and
+  comparisons (``x > 0``): the distance of their arguments to a kink or a tie, relative to their
+  size (``kink``: each function's ``margin`` on its registry entry). An entry exactly at a kink
+  on the draw (a masked zero) is structural and not counted.
 
 A trial that is too close is drawn again (only that trial, from a generator derived from the
 identity's seed, so every other trial keeps its draw and an identity that is never near a
@@ -45,7 +49,9 @@ import torch
 from matgrad.engine import tensors
 from matgrad.errors import EvalError
 from matgrad.lang.domains import DOMAINS
-from matgrad.lang.expr import Bound, Call, Name
+from matgrad.lang.expr import Bound, Call, Compare, Name
+from matgrad.lang.expr import constant as expr_constant
+from matgrad.lang.fn_piecewise import tie_margin
 from matgrad.lang.functions import REGISTRY
 from matgrad.spec.schema import Compiled
 
@@ -61,6 +67,8 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
     "float64": (1e-5, 1e6),
     "float32": (1e-2, 1e3),
 }
+# The least relative distance to a kink or a tie: a draw closer than this is drawn again.
+MIN_KINK = 1e-6
 MAX_REDRAWS = 5
 
 Draw = tuple[dict[str, Any], dict[str, Any]]  # (variables, directions), float64 CPU tensors
@@ -79,6 +87,8 @@ class Site:
     # For a "gap" site: the eigenvectors (columns) the identity uses, when every use picks
     # fixed columns; None: every gap counts.
     columns: tuple[int, ...] | None = None
+    # For a "kink" site: the call (or comparison) itself, whose arguments are all measured.
+    call: Bound | None = None
 
 
 def sites(compiled: Compiled) -> list[Site]:
@@ -93,6 +103,17 @@ def sites(compiled: Compiled) -> list[Site]:
         for a in b.args:
             walk(a, where)
         node = b.node
+        if isinstance(node, Compare) or (
+            isinstance(node, Call) and b.args and REGISTRY[node.fn].sensitive == "kink"
+        ):
+            if all(a.static is not None for a in b.args):
+                return
+            key = ("kink", node.text)
+            if key not in seen:
+                seen.add(key)
+                name = node.fn if isinstance(node, Call) else f"comparison {node.op}"
+                found.append(Site(name, "kink", b.args[0], node.text, where, call=b))
+            return
         if not (isinstance(node, Call) and b.args):
             return
         sensitive = REGISTRY[node.fn].sensitive
@@ -181,6 +202,24 @@ def all_finite(x: Any) -> bool:
     return float((x * 0).sum()) == 0.0
 
 
+def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
+    """Per trial: the relative distance of a kink site's arguments to a kink or tie."""
+    call = site.call
+    assert call is not None
+    node = call.node
+    values = []
+    for i, a in enumerate(call.args):
+        if isinstance(node, Call) and i in REGISTRY[node.fn].static_args:
+            values.append(expr_constant(a))
+        else:
+            values.append(tensors.evaluate(a, env, like))
+    if not isinstance(node, Call):  # a comparison: a tie of its two sides
+        return tie_margin(torch, *values)
+    fn = REGISTRY[node.fn]
+    assert fn.margin is not None
+    return fn.margin(torch, *values, **dict(call.options))
+
+
 def measure(site: Site, m: Any) -> Any:
     """Per trial: the relative eigenvalue gap (``gap``) or the condition number (``cond``)."""
     if not all_finite(m):
@@ -214,6 +253,8 @@ def measure(site: Site, m: Any) -> Any:
 
 def _bad(site: Site, value: Any, dtype: str) -> Any:
     min_gap, max_cond = THRESHOLDS[dtype]
+    if site.sensitive == "kink":
+        return ~(value >= MIN_KINK)
     if site.sensitive == "gap":
         return ~(value >= min_gap)
     return ~(value <= max_cond)
@@ -236,7 +277,10 @@ def _survey(
     out = []
     with torch.no_grad():
         for site in found:
-            value = measure(site, tensors.evaluate(site.arg, env, like))
+            if site.sensitive == "kink":
+                value = measure_kink(site, env, like)
+            else:
+                value = measure(site, tensors.evaluate(site.arg, env, like))
             out.append((site, value, _bad(site, value, dtype)))
     return out
 
@@ -300,6 +344,13 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
             continue
         trial = int(idx[0, 0])
         v = float(value[trial])
+        if site.sensitive == "kink":
+            return (
+                f"degenerate draws: in {site.where}, the arguments of {site.text} are at a kink "
+                f"or a tie (relative distance {v:.2g}, needs >= {MIN_KINK:g}) on trial {trial}, "
+                f"still after {MAX_REDRAWS} redraws; {site.fn} is not differentiable there: "
+                f"choose domains or expressions that keep its arguments apart"
+            )
         if site.sensitive == "gap":
             what = f"has repeated eigenvalues: relative gap {v:.2g} (needs >= {min_gap:g})"
             if site.columns is not None:
@@ -319,4 +370,3 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
             f"away (e.g. spd or invertible)"
         )
     raise AssertionError("no degenerate trial")  # pragma: no cover
-

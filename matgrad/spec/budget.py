@@ -103,7 +103,7 @@ def _node_work(b: Bound) -> int:
         return 0  # a view
     if isinstance(node, BinOp) and node.op == "@":
         return numel(b.shape) * b.args[0].shape[-1]
-    args = [Arg(a.shape, a.static) for a in b.args]
+    args = [Arg(a.shape, a.static, a.value) for a in b.args]
     if isinstance(node, Call):
         return REGISTRY[node.fn].cost(args, b.shape)  # each function states its own cost
     return entrywise(args, b.shape)

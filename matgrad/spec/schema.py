@@ -28,6 +28,7 @@ from matgrad.lang.functions import (
     fmt_shape,
     numel,
 )
+from matgrad.lang.structure import is_symmetric
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.spec import budget, yamlsafe
 from matgrad.spec.yamlsafe import YMap, YNode, YScalar, YSeq
@@ -561,8 +562,10 @@ def _shape(
         raise vf.err(
             key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}"
         )
-    if len(node.items) > 2:
-        raise vf.err(key, f"shape has {len(node.items)} axes; at most 2 (matrices) are supported")
+    if len(node.items) > limits.max_rank:
+        raise vf.err(
+            key, str(limits.refuse("max_rank", len(node.items), "the number of axes")), node
+        )
     out: list[int] = []
     for item in node.items:
         if isinstance(item, YScalar) and item.tag == "str":
@@ -667,9 +670,17 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     lets: list[tuple[str, Bound]] = []
     direction_lets: dict[str, list[tuple[str, Bound]]] = {}
     let_direction: dict[str, str] = {}  # let name -> the variable whose direction it uses
+    symmetric = {
+        v.name
+        for v in ident.vars.values()
+        if DOMAINS[v.domain].symmetric or v.domain == "diagonal"
+    }
     for name, text, line in ident.lets:
         let_shapes = {**shapes, **{d: ident.vars[v].shape for d, v in directions.items()}}
-        b = compile_one(text, Scope(let_shapes, ident.dims), f"let.{name}", line)
+        let_scope = Scope(let_shapes, ident.dims, symmetric=frozenset(symmetric))
+        b = compile_one(text, let_scope, f"let.{name}", line)
+        if is_symmetric(b, frozenset(symmetric)):
+            symmetric.add(name)
         names = parse(text, limits).names
         used = {directions[n] for n in names if n in directions}
         used |= {let_direction[n] for n in names if n in let_direction}
@@ -691,7 +702,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         hidden[name] = f"uses d{v}: it can only be used in a differential claim for {v}"
     let_shapes = shapes
     shapes = {k: v for k, v in shapes.items() if k not in let_direction}
-    scope = Scope(shapes, ident.dims, hidden=hidden)
+    scope = Scope(shapes, ident.dims, hidden=hidden, symmetric=frozenset(symmetric))
     f = compile_one(ident.f, scope, "f", ident.f_line)
     claims: list[tuple[Claim, Bound]] = []
     for claim in ident.claims:
@@ -707,6 +718,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             cscope = Scope(
                 {**shapes, **own, d: var.shape},
                 ident.dims,
+                symmetric=frozenset(symmetric),
                 hidden={
                     k: v
                     for k, v in hidden.items()
