@@ -105,6 +105,8 @@ def test_any_well_formed_identity_checks_to_a_result(f: str, claim: str) -> None
     # A scalar f lets grad claims through to autograd; otherwise differential claims.
     _check(_identity(f"sum({f})", claim, "grad"))
     _check(_identity(f, claim, "differential"))
+    _check(_identity(f, claim, "jacobian"))
+    _check(_identity(f"sum({f})", claim, "hessian"))
 
 
 @given(expression_text, expression_text)
@@ -167,7 +169,7 @@ def plausible_identity(draw: st.DrawFn) -> dict[str, object]:
         "vars": vars_,
         "f": draw(st.sampled_from([f, f"sum({f})"])),
     }
-    kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian"]), min_size=1,
+    kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian", "jacobian"]), min_size=1,
                           max_size=3, unique=True))
     for kind in kinds:
         doc[kind] = {draw(st.sampled_from(names)): draw(exprs)}

@@ -80,6 +80,10 @@ class ClaimKind:
             )
         return None
 
+    def layout_note(self, var: str, var_shape: Shape, f_shape: Shape) -> str:
+        """Added to the message of a failed claim where its layout is worth stating."""
+        return ""
+
     def shape_note(self, var: str) -> str:
         """Added to the message of a claim of the wrong shape."""
         return ""

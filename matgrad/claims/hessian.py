@@ -46,6 +46,15 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         n = numel(var_shape)
         return () if var_shape == () else (n, n)
 
+    def layout_note(self, var: str, var_shape: Shape, f_shape: Shape) -> str:
+        if sum(s > 1 for s in var_shape) < 2:
+            return ""
+        n = numel(var_shape)
+        return (
+            f" (a hessian of a matrix is d^2 f / (d vec {var} d (vec {var})^T), [{n}, {n}], "
+            f"vec stacking the columns)"
+        )
+
     def layouts(
         self, var: str, var_shape: Shape, f_shape: Shape, truth: Any
     ) -> list[tuple[str, Any]]:

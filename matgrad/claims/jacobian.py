@@ -57,6 +57,12 @@ jacobian:  # d vec f / d (vec $var)^T: [numel(f), numel($var)], vec stacks the c
     def shape_note(self, var: str) -> str:
         return f" ([numel(f), numel({var})], d vec f / d (vec {var})^T)"
 
+    def layout_note(self, var: str, var_shape: Shape, f_shape: Shape) -> str:
+        m, n = self.expected_shape(var_shape, f_shape)
+        return (
+            f" (a jacobian is d vec f / d (vec {var})^T, [{m}, {n}], vec stacking the columns)"
+        )
+
     def shape_hint(self, var: str, claimed: Shape, expected: Shape) -> str | None:
         if tuple(reversed(claimed)) == expected or (
             len(claimed) == 2 and sorted(claimed) == sorted(expected)

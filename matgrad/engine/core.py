@@ -547,6 +547,10 @@ def check_compiled(
             if noise is not None and "autograd" in chosen:
                 probe.noise = _symmetrised(noise, expected)
             res.hint = diagnose.diagnose(probe)
+        if res.status == "failed" and res.message:
+            res.message += kind.layout_note(
+                claim.var, ident.vars[claim.var].shape, compiled.f.shape
+            )
         if keep is not None:
             keep.append((run, claim, *computed, noise))
         results.append(res)
