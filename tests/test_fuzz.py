@@ -144,6 +144,7 @@ identity = st.fixed_dictionaries(
         "grad": claims,
         "differential": claims,
         "hessian": claims,
+        "jacobian": claims,
         "expect": st.sampled_from(["pass", "fail", "maybe"]),
         "tol": st.fixed_dictionaries({}, optional={"rtol": st.floats(), "atol": any_value}),
         "trials": st.one_of(st.integers(-1, 3), any_value),
@@ -244,7 +245,8 @@ def test_any_yaml_document_checks_to_results(text: str) -> None:
 
 def test_identity_keys_are_all_generated() -> None:
     # The document strategy covers every key of the format (plus an unknown one).
-    generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "expect",
+    generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "jacobian",
+                 "expect",
                  "tol", "trials", "convention", "directions", "title"}
     assert set(IDENTITY_KEYS) - generated == {"source", "latex", "notes", "witness"}
 
