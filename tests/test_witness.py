@@ -276,7 +276,7 @@ def test_entrywise_grad_of_a_symmetric_variable_is_probed_in_every_direction() -
     r = result(text, witnesses=())
     assert r.status == "failed"
     assert taylor_slope(r.claims[0]) == pytest.approx(1.0, abs=0.05)
-    refused = result(text + "directions: tangent\n", witnesses=())
+    refused = result(text + "\ndirections: tangent\n", witnesses=())
     assert refused.status == "error"
     assert "directions: tangent shapes only the directions of differential claims" in (
         refused.message
