@@ -193,6 +193,7 @@ def check_identity(
     grad: Mapping[str, str | float] | None = None,
     differential: Mapping[str, str | float] | None = None,
     hessian: Mapping[str, str | float] | None = None,
+    jacobian: Mapping[str, str | float] | None = None,
     dims: Mapping[str, int] | None = None,
     let: Mapping[str, str] | None = None,
     id: str = INLINE_ID,  # shadows a builtin: the identity file's own key

@@ -121,6 +121,8 @@ def test_any_well_formed_identity_checks_to_a_result(f: str, claim: str) -> None
     # A scalar f lets grad claims through to autograd; otherwise differential claims.
     _check(_identity(f"sum({f})", claim, "grad"))
     _check(_identity(f, claim, "differential"))
+    _check(_identity(f, claim, "jacobian"))
+    _check(_identity(f"sum({f})", claim, "hessian"))
 
 
 @given(expression_text, expression_text)
@@ -158,6 +160,7 @@ identity = st.fixed_dictionaries(
         "grad": claims,
         "differential": claims,
         "hessian": claims,
+        "jacobian": claims,
         "expect": st.sampled_from(["pass", "fail", "maybe"]),
         "tol": st.fixed_dictionaries({}, optional={"rtol": st.floats(), "atol": any_value}),
         "trials": st.one_of(st.integers(-1, 3), any_value),
@@ -183,7 +186,7 @@ def plausible_identity(draw: st.DrawFn) -> dict[str, object]:
         "vars": vars_,
         "f": draw(st.sampled_from([f, f"sum({f})"])),
     }
-    kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian"]), min_size=1,
+    kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian", "jacobian"]), min_size=1,
                           max_size=3, unique=True))
     for kind in kinds:
         doc[kind] = {draw(st.sampled_from(names)): draw(exprs)}
@@ -258,7 +261,8 @@ def test_any_yaml_document_checks_to_results(text: str) -> None:
 
 def test_identity_keys_are_all_generated() -> None:
     # The document strategy covers every key of the format (plus an unknown one).
-    generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "expect",
+    generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "jacobian",
+                 "expect",
                  "tol", "trials", "convention", "directions", "title"}
     assert set(IDENTITY_KEYS) - generated == {"source", "latex", "notes", "witness"}
 

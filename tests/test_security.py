@@ -509,6 +509,24 @@ def budget(what: str, per_trial: int, trials: int) -> str:
             "max_elements=N, or use fewer trials)",
             id="many-intermediates-each-under-the-budget",
         ),
+        pytest.param(
+            # d vec f / d vec X of a 64 x 64 f and X: 4096 x 4096 entries per trial
+            "id: a\nvars: {X: [64, 64]}\nf: X\njacobian: {X: 0}\ntrials: 10\n",
+            "t.yaml:1: identity 'a': the variables, directions, expressions and autograd "
+            "results of this identity take 16785408 elements per trial, 167854080 over 10 "
+            "trials, over the limit max_elements=50000000 (raise it with --limit "
+            "max_elements=N, or use fewer trials)",
+            id="jacobian-of-a-large-matrix",
+        ),
+        pytest.param(
+            # the Hessian of a 64 x 64 matrix in the vec layout is 4096 x 4096 per trial
+            "id: a\nvars: {X: [64, 64]}\nf: sum(X * X)\nhessian: {X: 0}\ntrials: 10\n",
+            "t.yaml:1: identity 'a': the variables, directions, expressions and autograd "
+            "results of this identity take 16789505 elements per trial, 167895050 over 10 "
+            "trials, over the limit max_elements=50000000 (raise it with --limit "
+            "max_elements=N, or use fewer trials)",
+            id="hessian-of-a-large-matrix",
+        ),
     ],
 )
 def test_element_budget(text: str, message: str, evaluations: list[str]) -> None:
@@ -547,6 +565,13 @@ def _products(depth: int) -> str:
             f"trials: 1\n",
             _work_refused("1.2e+11"),
             id="hessian-of-a-long-vector",
+        ),
+        pytest.param(
+            # A 2-vector x, but f has 65,536 entries: one backward pass over A @ A for each
+            "id: a\nvars: {x: [2], A: [256, 256]}\nf: \"sum(x) * (A @ A)\"\njacobian: {x: 0}\n"
+            "trials: 1\n",
+            _work_refused("2.5e+12"),
+            id="jacobian-of-a-large-f",
         ),
     ],
 )

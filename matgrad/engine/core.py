@@ -494,9 +494,7 @@ def check_compiled(
         kind = KINDS[claim.kind]
         expected = _expected_shape(claim, compiled)
         if pair is None:
-            hint = None
-            if sorted(bound.shape) == sorted(expected) and len(expected) == 2:
-                hint = "transposed: the layout is swapped (did you mean .T?)"
+            hint = kind.shape_hint(claim.var, bound.shape, expected)
             results.append(
                 ClaimResult(
                     claim.kind,
@@ -549,6 +547,10 @@ def check_compiled(
             if noise is not None and "autograd" in chosen:
                 probe.noise = _symmetrised(noise, expected)
             res.hint = diagnose.diagnose(probe)
+        if res.status == "failed" and res.message:
+            res.message += kind.layout_note(
+                claim.var, ident.vars[claim.var].shape, compiled.f.shape
+            )
         if keep is not None:
             keep.append((run, claim, *computed, noise))
         results.append(res)
@@ -738,6 +740,12 @@ def _probe(
     probe = diagnose.Probe(
         claim.kind, claim.var, truth, value, expected, rtol, atol,
         reference="autograd" if autograd else "finite differences",
+        layouts=KINDS[claim.kind].layouts(
+            claim.var,
+            ident.vars[claim.var].shape,
+            run.c.f.shape,
+            truth.reshape(truth.shape[0], *expected),
+        ),
     )
     if not autograd:
         return probe

@@ -2,6 +2,8 @@
 
 Runs only for a failed claim (a passing claim costs nothing). In order:
 
+0. another layout the claim's kind names (a Jacobian transposed, or flattened row by row
+   rather than by vec's column stacking), each rearranging the reference itself;
 1. transposed (claim = truth^T), wrong sign (claim = -truth), both, or a constant factor
    (claim = c * truth, c fitted by least squares, possibly transposed);
 2. another gradient convention (grad claims of symmetric variables: entrywise, frobenius,
@@ -50,6 +52,9 @@ class Probe:
     rtol: float
     atol: float
     reference: str = "autograd"
+    # the reference in the layouts a claim of this kind is often written in by mistake, each
+    # with the hint that names the layout (from the kind: ClaimKind.layouts)
+    layouts: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     # grad claims of a symmetric variable: the truth under each other convention
     conventions: dict[str, Any] = dataclasses.field(default_factory=dict)
     # truth and claim on the same draws with some square inputs made symmetric, with the
@@ -95,6 +100,14 @@ def _fit(base: Any, value: Any) -> float | None:
     if not den > 0:
         return None
     return float((b * v).sum()) / den
+
+
+def _layout(p: Probe) -> str | None:
+    fits = [h for h, other in p.layouts if not _all(p.truth, other, p) and _all(other, p.value, p)]
+    if not fits:
+        return None
+    also = [h.split(":")[0] for h in fits[1:]]
+    return fits[0] + "".join(f" (here the same as the {a})" for a in also)
 
 
 def _linear(p: Probe) -> str | None:
@@ -206,7 +219,7 @@ def _swapped(p: Probe) -> str | None:
     return None
 
 
-STEPS = (_linear, _convention, _symmetric, _some_trials, _swapped)
+STEPS = (_layout, _linear, _convention, _symmetric, _some_trials, _swapped)
 
 
 # The searches that re-run the check on other inputs (symmetric inputs, swapped variables) try

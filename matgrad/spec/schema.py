@@ -26,7 +26,6 @@ from matgrad.lang.functions import (
     REGISTRY,
     Shape,
     fmt_shape,
-    numel,
 )
 from matgrad.lang.structure import is_symmetric
 from matgrad.limits import DEFAULT_LIMITS, Limits
@@ -437,6 +436,8 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         raise fs.err(
             "directions", f"directions must be one of {', '.join(DIRECTIONS)}, got {directions!r}"
         )
+    if directions == "tangent":
+        _refuse_tangent_without_directions(fs, claims)
     return Identity(
         id=ident,
         path=path,
@@ -458,6 +459,24 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         directions=directions,
         witness=_witness(fs),
     )
+
+
+def _refuse_tangent_without_directions(fs: _Fields, claims: list[Claim]) -> None:
+    """``directions: tangent`` shapes the directions dVAR, which only the kinds that use a
+    direction draw (differential claims). Any other claim (a gradient, a Hessian, a Jacobian) is
+    about every entry of its variable: tangent directions would be ignored for it, silently."""
+    for claim in claims:
+        if not KINDS[claim.kind].uses_direction:
+            users = [k for k, kind in KINDS.items() if kind.uses_direction]
+            raise fs.err(
+                "directions",
+                f"directions: tangent shapes only the directions of {' and '.join(users)} "
+                f"claims, but the {claim.label} claim (line {claim.line}) has no direction: a "
+                f"{KINDS[claim.kind].noun} is about every entry of {claim.var}, and tangent "
+                f"directions would be ignored for it. Remove directions: tangent, or write the "
+                f"claim as a {' or '.join(users)} claim along d{claim.var} (in an identity of "
+                f"its own if the others need free directions)",
+            )
 
 
 def _witness(fs: _Fields) -> tuple[str, ...] | None:
@@ -747,10 +766,11 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         let_costs,
         f_cost,
         (
-            (c.kind, numel(ident.vars[c.var].shape), cost)
+            (c.kind, ident.vars[c.var].shape, cost)
             for (c, _), cost in zip(claims, claim_costs, strict=True)
         ),
         trials,
+        f.shape,
     )
     try:
         budget.check_total(per_trial, trials, limits)
