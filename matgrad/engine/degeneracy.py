@@ -44,9 +44,9 @@ import torch
 
 from matgrad.engine import tensors
 from matgrad.errors import EvalError
+from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Name
-from matgrad.lang.functions import REGISTRY
 from matgrad.spec.schema import Compiled
 
 # The sensitivities measured by a condition number: a conditioned domain makes them safe.
@@ -95,7 +95,7 @@ def sites(compiled: Compiled) -> list[Site]:
         node = b.node
         if not (isinstance(node, Call) and b.args):
             return
-        sensitive = REGISTRY[node.fn].sensitive
+        sensitive = overlay.get(node.fn).sensitive
         if sensitive is None:
             return
         arg = b.args[0]
@@ -144,7 +144,7 @@ def _columns_used(compiled: Compiled) -> dict[tuple[str, str], tuple[int, ...] |
 
     def gap_call(b: Bound) -> tuple[str, str] | None:
         node = b.node
-        if isinstance(node, Call) and b.args and REGISTRY[node.fn].sensitive == "gap":
+        if isinstance(node, Call) and b.args and overlay.get(node.fn).sensitive == "gap":
             return (node.fn, b.args[0].node.text)
         if isinstance(node, Name) and node.name in holds:
             return holds[node.name]

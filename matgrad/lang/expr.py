@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from matgrad.errors import EvalError, ExprError, LimitError, did_you_mean
+from matgrad.lang import overlay
 from matgrad.lang.functions import (
     CONSTRUCTORS,
-    REGISTRY,
     Arg,
     Shape,
     ShapeError,
@@ -135,11 +135,12 @@ def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Expr:
         raise ExprError(f"an expression must be text, got {type(text).__name__}")
     if len(text) > limits.max_expr_chars:
         raise limits.refuse("max_expr_chars", len(text), "the expression length")
-    return _parse_cached(text, limits)
+    # keyed by the check's own functions too: a name known under one set may be unknown
+    return _parse_cached(text, limits, overlay.current())
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_cached(text: str, limits: Limits) -> Expr:
+def _parse_cached(text: str, limits: Limits, functions: overlay.Overlay) -> Expr:
     stripped = text.strip()
     if not stripped:
         raise ExprError("the expression is empty", text=text)
@@ -230,9 +231,10 @@ def _convert(
         if not isinstance(node.func, ast.Name):
             raise _err("only calls of listed functions by name are allowed", src, node)
         fname = node.func.id
-        fn = REGISTRY.get(fname)
+        fn = overlay.lookup(fname)
         if fn is None:
-            raise _err(f"unknown function {fname!r}{did_you_mean(fname, REGISTRY)}", src, node)
+            known = overlay.known()
+            raise _err(f"unknown function {fname!r}{did_you_mean(fname, known)}", src, node)
         if node.keywords:
             raise _err(f"keyword arguments are not allowed (in {fname}(...))", src, node)
         if any(isinstance(a, ast.Starred) for a in node.args):
@@ -454,7 +456,7 @@ def _matmul_shape(a: Bound, b: Bound, node: BinOp) -> Shape:
 
 
 def _bind_call(node: Call, scope: Scope, limits: Limits) -> Bound:
-    fn = REGISTRY[node.fn]
+    fn = overlay.get(node.fn)
     args = tuple(_bind(a, scope, limits) for a in node.args)
     for i in fn.static_args:
         if i < len(args) and args[i].static is None:
@@ -533,7 +535,7 @@ def _evaluate_node(
     if isinstance(node, BinOp):
         return _eval_binop(b, env, torch, like, memo, perturb)
     if isinstance(node, Call):
-        fn = REGISTRY[node.fn]
+        fn = overlay.get(node.fn)
         vals: list[Any] = []
         for i, a in enumerate(b.args):
             if i in fn.static_args:
