@@ -4,6 +4,7 @@ checks that are given it, and its backward judged by finite differences and the 
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 from pathlib import Path
@@ -312,8 +313,11 @@ def test_a_bad_functions_flag_is_a_usage_error(spec: str, message: str, monkeypa
     assert message in " ".join(r.stderr.split())
 
 
-def test_the_pytest_plugin_takes_functions_from_a_conftest_hook(pytester: pytest.Pytester) -> None:
-    pytester.syspathinsert(str(Path(__file__).parent))
+def test_the_pytest_plugin_takes_functions_from_a_conftest_hook(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
     pytester.makeconftest(
         "import customops\n\n"
         "def pytest_matgrad_functions(config):\n"
