@@ -430,10 +430,12 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
             text = _expr_text(cf, var, expr_node)
             claims.append(Claim(kind, var, text, expr_node.line, expr_node.col))
     if not claims:
-        keys = [k + ":" for k in CLAIM_KINDS]
+        with_expr = [k + ":" for k in CLAIM_KINDS if not KINDS[k].claimed_by_autograd]
+        listed = [k + ": [VAR]" for k in CLAIM_KINDS if KINDS[k].claimed_by_autograd]
         raise fs.err(
             None,
-            f"no claim: add at least one of {', '.join(keys[:-1])} or {keys[-1]} (VAR: EXPR)",
+            f"no claim: add at least one of {', '.join(with_expr)} (VAR: EXPR)"
+            + "".join(f" or {k}" for k in listed),
         )
 
     expect = fs.text("expect") or "pass"
