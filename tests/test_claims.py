@@ -26,7 +26,7 @@ KIND_NAMES = sorted(KINDS)
 
 def test_the_registry_holds_the_kinds_in_order() -> None:
     # the order is the order identity files are read in, and `new`'s default comes first
-    assert list(KINDS) == ["grad", "differential", "hessian", "jacobian"]
+    assert list(KINDS) == ["grad", "differential", "hessian", "jacobian", "implementation"]
     assert DEFAULT is KINDS["grad"]
     assert schema.CLAIM_KINDS == tuple(KINDS)
 
@@ -122,7 +122,8 @@ def test_every_kind_has_a_new_option_that_writes_its_claim(name: str) -> None:
 def test_new_refuses_two_kinds_naming_every_option() -> None:
     r = CliRunner().invoke(app, ["new", "x", "--grad", "X", "--hessian", "x"])
     assert r.exit_code == 2
-    assert "use only one of --grad, --differential, --hessian" in " ".join(r.stderr.split())
+    flags = "--grad, --differential, --hessian, --jacobian, --implementation"
+    assert f"use only one of {flags}" in " ".join(r.stderr.split())
 
 
 @pytest.mark.parametrize("name", KIND_NAMES)

@@ -161,6 +161,7 @@ identity = st.fixed_dictionaries(
         "differential": claims,
         "hessian": claims,
         "jacobian": claims,
+        "implementation": st.one_of(st.lists(var_names, max_size=3), any_value),
         "expect": st.sampled_from(["pass", "fail", "maybe"]),
         "tol": st.fixed_dictionaries({}, optional={"rtol": st.floats(), "atol": any_value}),
         "trials": st.one_of(st.integers(-1, 3), any_value),
@@ -190,6 +191,8 @@ def plausible_identity(draw: st.DrawFn) -> dict[str, object]:
                           max_size=3, unique=True))
     for kind in kinds:
         doc[kind] = {draw(st.sampled_from(names)): draw(exprs)}
+    if draw(st.booleans()):
+        doc["implementation"] = [draw(st.sampled_from(names))]
     if draw(st.booleans()):
         doc["let"] = {"L": draw(exprs)}
     doc["expect"] = draw(st.sampled_from(["pass", "fail"]))
@@ -262,8 +265,7 @@ def test_any_yaml_document_checks_to_results(text: str) -> None:
 def test_identity_keys_are_all_generated() -> None:
     # The document strategy covers every key of the format (plus an unknown one).
     generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "jacobian",
-                 "expect",
-                 "tol", "trials", "convention", "directions", "title"}
+                 "implementation", "expect", "tol", "trials", "convention", "directions", "title"}
     assert set(IDENTITY_KEYS) - generated == {"source", "latex", "notes", "witness"}
 
 

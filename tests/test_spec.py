@@ -94,7 +94,8 @@ def test_identities_list_and_lines() -> None:
         ),
         pytest.param(
             "id: a\nvars: {x: {shape: [2]}}\nf: sum(x)\n",
-            "identity 'a': no claim: add at least one of grad:, differential:, hessian: or jacobian:",
+            "identity 'a': no claim: add at least one of grad:, differential:, hessian:, "
+            "jacobian: (VAR: EXPR) or implementation: [VAR]",
             id="missing-claims",
         ),
         pytest.param(

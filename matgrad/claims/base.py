@@ -39,6 +39,9 @@ class ClaimKind:
     needs_scalar_f: ClassVar[bool]
     uses_direction: ClassVar[bool] = False  # the claim may use dVAR, drawn for it
     joint_gradient: ClassVar[bool] = False  # its truth comes from the first backward pass
+    # the claimed value is autograd's own (the implementation under test), judged by the
+    # witnesses that do not use autograd; written as a list of variables, with no expression
+    claimed_by_autograd: ClassVar[bool] = False
     # -- witnesses
     fd_tol: ClassVar[float]  # rtol and atol (scaled) against finite differences
     fd_ratio: ClassVar[float]  # second step = first / ratio

@@ -15,6 +15,7 @@ from matgrad.cli.common import (
     DTypeOpt,
     FdOpt,
     FilterOpt,
+    FunctionsOpt,
     LimitOpt,
     OutFormat,
     PathsArg,
@@ -108,6 +109,7 @@ def check(
     ] = False,
     fd: FdOpt = False,
     taylor: TaylorOpt = False,
+    functions: FunctionsOpt = None,
 ) -> None:
     """Check identities against autograd over random draws.
 
@@ -122,6 +124,7 @@ def check(
     )
     targets = common.report_targets(report or [])
     chosen_shard = common.parse_shard(shard)
+    user_functions = common.load_functions(functions)
     from matgrad import api
     from matgrad.cli.progress import run_progress
     from matgrad.report import ReportWriteError, github, renderer, write_atomic
@@ -129,7 +132,9 @@ def check(
     from matgrad.report.escape import markup
     from matgrad.runner import exit_code, take_shard
 
-    selected = api.collect(where, select=filter or [], limits=settings.limits)
+    selected = api.collect(
+        where, select=filter or [], limits=settings.limits, functions=user_functions
+    )
     if not selected:
         raise common.nothing_found()
     items = take_shard(selected, chosen_shard)
@@ -156,6 +161,7 @@ def check(
             maxfail=1 if fail_fast else maxfail,
             on_start=bar.on_start if bar else None,
             on_result=bar.on_result if bar else None,
+            functions=user_functions,
         )
     result.shard = None if chosen_shard is None else str(chosen_shard)
     unwritten = []

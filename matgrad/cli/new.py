@@ -12,6 +12,7 @@ from matgrad.claims import DEFAULT, KINDS
 from matgrad.claims import differential as differential_kind
 from matgrad.claims import grad as grad_kind
 from matgrad.claims import hessian as hessian_kind
+from matgrad.claims import implementation as implementation_kind
 from matgrad.claims import jacobian as jacobian_kind
 from matgrad.cli import common
 from matgrad.cli.common import app
@@ -36,6 +37,12 @@ def new(
     jacobian: Annotated[
         Optional[str],
         typer.Option("--jacobian", metavar="VAR", help=jacobian_kind.KIND.new_help),
+    ] = None,
+    implementation: Annotated[
+        Optional[str],
+        typer.Option(
+            "--implementation", metavar="VAR", help=implementation_kind.KIND.new_help
+        ),
     ] = None,
     output: Annotated[
         Optional[Path],

@@ -48,11 +48,11 @@ import torch
 
 from matgrad.engine import tensors
 from matgrad.errors import EvalError
+from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Compare, Name
 from matgrad.lang.expr import constant as expr_constant
 from matgrad.lang.fn_piecewise import tie_margin
-from matgrad.lang.functions import REGISTRY
 from matgrad.spec.schema import Compiled
 
 # The sensitivities measured by a condition number: a conditioned domain makes them safe.
@@ -104,7 +104,7 @@ def sites(compiled: Compiled) -> list[Site]:
             walk(a, where)
         node = b.node
         if isinstance(node, Compare) or (
-            isinstance(node, Call) and b.args and REGISTRY[node.fn].sensitive == "kink"
+            isinstance(node, Call) and b.args and overlay.get(node.fn).sensitive == "kink"
         ):
             if all(a.static is not None for a in b.args):
                 return
@@ -116,7 +116,7 @@ def sites(compiled: Compiled) -> list[Site]:
             return
         if not (isinstance(node, Call) and b.args):
             return
-        sensitive = REGISTRY[node.fn].sensitive
+        sensitive = overlay.get(node.fn).sensitive
         if sensitive is None:
             return
         arg = b.args[0]
@@ -165,7 +165,7 @@ def _columns_used(compiled: Compiled) -> dict[tuple[str, str], tuple[int, ...] |
 
     def gap_call(b: Bound) -> tuple[str, str] | None:
         node = b.node
-        if isinstance(node, Call) and b.args and REGISTRY[node.fn].sensitive == "gap":
+        if isinstance(node, Call) and b.args and overlay.get(node.fn).sensitive == "gap":
             return (node.fn, b.args[0].node.text)
         if isinstance(node, Name) and node.name in holds:
             return holds[node.name]
@@ -209,13 +209,13 @@ def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
     node = call.node
     values = []
     for i, a in enumerate(call.args):
-        if isinstance(node, Call) and i in REGISTRY[node.fn].static_args:
+        if isinstance(node, Call) and i in overlay.get(node.fn).static_args:
             values.append(expr_constant(a))
         else:
             values.append(tensors.evaluate(a, env, like))
     if not isinstance(node, Call):  # a comparison: a tie of its two sides
         return tie_margin(torch, *values)
-    fn = REGISTRY[node.fn]
+    fn = overlay.get(node.fn)
     assert fn.margin is not None
     return fn.margin(torch, *values, **dict(call.options))
 

@@ -23,9 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from matgrad.errors import EvalError, ExprError, LimitError, did_you_mean
-from matgrad.lang import shapes, structure
+from matgrad.lang import overlay, shapes, structure
 from matgrad.lang.functions import (
-    REGISTRY,
     Arg,
     Shape,
     ShapeError,
@@ -211,11 +210,12 @@ def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Expr:
         raise ExprError(f"an expression must be text, got {type(text).__name__}")
     if len(text) > limits.max_expr_chars:
         raise limits.refuse("max_expr_chars", len(text), "the expression length")
-    return _parse_cached(text, limits)
+    # keyed by the check's own functions too: a name known under one set may be unknown
+    return _parse_cached(text, limits, overlay.current())
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_cached(text: str, limits: Limits) -> Expr:
+def _parse_cached(text: str, limits: Limits, functions: overlay.Overlay) -> Expr:
     stripped = text.strip()
     if not stripped:
         raise ExprError("the expression is empty", text=text)
@@ -317,7 +317,7 @@ def _convert(
             return Attr(seg, col, sub(node.value), node.attr)
         owner = node.value
         if isinstance(owner, ast.Call) and isinstance(owner.func, ast.Name):
-            fn = REGISTRY.get(owner.func.id)
+            fn = overlay.lookup(owner.func.id)
             if fn is not None and fn.parts:
                 if node.attr not in fn.parts:
                     raise _err(
@@ -362,9 +362,10 @@ def _convert(
         if not isinstance(node.func, ast.Name):
             raise _err("only calls of listed functions by name are allowed", src, node)
         fname = node.func.id
-        fn = REGISTRY.get(fname)
+        fn = overlay.lookup(fname)
         if fn is None:
-            raise _err(f"unknown function {fname!r}{did_you_mean(fname, REGISTRY)}", src, node)
+            known = overlay.known()
+            raise _err(f"unknown function {fname!r}{did_you_mean(fname, known)}", src, node)
         kwargs = []
         for kw in node.keywords:
             if kw.arg is None:
@@ -693,7 +694,7 @@ def _bind_attr(node: Attr, scope: Scope, limits: Limits) -> Bound:
     call = node.operand
     assert isinstance(call, Call)
     c = _bind_call(call, scope, limits, whole=False)
-    fn = REGISTRY[call.fn]
+    fn = overlay.get(call.fn)
     shape = c.parts[fn.parts.index(node.attr)]
     return Bound(node, shape, None, (c,), c.max_numel)
 
@@ -718,7 +719,7 @@ def _static_value(node: Node, scope: Scope, limits: Limits, what: str) -> Any:
 
 
 def _bind_call(node: Call, scope: Scope, limits: Limits, whole: bool = True) -> Bound:
-    fn = REGISTRY[node.fn]
+    fn = overlay.get(node.fn)
     args: list[Bound] = []
     for i, arg in enumerate(node.args):
         if i in fn.static_args:
@@ -999,7 +1000,7 @@ def _evaluate_node(
             return as_tensor(ev(b.args[0]), b.args[0].shape, torch, like).transpose(-1, -2)
         call = b.args[0]
         assert isinstance(call.node, Call)
-        return ev(call)[REGISTRY[call.node.fn].parts.index(node.attr)]
+        return ev(call)[overlay.get(call.node.fn).parts.index(node.attr)]
     if isinstance(node, BinOp):
         return _eval_binop(b, env, torch, like, memo, perturb)
     if isinstance(node, Compare):
@@ -1013,7 +1014,7 @@ def _evaluate_node(
         out = torch.tensor(b.value, dtype=like.dtype, device=like.device)
         return out.expand(like.shape[0], *out.shape)
     if isinstance(node, Call):
-        fn = REGISTRY[node.fn]
+        fn = overlay.get(node.fn)
         vals: list[Any] = []
         for i, a in enumerate(b.args):
             if i in fn.static_args:
