@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from matgrad.lang.functions import (
+    ENTRY,
     Arg,
     Shape,
     ShapeError,
@@ -376,47 +377,64 @@ _register_sym_function(
 # ---- adjugate ------------------------------------------------------------------------------
 
 
+MAX_ADJ = 6  # adj expands determinants of minors by cofactors: (n-1)! products per minor
+
+
+def _adj_infer(args: Sequence[Arg]) -> Shape:
+    n = _square(args[0])
+    if n > MAX_ADJ:
+        raise ShapeError(
+            f"is computed by cofactor expansion, exact at singular matrices, for n <= {MAX_ADJ}; "
+            f"got n = {n} (for an invertible M write det(M) * inv(M))"
+        )
+    return (n, n)
+
+
 def _adj_cost(args: Sequence[Arg], out: Shape) -> int:
     shape = args[0].shape
     n = shape[-1] if shape else 1
-    return 2 * n**2 * n**3 + n**4 * 30 + entrywise(args, out)  # n^2 determinants of minors
+    return ENTRY * n * n * math.factorial(max(n - 1, 1)) * n + entrywise(args, out)
 
 
 @register(
     "adj",
     "adj(M)",
-    "Adjugate (transposed cofactor matrix), adj(M) = det(M) inv(M) where M is invertible and "
-    "defined (a polynomial) everywhere",
+    f"Adjugate (transposed cofactor matrix) of a square M, n <= {MAX_ADJ}: det(M) inv(M) where M "
+    "is invertible, a polynomial defined and differentiable everywhere",
     "[n, n]",
-    lambda args: (_square(args[0]),) * 2,
+    _adj_infer,
     cost=_adj_cost,
     sensitive=None,
 )
 def _adj(torch: Any, m: Any) -> Any:
-    t, n = m.shape[0], m.shape[-1]
+    n = m.shape[-1]
     if n == 1:
         return torch.ones_like(m)
     keep = [[k for k in range(n) if k != i] for i in range(n)]
-    rows = torch.tensor(keep, device=m.device)  # [n, n-1]: the rows left after deleting i
-    # minors[t, i, j] = M with row i and column j deleted
-    minors = m[:, rows][:, :, :, rows]  # [T, n, n-1, n, n-1]
-    minors = minors.permute(0, 1, 3, 2, 4)  # [T, i, j, n-1, n-1]
-    dets = _det_any(torch, minors)
+    rows = torch.tensor(keep, device=m.device)  # [n, n-1]: the indices left after deleting i
+    minors = m[:, rows][:, :, :, rows]  # [T, i, r, j, c]: row i and column j deleted
+    dets = _laplace_det(torch, minors.permute(0, 1, 3, 2, 4))  # [T, i, j]
     idx = torch.arange(n, device=m.device)
-    signs = torch.where((idx.unsqueeze(-1) + idx.unsqueeze(0)) % 2 == 0, 1.0, -1.0)
-    cof = dets * signs.to(m.dtype)
-    return _mT(cof).reshape(t, n, n)
+    signs = 1.0 - 2.0 * ((idx.unsqueeze(-1) + idx.unsqueeze(0)) % 2).to(m.dtype)
+    return _mT(dets * signs)
 
 
-def _det_any(torch: Any, x: Any) -> Any:
-    """det with a derivative that is right at singular matrices too: for size 1 and 2 the
-    polynomial itself, otherwise torch's det (whose backward handles rank deficiency)."""
+def _laplace_det(torch: Any, x: Any) -> Any:
+    """det of [..., k, k] by cofactor expansion along the first row: a polynomial in the
+    entries, so its autograd derivative is exact at singular matrices too (torch's det
+    backward is not, for a matrix of rank k - 2 or less)."""
     k = x.shape[-1]
     if k == 1:
         return x[..., 0, 0]
     if k == 2:
         return x[..., 0, 0] * x[..., 1, 1] - x[..., 0, 1] * x[..., 1, 0]
-    return torch.linalg.det(x)
+    total = None
+    for j in range(k):
+        cols = [c for c in range(k) if c != j]
+        term = x[..., 0, j] * _laplace_det(torch, x[..., 1:, cols])
+        term = term if j % 2 == 0 else -term
+        total = term if total is None else total + term
+    return total
 
 
 # ---- matrix norms --------------------------------------------------------------------------

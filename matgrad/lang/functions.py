@@ -801,5 +801,9 @@ _elementwise(
 
 # The other families register themselves on import: tensor operations and reductions along
 # axes, piecewise and order functions, constants.
-from matgrad.lang import fn_axes, fn_constants, fn_piecewise  # noqa: E402, F401
-from matgrad.lang import fn_decomp  # noqa: E402, F401
+from matgrad.lang import (  # noqa: E402, F401
+    fn_axes,
+    fn_constants,
+    fn_decomp,
+    fn_piecewise,
+)
