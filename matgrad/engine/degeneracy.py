@@ -52,6 +52,7 @@ from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Compare, Name
 from matgrad.lang.expr import constant as expr_constant
+from matgrad.lang.fn_decomp import GAUGED, gauge_margin
 from matgrad.lang.fn_piecewise import tie_margin
 from matgrad.spec.schema import Compiled
 
@@ -129,7 +130,7 @@ def sites(compiled: Compiled) -> list[Site]:
         if key not in seen:
             seen.add(key)
             cols = columns.get(key) if sensitive == "gap" else None
-            found.append(Site(node.fn, sensitive, arg, node.text, where, cols))
+            found.append(Site(node.fn, sensitive, arg, node.text, where, cols, call=b))
 
     for name, bound in compiled.lets:
         walk(bound, f"let {name}")
@@ -221,13 +222,27 @@ def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
 
 
 def measure(site: Site, m: Any) -> Any:
-    """Per trial: the relative eigenvalue gap (``gap``) or the condition number (``cond``)."""
+    """Per trial: the relative eigenvalue gap (``gap``), singular value gap (``svd``) or
+    positive eigenvalue (``branch``), or the condition number (``cond``, ``triangular``)."""
     if not all_finite(m):
         m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
-    if site.sensitive == "gap":
+    if site.sensitive == "svd":
+        return _measure_svd(m)
+    if site.sensitive == "branch":
         lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
+        scale = lam.abs().amax(dim=1)
+        return torch.where(scale > 0, lam[:, 0] / scale, torch.zeros_like(scale))
+    if site.sensitive == "triangular":
+        m = _triangle(site, m)
+    if site.sensitive == "gap":
+        if site.fn in GAUGED:
+            lam, vecs = torch.linalg.eigh(0.5 * (m + m.transpose(-1, -2)))
+            tie = gauge_margin(torch, vecs)
+        else:
+            lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
+            tie = torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
         if lam.shape[-1] < 2:
-            return torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
+            return tie
         gaps = lam[:, 1:] - lam[:, :-1]  # gaps[:, k] is between eigenvalues k and k+1
         if site.columns is not None:
             n = lam.shape[-1]
@@ -235,7 +250,7 @@ def measure(site: Site, m: Any) -> Any:
             gaps = gaps[:, near]
         gap = gaps.amin(dim=1)
         scale = lam.abs().amax(dim=1)
-        return torch.where(scale > 0, gap / scale, torch.zeros_like(gap))
+        return torch.minimum(torch.where(scale > 0, gap / scale, torch.zeros_like(gap)), tie)
     s = torch.linalg.svdvals(m)
     big = s[:, 0]
     if site.sensitive == "cond_nonzero":
@@ -251,12 +266,37 @@ def measure(site: Site, m: Any) -> Any:
     return torch.where(small > 0, big / small, torch.full_like(big, float("inf")))
 
 
+def _measure_svd(m: Any) -> Any:
+    """Per trial: the least of the relative gaps between singular values, the smallest
+    singular value relative to the largest, and the sign gauge's distance to a tie."""
+    u, s, _ = torch.linalg.svd(m, full_matrices=False)
+    top = s[:, 0]
+    low = s[:, -1]
+    if s.shape[-1] > 1:
+        low = torch.minimum(low, (s[:, :-1] - s[:, 1:]).amin(dim=1))
+    rel = torch.where(top > 0, low / top, torch.zeros_like(top))
+    return torch.minimum(rel, gauge_margin(torch, u))
+
+
+def _triangle(site: Site, m: Any) -> Any:
+    """The triangle of ``m`` that a triangular solve reads (its diagonal ones when
+    unitriangular=True)."""
+    options = dict(site.call.options) if site.call is not None else {}
+    tri = torch.triu(m) if options.get("upper") else torch.tril(m)
+    if options.get("unitriangular"):
+        eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+        tri = tri * (1 - eye) + eye
+    return tri
+
+
 def _bad(site: Site, value: Any, dtype: str) -> Any:
     min_gap, max_cond = THRESHOLDS[dtype]
     if site.sensitive == "kink":
         return ~(value >= MIN_KINK)
-    if site.sensitive == "gap":
+    if site.sensitive in ("gap", "svd"):
         return ~(value >= min_gap)
+    if site.sensitive == "branch":
+        return ~(value >= 1 / max_cond)
     return ~(value <= max_cond)
 
 
@@ -351,7 +391,19 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
                 f"still after {MAX_REDRAWS} redraws; {site.fn} is not differentiable there: "
                 f"choose domains or expressions that keep its arguments apart"
             )
-        if site.sensitive == "gap":
+        if site.sensitive == "svd":
+            what = (
+                f"has repeated or zero singular values, or a singular vector with two entries "
+                f"of equal size (the sign gauge): relative margin {v:.2g} (needs >= {min_gap:g})"
+            )
+            advice = "singular vectors are not differentiable where singular values coincide"
+        elif site.sensitive == "branch":
+            what = (
+                f"has an eigenvalue that is not clearly positive: smallest eigenvalue relative "
+                f"to the largest {v:.2g} (needs >= {1 / max_cond:g})"
+            )
+            advice = f"{site.fn} needs positive eigenvalues (spd arguments)"
+        elif site.sensitive == "gap":
             what = f"has repeated eigenvalues: relative gap {v:.2g} (needs >= {min_gap:g})"
             if site.columns is not None:
                 used = ", ".join(str(j) for j in site.columns)
@@ -359,6 +411,8 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
                     f"has a repeated eigenvalue next to the eigenvectors used (column {used}): "
                     f"relative gap {v:.2g} (needs >= {min_gap:g})"
                 )
+            if site.fn in GAUGED:
+                what += " or an eigenvector with two entries of equal size (the sign gauge)"
             advice = "eigenvalues and eigenvectors are not differentiable where two coincide"
         else:
             shown = "inf" if v == float("inf") else f"{v:.2g}"

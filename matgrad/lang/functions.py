@@ -97,6 +97,12 @@ SENSITIVITIES = {
     "kink": "the distance of the arguments to a kink or a tie of the function (relu at 0, "
     "two equal entries of a max), relative to their size; an entry exactly at one on every "
     "draw (a masked zero) is structural and not counted",
+    # decompositions (matgrad.lang.fn_decomp)
+    "svd": "the smallest gap between two singular values and the smallest singular value, "
+    "relative to the largest, and how far the sign gauge of the singular vectors is from a tie",
+    "triangular": "the 2-norm condition number of the triangle that is read",
+    "branch": "the smallest eigenvalue of the symmetric argument relative to the largest in size "
+    "(log and square root need it positive, away from the branch cut and the branch point 0)",
 }
 
 
@@ -641,7 +647,7 @@ def _eigvalsh(torch: Any, m: Any) -> Any:
     symmetric_arg=True,
 )
 def _eigvecsh(torch: Any, m: Any) -> Any:
-    return torch.linalg.eigh(0.5 * (m + _mT(m))).eigenvectors
+    return fn_decomp.eigh_gauged(torch, m)[1]  # the canonical sign gauge (fn_decomp)
 
 
 def _col_infer(args: Sequence[Arg]) -> Shape:
@@ -795,4 +801,9 @@ _elementwise(
 
 # The other families register themselves on import: tensor operations and reductions along
 # axes, piecewise and order functions, constants.
-from matgrad.lang import fn_axes, fn_constants, fn_piecewise  # noqa: E402, F401
+from matgrad.lang import (  # noqa: E402, F401
+    fn_axes,
+    fn_constants,
+    fn_decomp,
+    fn_piecewise,
+)
