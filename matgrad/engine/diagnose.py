@@ -13,7 +13,13 @@ Runs only for a failed claim (a passing claim costs nothing). In order:
 4. some trials only: the claim matches on some draws and not others (a domain or
    conditioning problem rather than algebra);
 5. swapped variables: the claim is the derivative with respect to another variable of the
-   same shape.
+   same shape;
+6. per-term repairs: one or two of the claim's additive terms edited (transposed, negated,
+   dropped, doubled or halved, factors reordered, a transpose moved, symmetrised, ``**-1``
+   for ``inv``, ``*`` for ``@``) make it match (``repair.search``);
+7. what is missing: the difference autograd - claim is exactly proportional to a variable, a
+   let or a term of the claim, or is rank one, diagonal, antisymmetric or symmetric
+   (``repair.residual``).
 
 "Matches" means the check's own test (``tensors.tolerance``, docs/decision-rule.md) on every
 entry of a trial, with the failed claim's estimated rounding noise when it has one. Each hint
@@ -28,7 +34,8 @@ from typing import Any
 
 import torch
 
-from matgrad.engine import tensors
+from matgrad.engine import repair, tensors
+from matgrad.lang import terms
 from matgrad.lang.functions import Shape
 
 CONVENTION_WORDS = {
@@ -63,6 +70,8 @@ class Probe:
     # together; symmetrised for a square shape so that it serves transposed candidates), or
     # None when none was estimated: candidates are held to the same noise
     noise: Any = None
+    # the claim's terms and how to evaluate them (per-term repairs); None: not searched
+    repair: repair.Inputs | None = None
 
 
 def within(truth: Any, value: Any, rtol: float, atol: float, noise: Any = None) -> Any:
@@ -165,6 +174,10 @@ def _symmetric(p: Probe) -> str | None:
                 f"symmetric part only: the claim equals the symmetric part (G + G.T)/2 of the "
                 f"{p.reference} value G, which is not symmetric"
             )
+    return None
+
+
+def _symmetric_inputs(p: Probe) -> str | None:
     if p.symmetric is None:
         return None
     names = next((n for n, truth, value in p.symmetric() if _all(truth, value, p)), None)
@@ -206,7 +219,38 @@ def _swapped(p: Probe) -> str | None:
     return None
 
 
-STEPS = (_linear, _convention, _symmetric, _some_trials, _swapped)
+def _repairs(p: Probe) -> str | None:
+    if p.repair is None:
+        return None
+    found = repair.search(p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, p.repair)
+    if found.hint is None:
+        p.skipped.extend(found.skipped)
+    return found.hint
+
+
+def _missing(p: Probe) -> str | None:
+    if p.repair is None:
+        return None
+    inp = p.repair
+    named = inp.named()
+    parts = terms.split(inp.claim, inp.lets)[: terms.MAX_TERMS]
+    if len(parts) > 1:
+        named += [(t.text, inp.evaluate(t.bound)) for t in parts]
+    return repair.residual(
+        p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, named, p.reference
+    )
+
+
+STEPS = (
+    _linear,
+    _convention,
+    _symmetric,
+    _some_trials,
+    _swapped,
+    _repairs,
+    _symmetric_inputs,
+    _missing,
+)
 
 
 # The searches that re-run the check on other inputs (symmetric inputs, swapped variables) try
