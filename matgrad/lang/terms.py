@@ -260,8 +260,8 @@ def _symmetrised(b: Bound) -> str:
     """``(T + T.T) / 2`` as written: ``P + P.T`` for a term ``2 * P``, else ``sym(T)``."""
     node = b.node
     if isinstance(node, BinOp) and node.op == "*" and b.args[0].static == 2.0:
-        rest = b.args[1]
-        return show(_bin("+", rest.node, transposed(rest)))
+        half = b.args[1]
+        return show(_bin("+", half.node, transposed(half)))
     factors = _chain(b)
     first = factors[0]
     if (
