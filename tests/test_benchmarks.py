@@ -49,3 +49,16 @@ def test_the_overhead_baseline_draws_matgrads_inputs_and_agrees_with_it(load) ->
         ((run, _, _, _, _),) = keep
         x, a = overhead.draw(ident, 3)
         assert torch.equal(run.x["X"], x) and torch.equal(run.x["A"], a)
+
+
+def test_the_diagnosis_benchmark_counts_bounded_repair_searches(load) -> None:
+    from matgrad.engine import repair
+    from matgrad.engine.core import Settings
+    from matgrad.spec.schema import load_all
+
+    bench = load("diagnosis")
+    items = load_all([str(BENCHMARKS.parent / "identities" / "mistakes" / "terms.yaml")])[:3]
+    work = bench._work(items, Settings(trials=10))
+    assert work and all(
+        o.evals <= repair.MAX_EVALS and o.checks <= repair.MAX_CHECKS for o in work
+    )

@@ -302,11 +302,14 @@ def compare(
     if ok:
         return res
     res.status = "failed"
-    rel = "" if res.max_rel_err is None else f", max rel err {res.max_rel_err:.3g}"
+    # The figures of the trial the message names (the one `matgrad show --trial` displays),
+    # not the largest over every trial, which may be another trial's.
+    trial_abs, trial_rel = torch.stack([err[trial].max(), rel[trial].max()]).tolist()
+    rel_text = "" if res.max_rel_err is None else f", max rel err {trial_rel:.3g}"
     res.message = (
         f"{claim.label} mismatched on trial {trial} at {res.worst.index}: claimed "
         f"{_fmt(res.worst.claimed)}, autograd {_fmt(res.worst.autograd)} (max abs err "
-        f"{res.max_abs_err:.3g}{rel}); tol rtol={rtol:g} atol={atol:g}"
+        f"{trial_abs:.3g}{rel_text} on that trial); tol rtol={rtol:g} atol={atol:g}"
     )
     return res
 

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from matgrad.engine import repair, tensors
+from matgrad.errors import EvalError
 from matgrad.lang import terms
 from matgrad.lang.functions import Shape
 
@@ -219,10 +220,19 @@ def _swapped(p: Probe) -> str | None:
     return None
 
 
+# An edited term that cannot be evaluated on these draws (an inverse made singular, a value
+# over a limit) is no repair; the diagnosis must never turn a failure into an error.
+_CANNOT_EVALUATE = (EvalError, RuntimeError, ValueError)
+
+
 def _repairs(p: Probe) -> str | None:
     if p.repair is None:
         return None
-    found = repair.search(p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, p.repair)
+    try:
+        found = repair.search(p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, p.repair)
+    except _CANNOT_EVALUATE as e:
+        p.skipped.append(f"per-term repairs not tried ({type(e).__name__} on these draws)")
+        return None
     if found.hint is None:
         p.skipped.extend(found.skipped)
     return found.hint
@@ -232,13 +242,16 @@ def _missing(p: Probe) -> str | None:
     if p.repair is None:
         return None
     inp = p.repair
-    named = inp.named()
-    parts = terms.split(inp.claim, inp.lets)[: terms.MAX_TERMS]
-    if len(parts) > 1:
-        named += [(t.text, inp.evaluate(t.bound)) for t in parts]
-    return repair.residual(
-        p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, named, p.reference
-    )
+    try:
+        named = inp.named()
+        parts = terms.split(inp.claim, inp.lets)[: terms.MAX_TERMS]
+        if len(parts) > 1:
+            named += [(t.text, inp.evaluate(t.bound)) for t in parts]
+        return repair.residual(
+            p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, named, p.reference
+        )
+    except _CANNOT_EVALUATE:
+        return None
 
 
 STEPS = (

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from matgrad.engine import tensors
+from matgrad.errors import EvalError
 from matgrad.lang import terms as terms_mod
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape
@@ -126,6 +127,7 @@ def search(
         kept = kept[:room]
     values: dict[int, Any] = {}
     deltas = []
+    tried: list[terms_mod.Edit] = []
     for e in kept:
         i = e.term.index
         if i not in values:
@@ -142,8 +144,13 @@ def search(
             new = (0.5 * (m + m.transpose(-1, -2))).reshape(t, k)
         else:
             assert e.bound is not None
-            new = _flat(inp.evaluate(e.bound), judge.truth)
+            try:
+                new = _flat(inp.evaluate(e.bound), judge.truth)
+            except (EvalError, RuntimeError, ValueError):
+                continue  # cannot be evaluated on these draws (a singular inverse): no repair
         deltas.append(e.term.sign * (new - v))
+        tried.append(e)
+    kept = tried
     if not deltas:
         return out
     stacked = torch.stack(deltas)

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from matgrad.errors import EvalError, ExprError, LimitError, did_you_mean
+from matgrad.lang import notation
 from matgrad.lang.functions import (
     CONSTRUCTORS,
     REGISTRY,
@@ -135,7 +136,10 @@ def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Expr:
         raise ExprError(f"an expression must be text, got {type(text).__name__}")
     if len(text) > limits.max_expr_chars:
         raise limits.refuse("max_expr_chars", len(text), "the expression length")
-    return _parse_cached(text, limits)
+    try:
+        return _parse_cached(text, limits)
+    except ExprError as e:  # notation from elsewhere (x^T, trace(X), x') gets explained
+        raise notation.explained(e, text) from None
 
 
 @functools.lru_cache(maxsize=4096)
