@@ -70,18 +70,22 @@ MESSAGES = [
     ),
     pytest.param(
         "A @",
-        "the expression ends with the operator '@' at column 3: an operand is missing after it",
+        "syntax error at column 3: the expression ends with the operator '@', an operand is "
+        "missing after it",
         id="trailing-matmul",
     ),
     pytest.param(
         "tr(X) + 2 *",
-        "the expression ends with the operator '*' at column 11: an operand is missing after it",
+        "syntax error at column 11: the expression ends with the operator '*', an operand is "
+        "missing after it",
         id="trailing-times",
     ),
     # no foreign spelling: the message is the parser's own
     pytest.param("tr(X) ^ 2", "operator ^ (use ** for powers) is not allowed", id="caret-power"),
     pytest.param("tr('a')", "constant 'a' is not allowed: only int and float numbers",
                  id="string-is-not-matlab"),
+    pytest.param("b'x'", "constant b'x' is not allowed: only int and float numbers",
+                 id="bytes-is-not-matlab"),
 ]
 
 

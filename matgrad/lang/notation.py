@@ -50,8 +50,9 @@ SPELLINGS: tuple[Spelling, ...] = (
         "matgrad's functions (tr, inv, logdet, ...; `matgrad functions` lists them)",
         latex=True,
     ),
-    # every quote right after a name or a bracket: Matlab's transpose, not a string
-    Spelling(re.compile(r"^(?:[^']*[\w)\]]')+[^']*$"), "Matlab's transpose x'", "x.T"),
+    # every quote right after a name or a bracket and not before one: Matlab's transpose, not
+    # a string (b'x' is a bytes literal)
+    Spelling(re.compile(r"^(?:[^']*[\w)\]]'(?![\w(]))+[^']*$"), "Matlab's transpose x'", "x.T"),
     Spelling(re.compile(r"(?<![\w.])trace\s*\("), "trace(...)", "tr(...)"),
     Spelling(re.compile(r"(?<![\w.])transpose\s*\("), "transpose(A)", "A.T"),
     Spelling(
@@ -100,8 +101,8 @@ def explained(err: ExprError, text: str) -> ExprError:
     if trailing is not None and err.problem.startswith("syntax error"):
         op, col = trailing
         return ExprError(
-            f"the expression ends with the operator {op!r} at column {col}: an operand is "
-            f"missing after it",
+            f"syntax error at column {col}: the expression ends with the operator {op!r}, an "
+            f"operand is missing after it",
             text=err.text,
             col=col,
         )
