@@ -217,25 +217,24 @@ def edits(
     max_elements_per_trial: int,
     limits: Limits = DEFAULT_LIMITS,
 ) -> list[Edit]:
-    """Every edit of one term that the diagnosis tries, most specific first: notation slips
-    (``X ** -1`` for ``inv(X)``, ``*`` for ``@``), transposing the term, its sign, dropping it,
-    doubling or halving it, its product's factors in another order or commuted, a transpose
-    removed from (or added to) one of its square factors, and symmetrising it. An edit that
-    needs its own evaluation and would hold more than ``max_elements_per_trial`` elements in
-    one intermediate is left out."""
+    """Every edit of one term that the diagnosis tries, in the order they are tried: notation
+    slips of any term first (``X ** -1`` for ``inv(X)``, ``*`` for ``@``: they explain the
+    most), then per term: transposing it, its product's factors in another order or commuted,
+    a transpose moved on one (or every) occurrence of a square factor, its sign, dropping it,
+    doubling or halving it, and symmetrising it. An edit that needs its own evaluation and
+    would hold more than ``max_elements_per_trial`` elements in one intermediate is left
+    out."""
+    notation: list[Edit] = []
     out: list[Edit] = []
     several = len(terms) > 1
     for term in terms[:MAX_TERMS]:
         b = term.bound
         if _square(b.shape):
             out.append(Edit(term, "should be transposed", show(transposed(b)), "transpose"))
-        tree: list[tuple[str, Node]] = []
-        tree += _notation(b)
-        tree += _orders(b)
-        tree += _flips(b)
-        tree += _transposes(b)
+        slips = _notation(b)
+        tree = [*slips, *_orders(b), *_flips(b), *_transposes(b)]
         n_tree = 0
-        for what, node in tree:
+        for i, (what, node) in enumerate(tree):
             if n_tree >= MAX_TREE_EDITS:
                 break
             edited = _bound(node, scope, limits)
@@ -244,7 +243,8 @@ def edits(
             if edited.max_numel > max_elements_per_trial:
                 continue
             n_tree += 1
-            out.append(Edit(term, what, edited.node.text, "expr", bound=edited))
+            edit = Edit(term, what, edited.node.text, "expr", bound=edited)
+            (notation if i < len(slips) else out).append(edit)
         out.append(Edit(term, "has the wrong sign", show(Neg("", 0, b.node)), "scale", -1.0))
         if several:
             out.append(Edit(term, "should be dropped", "", "scale", 0.0))
@@ -252,8 +252,7 @@ def edits(
         out.append(Edit(term, "should be halved", show(_bin("/", b.node, _two())), "scale", 0.5))
         if _square(b.shape):
             out.append(Edit(term, "should be symmetrised", _symmetrised(b), "sym"))
-    # The notation slips come first over all terms: they explain the most.
-    return sorted(out, key=lambda e: (not e.what.startswith("uses"), 0))
+    return notation + out
 
 
 def _symmetrised(b: Bound) -> str:
