@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import custom_backward
+import diagnosis
 import library_scale
 import matrix_scale
 import overhead
@@ -15,7 +16,8 @@ from _common import machine
 if __name__ == "__main__":
     start = time.perf_counter()
     print(f"# matgrad benchmarks\n\nMachine: {machine()}")
-    for mod in (startup, throughput, overhead, library_scale, matrix_scale, custom_backward):
+    for mod in (startup, throughput, overhead, library_scale, matrix_scale, custom_backward,
+                diagnosis):
         t = time.perf_counter()
         print(mod.main(), flush=True)
         print(f"\n({mod.__name__}: {time.perf_counter() - t:.0f} s)", flush=True)

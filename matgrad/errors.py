@@ -94,10 +94,16 @@ class EvalError(MatgradError):
 
 
 def closest(word: str, known: Iterable[str]) -> str | None:
-    """The known name most like ``word`` (difflib's similarity of at least 0.6), or None."""
+    """The known name most like ``word`` (difflib's similarity of at least 0.6), or None.
+
+    A name that is ``word`` with several letters added or taken away is another name, not a
+    typo of it (``qr`` is not ``sqrt``, ``max`` is not ``softmax``): the lengths may differ by
+    at most one letter per three of ``word`` (one at least)."""
     import difflib  # only on the error path
 
-    close = difflib.get_close_matches(word, list(known), n=1)
+    slack = max(1, len(word) // 3)
+    near = [k for k in known if abs(len(k) - len(word)) <= slack]
+    close = difflib.get_close_matches(word, near, n=1)
     return close[0] if close else None
 
 

@@ -56,3 +56,16 @@ def test_the_custom_backward_row_checks_the_same_function_both_ways(load) -> Non
     assert bench.matgrad_seconds(4)[1] == "passed"
     assert bench.gradcheck_seconds(2)[1] is True
     assert "vs gradcheck" in bench.main(points=3)
+
+
+def test_the_diagnosis_benchmark_counts_bounded_repair_searches(load) -> None:
+    from matgrad.engine import repair
+    from matgrad.engine.core import Settings
+    from matgrad.spec.schema import load_all
+
+    bench = load("diagnosis")
+    items = load_all([str(BENCHMARKS.parent / "identities" / "mistakes" / "terms.yaml")])[:3]
+    work = bench._work(items, Settings(trials=10))
+    assert work and all(
+        o.evals <= repair.MAX_EVALS and o.checks <= repair.MAX_CHECKS for o in work
+    )

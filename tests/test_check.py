@@ -383,3 +383,19 @@ def test_checking_differentials_does_not_load_symbolic_shapes() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.stdout.split() == ["passed", "False"], out.stderr
+
+
+def test_mismatch_message_quotes_the_errors_of_the_trial_it_names() -> None:
+    # Trial 0 has the largest absolute error (10 on 100, within rtol 0.2); trial 1 the worst
+    # ratio to its tolerance (1 on 0.001): the message names trial 1 and quotes its figures,
+    # the table's columns keep the largest over every trial.
+    truth = torch.tensor([[100.0, 1.0], [0.001, 1.0]], dtype=torch.float64)
+    value = torch.tensor([[110.0, 1.0], [1.001, 1.0]], dtype=torch.float64)
+    claim = Claim("grad", "x", "x", 1, 1)
+    res = compare(claim, truth, value, (2,), 0.2, 0.0)
+    assert res.status == "failed"
+    assert res.message.startswith(
+        "grad x mismatched on trial 1 at [0]: claimed 1.001, autograd 0.001 (max abs err 1, "
+        "max rel err 1e+03 on that trial)"
+    )
+    assert res.max_abs_err == pytest.approx(10.0)

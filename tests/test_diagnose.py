@@ -80,6 +80,13 @@ FIRES = [
     pytest.param("(a.T @ B @ x) * tr(C)", "grad: {x: 'B.T @ a * tr(C)'}",
                  "{a: [n, 1], B: [n, n], C: [n, n], x: [n, 1]}", "",
                  None, id="right-claim-no-hint"),
+    pytest.param("tr(A @ X @ B)", "grad: {X: 'B.T @ A.T'}", "{X: [n, n], A: [n, n], B: [n, n]}",
+                 "", "term 1 'B.T @ A.T' has its factors in the wrong order: 'A.T @ B.T'",
+                 id="product-order"),
+    pytest.param("sum(X * Y)", "grad: {X: 'X + Y'}", PAIR, "", "term 1 'X' should be dropped",
+                 id="extra-term"),
+    pytest.param("tr(X @ X.T @ A)", "grad: {X: '(A + A.T) @ X + X'}", SQUARE, "",
+                 "term 2 'X' should be dropped", id="near-miss-extra-term"),
     pytest.param("sum(X * Y)", "grad: {X: X}", PAIR, "",
                  "swapped variables: the claim is the grad for Y, not for X (same shape; check "
                  "the order of the arguments)", id="swapped-grad"),
@@ -102,11 +109,23 @@ def test_hint_fires(f: str, claim: str, vars_: str, extra: str, hint: str | None
 def test_symmetric_inputs_names_the_input_that_matters() -> None:
     # C alone decides; A and D are square too and must not be named.
     text = ident(
+        "x.T @ C @ x + tr(A @ D)",
+        "grad: {x: '2 * C @ x'}",
+        "{A: [n, n], C: [n, n], D: [n, n], x: [n, 1]}",
+    )
+    assert claim_of(text).hint.startswith("symmetric inputs only: the claim matches autograd when C is")
+
+
+def test_a_term_that_needs_the_transpose_of_one_input_is_named() -> None:
+    # Only the first term needs C.T: the repair says so rather than "C symmetric".
+    text = ident(
         "(A @ x + b).T @ C @ (D @ x + e)",
         "grad: {x: 'D.T @ C @ (A @ x + b) + A.T @ C @ (D @ x + e)'}",
         "{A: [n, n], b: [n, 1], C: [n, n], D: [n, n], e: [n, 1], x: [n, 1]}",
     )
-    assert claim_of(text).hint.startswith("symmetric inputs only: the claim matches autograd when C is")
+    assert claim_of(text).hint == (
+        "term 1 'D.T @ C @ (A @ x + b)' has 'C' where 'C.T' belongs: 'D.T @ C.T @ (A @ x + b)'"
+    )
 
 
 def test_some_trials_only() -> None:
@@ -124,19 +143,17 @@ LOOK_ALIKES = [
     pytest.param("tr(A @ X)", "grad: {X: 'A @ A'}", SQUARE, id="unrelated-square"),
     # factor that changes from draw to draw is not "a constant factor"
     pytest.param("norm(X) ** 2", "grad: {X: 'tr(X.T @ X) * X'}", PAIR, id="data-dependent-factor"),
-    # wrong product order stays wrong for symmetric inputs too
-    pytest.param("tr(A @ X @ B)", "grad: {X: 'B.T @ A.T'}", "{X: [n, n], A: [n, n], B: [n, n]}",
-                 id="product-order"),
     # wrong in every convention
     pytest.param("logdet(X)", "grad: {X: 'X'}", SPD_X, id="no-convention-fits"),
     # x is never sign(x) on any trial
     pytest.param("sum(abs(x))", "grad: {x: 'x'}", SCALARS, id="never-right"),
-    # wrong for both variables of the shape
-    pytest.param("sum(X * Y)", "grad: {X: 'X + Y'}", PAIR, id="not-swapped"),
+    # wrong product order that no reordering of the claim's factors repairs
+    pytest.param("tr(A @ X @ B)", "grad: {X: 'B.T @ A'}", "{X: [n, n], A: [n, n], B: [n, n]}",
+                 id="product-order-and-transpose"),
+    # a term off by a factor that no edit of one or two terms repairs
+    pytest.param("tr(X @ X.T @ A)", "grad: {X: 'A @ X + A.T @ X @ A'}", SQUARE, id="near-miss"),
     # a claim that is zero is not "off by a factor 0"
     pytest.param("tr(A @ X)", "grad: {X: 'zeros(n, n)'}", SQUARE, id="zero-claim"),
-    # off by an added term: no structure to name
-    pytest.param("tr(X @ X.T @ A)", "grad: {X: '(A + A.T) @ X + X'}", SQUARE, id="near-miss"),
 ]
 
 

@@ -92,7 +92,10 @@ def test_a_float32_failure_that_fails_in_float64_is_a_failure_with_both_figures(
     assert c.note is None
     f32, f64 = c.recheck.max_abs_err, c.recheck.float64_max_abs_err
     assert f32 is not None and f64 is not None
-    assert f"max abs err {f32:.3g}" in c.message
+    # the mismatch quotes the trial it names (its figures "on that trial"); the float64
+    # re-check's figures follow
+    assert c.message.startswith(f"grad x mismatched on trial {c.worst.trial} ")
+    assert " on that trial); " in c.message
     assert f"in float64 on the same draw it fails too (max abs err {f64:.3g}" in c.message
 
 

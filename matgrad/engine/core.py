@@ -25,7 +25,7 @@ with warnings.catch_warnings():
 
 from matgrad._version import __version__
 from matgrad.claims import KINDS
-from matgrad.engine import degeneracy, diagnose, tensors, userfn, witness
+from matgrad.engine import degeneracy, diagnose, repair, tensors, userfn, witness
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
 from matgrad.lang.expr import Bound
@@ -149,13 +149,20 @@ class _Run:
         """f at the variables ``xs``, its lets computed from them."""
         return self.f(self._with_lets(dict(xs)))
 
-    def claim_value(self, claim: Claim, bound: Bound) -> Any:
+    def claim_env(self, claim: Claim) -> dict[str, Any]:
+        """The names a claim may use: variables, lets, and for a differential claim its
+        direction and the lets that use it."""
         env = dict(self.env)
-        with torch.no_grad():
-            if KINDS[claim.kind].uses_direction:
+        if KINDS[claim.kind].uses_direction:
+            with torch.no_grad():
                 env["d" + claim.var] = self.d[claim.var]
                 for name, let in self.c.direction_lets.get(claim.var, ()):
                     env[name] = self.compute(let, env)
+        return env
+
+    def claim_value(self, claim: Claim, bound: Bound) -> Any:
+        env = self.claim_env(claim)
+        with torch.no_grad():
             # No graph here, so a sub-expression the claim repeats is computed once.
             return self.compute(bound, env, memo={})
 
@@ -295,11 +302,14 @@ def compare(
     if ok:
         return res
     res.status = "failed"
-    rel = "" if res.max_rel_err is None else f", max rel err {res.max_rel_err:.3g}"
+    # The figures of the trial the message names (the one `matgrad show --trial` displays),
+    # not the largest over every trial, which may be another trial's.
+    trial_abs, trial_rel = torch.stack([err[trial].max(), rel[trial].max()]).tolist()
+    rel_text = "" if res.max_rel_err is None else f", max rel err {trial_rel:.3g}"
     res.message = (
         f"{claim.label} mismatched on trial {trial} at {res.worst.index}: claimed "
         f"{_fmt(res.worst.claimed)}, autograd {_fmt(res.worst.autograd)} (max abs err "
-        f"{res.max_abs_err:.3g}{rel}); tol rtol={rtol:g} atol={atol:g}"
+        f"{trial_abs:.3g}{rel_text} on that trial); tol rtol={rtol:g} atol={atol:g}"
     )
     return res
 
@@ -552,6 +562,10 @@ def check_compiled(
                 run, claim, bound, res, reference, claimed, expected, "autograd" in judges,
                 settings.limits,
             )
+            probe.repair = _repair_inputs(
+                run if recheck is None else recheck.run_of(claimed), claim, bound, claimed,
+                settings.limits,
+            )
             if noise is not None and "autograd" in judges:
                 probe.noise = _symmetrised(noise, expected)
             res.hint = diagnose.diagnose(probe)
@@ -595,6 +609,12 @@ class _Recheck:
         self.seed = seed  # of the rounding-noise estimate, as in the first check
         self._run: _Run | None = None
         self._grads: dict[str, Any] = {}
+
+    def run_of(self, value: Any) -> _Run:
+        """The run whose dtype ``value`` has: the float64 re-check's once it was made."""
+        if self._run is not None and value.dtype == self._run.like.dtype:
+            return self._run
+        return self.first
 
     def _float64(self) -> tuple[_Run, dict[str, Any]]:
         if self._run is None:
@@ -727,6 +747,33 @@ def _symmetrised(noise: Any, expected: Shape) -> Any:
 def _truth_of(run: _Run, kind: str, var: str) -> Any:
     """The autograd value of a claim of ``kind`` about ``var`` (grad in its convention)."""
     return KINDS[kind].truth(torch, run, var, {}).detach()
+
+
+def _repair_inputs(
+    run: _Run, claim: Claim, bound: Bound, claimed: Any, limits: Limits
+) -> repair.Inputs | None:
+    """How the per-term repairs evaluate a claim's terms: on ``run``'s draws, in the dtype of
+    the claimed value they are compared with (None when no run has that dtype)."""
+    if claimed.dtype != run.like.dtype:
+        return None
+    env = run.claim_env(claim)
+    memo: dict[str, Any] = {}  # one env: equal text, equal value
+
+    def evaluate(b: Bound) -> Any:
+        with torch.no_grad():
+            return run.compute(b, env, memo)
+
+    lets = dict(run.c.lets)
+    if KINDS[claim.kind].uses_direction:
+        lets.update(run.c.direction_lets.get(claim.var, ()))
+
+    def named() -> list[tuple[str, Any]]:
+        out = [(v, env[v]) for v in run.c.identity.vars]
+        if KINDS[claim.kind].uses_direction:
+            out.append(("d" + claim.var, env["d" + claim.var]))
+        return out + [(name, env[name]) for name in lets]
+
+    return repair.Inputs(bound, lets, evaluate, named, run.trials, limits)
 
 
 def _probe(

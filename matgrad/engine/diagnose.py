@@ -16,7 +16,13 @@ Runs only for a failed claim (a passing claim costs nothing). In order:
 5. some trials only: the claim matches on some draws and not others (a domain or
    conditioning problem rather than algebra);
 6. swapped variables: the claim is the derivative with respect to another variable of the
-   same shape.
+   same shape;
+7. per-term repairs: one or two of the claim's additive terms edited (transposed, negated,
+   dropped, doubled or halved, factors reordered, a transpose moved, symmetrised, ``**-1``
+   for ``inv``, ``*`` for ``@``) make it match (``repair.search``);
+8. what is missing: the difference autograd - claim is exactly proportional to a variable, a
+   let or a term of the claim, or is rank one, diagonal, antisymmetric or symmetric
+   (``repair.residual``).
 
 "Matches" means the check's own test (``tensors.tolerance``, docs/decision-rule.md) on every
 entry of a trial, with the failed claim's estimated rounding noise when it has one. Each hint
@@ -31,7 +37,9 @@ from typing import Any
 
 import torch
 
-from matgrad.engine import tensors
+from matgrad.engine import repair, tensors
+from matgrad.errors import EvalError
+from matgrad.lang import terms
 from matgrad.lang.functions import Shape
 
 CONVENTION_WORDS = {
@@ -69,6 +77,8 @@ class Probe:
     # together; symmetrised for a square shape so that it serves transposed candidates), or
     # None when none was estimated: candidates are held to the same noise
     noise: Any = None
+    # the claim's terms and how to evaluate them (per-term repairs); None: not searched
+    repair: repair.Inputs | None = None
 
 
 def within(truth: Any, value: Any, rtol: float, atol: float, noise: Any = None) -> Any:
@@ -179,6 +189,10 @@ def _symmetric(p: Probe) -> str | None:
                 f"symmetric part only: the claim equals the symmetric part (G + G.T)/2 of the "
                 f"{p.reference} value G, which is not symmetric"
             )
+    return None
+
+
+def _symmetric_inputs(p: Probe) -> str | None:
     if p.symmetric is None:
         return None
     names = next((n for n, truth, value in p.symmetric() if _all(truth, value, p)), None)
@@ -235,7 +249,52 @@ def _swapped(p: Probe) -> str | None:
     return None
 
 
-STEPS = (_layout, _linear, _convention, _symmetric, _off_diagonal, _some_trials, _swapped)
+# An edited term that cannot be evaluated on these draws (an inverse made singular, a value
+# over a limit) is no repair; the diagnosis must never turn a failure into an error.
+_CANNOT_EVALUATE = (EvalError, RuntimeError, ValueError)
+
+
+def _repairs(p: Probe) -> str | None:
+    if p.repair is None:
+        return None
+    try:
+        found = repair.search(p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, p.repair)
+    except _CANNOT_EVALUATE as e:
+        p.skipped.append(f"per-term repairs not tried ({type(e).__name__} on these draws)")
+        return None
+    if found.hint is None:
+        p.skipped.extend(found.skipped)
+    return found.hint
+
+
+def _missing(p: Probe) -> str | None:
+    if p.repair is None:
+        return None
+    inp = p.repair
+    try:
+        named = inp.named()
+        parts = terms.split(inp.claim, inp.lets)[: terms.MAX_TERMS]
+        if len(parts) > 1:
+            named += [(t.text, inp.evaluate(t.bound)) for t in parts]
+        return repair.residual(
+            p.truth, p.value, p.rtol, p.atol, p.noise, p.expected, named, p.reference
+        )
+    except _CANNOT_EVALUATE:
+        return None
+
+
+STEPS = (
+    _layout,
+    _linear,
+    _convention,
+    _symmetric,
+    _off_diagonal,
+    _some_trials,
+    _swapped,
+    _repairs,
+    _symmetric_inputs,
+    _missing,
+)
 
 
 # The searches that re-run the check on other inputs (symmetric inputs, swapped variables) try

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from matgrad.errors import EvalError, ExprError, LimitError, did_you_mean
-from matgrad.lang import overlay, shapes, structure
+from matgrad.lang import notation, overlay, shapes, structure
 from matgrad.lang.functions import (
     Arg,
     Shape,
@@ -211,7 +211,10 @@ def parse(text: str, limits: Limits = DEFAULT_LIMITS) -> Expr:
     if len(text) > limits.max_expr_chars:
         raise limits.refuse("max_expr_chars", len(text), "the expression length")
     # keyed by the check's own functions too: a name known under one set may be unknown
-    return _parse_cached(text, limits, overlay.current())
+    try:
+        return _parse_cached(text, limits, overlay.current())
+    except ExprError as e:  # notation from elsewhere (x^T, trace(X), x') gets explained
+        raise notation.explained(e, text) from None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -41,8 +41,12 @@ def writable_problem(path: str | os.PathLike[str]) -> str | None:
         return e.strerror or str(e)
     if st is not None and not stat.S_ISREG(st.st_mode):
         return "it exists and is not a regular file"
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        return "its folder does not exist or is not writable"
+    if not parent.exists():
+        return f"its folder {str(parent)!r} does not exist (create it first)"
+    if not parent.is_dir():
+        return f"{str(parent)!r} is not a folder"
+    if not os.access(parent, os.W_OK):
+        return f"its folder {str(parent)!r} is not writable"
     return None
 
 

@@ -64,6 +64,11 @@ def load(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> YNode | None:
         except yaml.MarkedYAMLError as e:
             mark = e.problem_mark or e.context_mark
             problem = e.problem or "malformed YAML"
+            if mark is not None and _tab_at(text, mark.index):
+                problem = (
+                    "a tab character: YAML indents with spaces only (replace the tabs with "
+                    "spaces)"
+                )
             if e.context and "expected a single document" in e.context:
                 problem = "several YAML documents (---) in one file; use an `identities:` list"
             raise SpecError(
@@ -95,7 +100,19 @@ def load(text: str, path: str, limits: Limits = DEFAULT_LIMITS) -> YNode | None:
         loader.dispose()
 
 
+def _tab_at(text: str, index: int) -> bool:
+    """Is the YAML error at ``index`` a tab (in the indentation, or the character itself)?"""
+    if 0 <= index < len(text) and text[index] == "\t":
+        return True
+    start = text.rfind("\n", 0, max(index, 0)) + 1
+    end = text.find("\n", start)
+    line = text[start : end if end >= 0 else len(text)]
+    return "\t" in line[: len(line) - len(line.lstrip())]
+
+
 def _yaml_hint(problem: str) -> str:
+    if problem.startswith("a tab character"):
+        return ""
     if "cannot start any token" in problem:
         return " (an expression starting with @ or ` must be quoted)"
     if "found undefined alias" in problem or "alias" in problem:
