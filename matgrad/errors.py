@@ -94,16 +94,19 @@ class EvalError(MatgradError):
 
 
 def closest(word: str, known: Iterable[str]) -> str | None:
-    """The known name most like ``word`` (difflib's similarity of at least 0.6), or None.
+    """The known name most like ``word`` (difflib's similarity of at least 0.6 for a word of
+    up to three letters, where one typo weighs more, and 0.7 for longer ones), or None.
 
     A name that is ``word`` with several letters added or taken away is another name, not a
     typo of it (``qr`` is not ``sqrt``, ``max`` is not ``softmax``): the lengths may differ by
-    at most one letter per three of ``word`` (one at least)."""
+    at most one letter per three of ``word`` (one at least). Nor is a name that merely shares
+    letters (``tarce`` is not ``stack``)."""
     import difflib  # only on the error path
 
     slack = max(1, len(word) // 3)
     near = [k for k in known if abs(len(k) - len(word)) <= slack]
-    close = difflib.get_close_matches(word, near, n=1)
+    cutoff = 0.6 if len(word) <= 3 else 0.7
+    close = difflib.get_close_matches(word, near, n=1, cutoff=cutoff)
     return close[0] if close else None
 
 

@@ -288,10 +288,10 @@ STEPS = (
     _linear,
     _convention,
     _symmetric,
-    _off_diagonal,
     _some_trials,
     _swapped,
     _repairs,
+    _off_diagonal,
     _symmetric_inputs,
     _missing,
 )

@@ -96,6 +96,7 @@ def explained(err: ExprError, text: str) -> ExprError:
     found = note(stripped)
     if found is not None:
         problem = err.problem.replace(" (use ** for powers)", "")
+        problem = re.sub(r" \(did you mean '[^']*'\?\)", "", problem)  # the note says better
         return ExprError(f"{problem}; {found}", text=err.text, col=err.col)
     trailing = trailing_operator(stripped)
     if trailing is not None and err.problem.startswith("syntax error"):
