@@ -249,3 +249,55 @@ def test_the_columns_each_site_measures() -> None:
     whole = LOW_RANK_TOP.replace('f: "v.T @ A @ A.T @ v"',
                                  'f: "v.T @ A @ A.T @ v + sum(eigvecsh(A @ A.T))"')
     assert columns(whole) == [None]
+
+
+# ---- kinks and ties (piecewise and order functions, comparisons) -------------------------------
+
+
+def test_a_tie_on_one_trial_is_redrawn_and_counted() -> None:
+    ident = parsed("id: t\nvars: {x: [3]}\nf: amax(x)\ngrad: {x: 'x >= amax(x)'}\n")
+    compiled = compile_identity(ident, 6)
+    xs, ds = _draw(ident, 6, identity_seed(0, "t"))
+    xs["x"][2] = torch.tensor([1.0, 1.0 + 1e-9, 0.3], dtype=torch.float64)  # a near tie
+    tally = degeneracy.Tally()
+    out, _ = degeneracy.guard(
+        compiled, (xs, ds), lambda k: _draw(ident, 6, identity_seed(0, f"redraw {k}")),
+        "float64", tally,
+    )
+    assert tally.degenerate == 1
+    assert not torch.equal(out["x"][2], xs["x"][2])
+    keep = [0, 1, 3, 4, 5]
+    assert torch.equal(out["x"][keep], xs["x"][keep])
+
+
+def test_an_identity_that_sits_on_a_tie_is_refused() -> None:
+    r = checked(
+        "id: t\nvars: {x: [3], y: [3]}\nf: sum(maximum(x, x + 1e-9 * y))\n"
+        "grad: {x: 'ones(3)'}\n"
+    )
+    assert r.status == "error"
+    assert "are at a kink or a tie" in r.message and "maximum(x, x + 1e-9 * y)" in r.message
+
+
+def test_structural_zeros_at_a_kink_are_not_degenerate() -> None:
+    # the upper triangle of tril(X) is exactly 0 on every draw: relu'(0) = 0 there, as claimed
+    r = checked("id: t\nvars: {X: [4, 4]}\nf: sum(relu(tril(X)))\ngrad: {X: 'tril(X) > 0'}\n")
+    assert r.status == "passed", r.message
+    assert r.redrawn_degenerate == 0
+
+
+def test_piecewise_claims_are_judged_on_every_seed() -> None:
+    right = "id: t\nvars: {x: [6]}\nf: sum(abs(x))\ngrad: {x: 'sign(x)'}\n"
+    wrong = "id: t\nvars: {x: [6]}\nf: sum(abs(x))\ngrad: {x: '(x > 0) * 1.0'}\n"
+    for seed in range(5):
+        assert checked(right, seed=seed).status == "passed"
+        assert checked(wrong, seed=seed).status == "failed"
+
+
+def test_a_batched_transpose_slip_gets_a_per_term_hint() -> None:
+    r = checked(
+        "id: t\ndims: {B: 2, n: 3}\nvars: {A: [B, n, n], X: [B, n, n]}\n"
+        "f: sum(A * (X @ X))\ngrad: {X: 'A @ X.mT + X.mT @ A.mT'}\n"
+    )
+    assert r.status == "failed"
+    assert r.claims[0].hint is not None and ".mT" in r.claims[0].hint

@@ -135,12 +135,10 @@ def search(
         v = values[i]
         if e.op == "scale":
             new = v * e.factor
-        elif e.op == "transpose":
-            n = expected[0]
-            new = v.reshape(t, n, n).transpose(-1, -2).reshape(t, k)
+        elif e.op == "transpose":  # the last two axes (a matrix, or a batch of them)
+            new = v.reshape(t, *expected).transpose(-1, -2).reshape(t, k)
         elif e.op == "sym":
-            n = expected[0]
-            m = v.reshape(t, n, n)
+            m = v.reshape(t, *expected)
             new = (0.5 * (m + m.transpose(-1, -2))).reshape(t, k)
         else:
             assert e.bound is not None

@@ -16,9 +16,11 @@ from collections.abc import Mapping
 
 from matgrad.errors import ExprError, LimitError
 from matgrad.lang.expr import (
+    Attr,
     BinOp,
     Bound,
     Call,
+    Compare,
     Expr,
     Name,
     Neg,
@@ -126,6 +128,8 @@ def _prec(node: Node) -> int:
         return _UNARY
     if isinstance(node, Num) and node.value < 0:
         return _UNARY
+    if isinstance(node, Compare):
+        return 0
     return _ATOM
 
 
@@ -136,9 +140,12 @@ def show(node: Node) -> str:
     if isinstance(node, Name):
         return node.name
     if isinstance(node, Call):
-        return f"{node.fn}({', '.join(show(a) for a in node.args)})"
+        args = [show(a) for a in node.args] + [f"{k}={v.text}" for k, v in node.kwargs]
+        return f"{node.fn}({', '.join(args)})"
     if isinstance(node, Transpose):
         return _wrap(node.operand, _prec(node.operand) < _ATOM) + ".T"
+    if isinstance(node, Attr) and not node.text:  # made by an edit
+        return _wrap(node.operand, _prec(node.operand) < _ATOM) + "." + node.attr
     if isinstance(node, Neg):
         return "-" + _wrap(node.operand, _prec(node.operand) < _UNARY)
     if isinstance(node, BinOp):
@@ -152,7 +159,9 @@ def show(node: Node) -> str:
             chained = node.op == "@" and isinstance(node.right, BinOp) and node.right.op == "@"
             right = _wrap(node.right, _prec(node.right) <= p and not chained)
         return f"{left} {node.op} {right}"
-    raise AssertionError(f"unhandled node {type(node).__name__}")  # pragma: no cover
+    # Indexing, attributes, literals, comparisons: no edit rewrites inside them, so their
+    # own source text is exact.
+    return node.text
 
 
 def _wrap(node: Node, paren: bool) -> str:
@@ -168,6 +177,10 @@ def transposed(b: Bound) -> Node:
     """``b`` transposed, the transpose pushed through products, sums and scalings:
     ``(A.T @ X @ B).T`` is ``B.T @ X.T @ A``."""
     node = b.node
+    if len(b.shape) > 2:  # a batch of matrices: swap the last two axes
+        if isinstance(node, Attr) and node.attr == "mT":
+            return b.args[0].node
+        return Attr("", 0, node, "mT")
     if len(b.shape) != 2:
         return node  # a scalar or a 1-D vector is its own transpose
     if isinstance(node, Transpose) and len(b.args[0].shape) == 2:
@@ -191,7 +204,17 @@ def transposed(b: Bound) -> Node:
 
 
 def _square(shape: Shape) -> bool:
-    return len(shape) == 2 and shape[0] == shape[1] and shape[0] > 1
+    """A square matrix, or a batch of them (the last two axes)."""
+    return len(shape) >= 2 and shape[-1] == shape[-2] and shape[-1] > 1
+
+
+def _swap(node: Node, shape: Shape) -> Node:
+    """``node`` transposed: ``.T`` for a matrix, ``.mT`` for a batch of matrices."""
+    return Transpose("", 0, node) if len(shape) == 2 else Attr("", 0, node, "mT")
+
+
+def _is_swap(node: Node) -> bool:
+    return isinstance(node, Transpose) or (isinstance(node, Attr) and node.attr == "mT")
 
 
 def scope_of(*bounds: Bound) -> Scope:
@@ -303,9 +326,11 @@ def _replace(root: Bound, target: Bound, new: Node) -> Node:
         return Neg("", 0, args[0])
     if isinstance(node, Transpose):
         return Transpose("", 0, args[0])
-    if isinstance(node, Call):
-        return Call("", 0, node.fn, tuple(args))
-    return node  # pragma: no cover
+    if isinstance(node, Call):  # its options unchanged: an edit never drops axis= and the like
+        return Call("", 0, node.fn, tuple(args), node.kwargs)
+    if isinstance(node, Attr) and node.attr == "mT":
+        return Attr("", 0, args[0], "mT")
+    return node  # indexing and the like: no edit reaches inside them
 
 
 def _subtrees(b: Bound) -> list[Bound]:
@@ -415,12 +440,12 @@ def _flips(b: Bound) -> list[tuple[str, Node]]:
 
 def _flip(b: Bound, name: str) -> Node:
     node = b.node
-    if isinstance(node, Transpose) and isinstance(node.operand, Name):
-        if node.operand.name == name:
-            return node.operand
+    if _is_swap(node) and isinstance(b.args[0].node, Name):
+        if b.args[0].node.name == name:
+            return b.args[0].node
         return node
     if isinstance(node, Name):
-        return Transpose("", 0, node) if node.name == name else node
+        return _swap(node, b.shape) if node.name == name else node
     if not b.args:
         return node
     args = [_flip(a, name) for a in b.args]
@@ -430,9 +455,11 @@ def _flip(b: Bound, name: str) -> Node:
         return Neg("", 0, args[0])
     if isinstance(node, Transpose):
         return Transpose("", 0, args[0])
-    if isinstance(node, Call):
-        return Call("", 0, node.fn, tuple(args))
-    return node  # pragma: no cover
+    if isinstance(node, Call):  # its options unchanged: an edit never drops axis= and the like
+        return Call("", 0, node.fn, tuple(args), node.kwargs)
+    if isinstance(node, Attr) and node.attr == "mT":
+        return Attr("", 0, args[0], "mT")
+    return node  # indexing and the like: no edit reaches inside them
 
 
 def _transposes(b: Bound) -> list[tuple[str, Node]]:
@@ -445,7 +472,7 @@ def _transposes(b: Bound) -> list[tuple[str, Node]]:
             parents[id(a)] = s
     for s in _subtrees(b)[1:]:  # the whole term transposed is an edit of its own
         node = s.node
-        if isinstance(node, Transpose) and _square(s.shape):
+        if _is_swap(node) and _square(s.shape):
             inner = s.args[0].node
             out.append((
                 f"has {node.text!r} where {show(inner)!r} belongs", _replace(b, s, inner)
@@ -454,9 +481,9 @@ def _transposes(b: Bound) -> list[tuple[str, Node]]:
             _square(s.shape)
             and s.static is None
             and (isinstance(node, Name) or (isinstance(node, Call) and node.fn == "inv"))
-            and not isinstance(parents.get(id(s), b).node, Transpose)
+            and not _is_swap(parents.get(id(s), b).node)
         ):
-            t = Transpose("", 0, node)
+            t = _swap(node, s.shape)
             out.append((f"has {node.text!r} where {show(t)!r} belongs", _replace(b, s, t)))
         if isinstance(node, Call) and node.fn == "inv" and isinstance(node.args[0], Transpose):
             plain = Call("", 0, "inv", (s.args[0].args[0].node,))
