@@ -300,6 +300,26 @@ def test_expression_escape_outside_f(where: str, evaluations: list[str]) -> None
                      "max_dim=1024" + raise_it("max_dim"), id="eye-of-1e9"),
         pytest.param("ones(10**9, 10**9)", "a size in 'ones(10**9, 10**9)' is 1000000000, over "
                      "the limit max_dim=1024" + raise_it("max_dim"), id="ones-of-1e9"),
+        # the tensor language: every size is known, and bounded, before anything is allocated
+        pytest.param("sum(full((1024, 1024, 1024), 1))",
+                     "its largest intermediate has 1073741824 elements per trial",
+                     id="full-of-1e9-entries"),
+        pytest.param("sum(ones(1024, 1024, 1024, 1024))", "over the limit max_elements=50000000",
+                     id="ones-of-1e12-entries"),
+        pytest.param("sum(einsum('ab,cd,ef,gh->abcdefgh', X, X, X, X))",
+                     "is 8, over the limit max_rank=6" + raise_it("max_rank"),
+                     id="einsum-outer-product-of-8-axes"),
+        pytest.param("sum(X[None, None, None, None, None])",
+                     "is 7, over the limit max_rank=6" + raise_it("max_rank"),
+                     id="index-adds-axes"),
+        pytest.param("sum(reshape(X, -1, 10**9))", "cannot reshape [3, 3] (9 entries)",
+                     id="reshape-to-1e9"),
+        pytest.param("sum(topk(x, 10**9))", "topk needs k between 1 and 3", id="topk-of-1e9"),
+        pytest.param("sum(max_pool1d(x, 10**9))", "needs a window k of at most 3",
+                     id="pool-window-of-1e9"),
+        pytest.param("einsum('__import__', X)", "only letters name axes", id="einsum-dunder"),
+        pytest.param("sum(X[0:10**9])", "slice bound 1000000000 is out of range for axis 0",
+                     id="slice-of-1e9"),
     ],
 )
 def test_expression_work_is_bounded(expr: str, problem: str, evaluations: list[str]) -> None:
@@ -572,6 +592,13 @@ def _products(depth: int) -> str:
             "trials: 1\n",
             _work_refused("2.5e+12"),
             id="jacobian-of-a-large-f",
+        ),
+        pytest.param(
+            # a chain of contractions: each step is bounded, the whole is too much work
+            "id: a\nvars: {A: [1000, 1000]}\nf: \"sum(einsum('ij,jk,kl,lm->im', A, A, A, A))\"\n"
+            "grad: {A: A}\ntrials: 10\n",
+            _work_refused("1.8e+11"),
+            id="einsum-chain-of-large-matrices",
         ),
     ],
 )

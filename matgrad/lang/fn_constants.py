@@ -20,7 +20,7 @@ from matgrad.lang.functions import (
 
 def _size(v: Any, what: str) -> int:
     if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-        raise ShapeError(f"{what} must be a positive integer constant or dim, got {v!r}")
+        raise ShapeError(f"needs {what} to be a positive integer constant or dim, got {v!r}")
     return v
 
 

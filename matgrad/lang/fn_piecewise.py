@@ -329,9 +329,9 @@ def _pool_sizes(args: Sequence[Arg], stride: Any) -> tuple[int, int, int]:
     stride = k if stride is None else stride
     for what, v in (("the window k", k), ("stride=", stride)):
         if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ShapeError(f"{what} must be a positive integer, got {v!r}")
+            raise ShapeError(f"needs {what} to be a positive integer, got {v!r}")
     if k > n:
-        raise ShapeError(f"the window k={k} is longer than the last axis ({n})")
+        raise ShapeError(f"needs a window k of at most {n} (the last axis), got k={k}")
     return k, stride, (n - k) // stride + 1
 
 
