@@ -121,6 +121,8 @@ class ClaimResult:
     # (or could not judge). A failure confirmed in float64 says so in ``message``.
     recheck: Recheck | None = None
     note: str | None = None
+    # The claimed expression as written in the identity file.
+    expr: str | None = None
 
     @property
     def label(self) -> str:
@@ -161,6 +163,8 @@ class IdentityResult:
     # The identity's own tol where it is looser than the run's: {"rtol": 1e-3} (only the
     # looser keys); None when it has none, or none looser.
     loose_tol: dict[str, float] | None = None
+    # The scalar function as written in the identity file (None for an unreadable one).
+    f: str | None = None
 
     def tol_note(self) -> str | None:
         """The identity's looser-than-the-run tol in words, or None."""

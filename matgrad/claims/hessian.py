@@ -17,6 +17,8 @@ class Hessian(ClaimKind):
     name = "hessian"
     noun = "Hessian"
     layout = "n x n for a variable with n entries (a scalar for a scalar variable)"
+    symbol = "∇²_{var} f"
+    symbol_mathml = '<mrow><msubsup><mo>∇</mo>{var}<mn>2</mn></msubsup><mi>f</mi></mrow>'
     needs_scalar_f = True
     fd_tol = 1e-4
     fd_ratio = 2.0

@@ -823,6 +823,7 @@ def check_identity(
         title=ident.title,
         source=ident.source,
         latex=ident.latex,
+        f=ident.f,
         seed=settings.seed,
         loose_tol=settings.looser(ident.tol.rtol, ident.tol.atol),
     )
@@ -834,6 +835,9 @@ def check_identity(
         tally = degeneracy.Tally()
         try:
             result.claims = check_compiled(compiled, settings, device, tally=tally)
+            written = {(c.kind, c.var): c.text for c in ident.claims}
+            for c in result.claims:
+                c.expr = written.get((c.kind, c.var))
         finally:
             result.redrawn_degenerate = tally.degenerate
             result.redrawn_undefined = tally.undefined
@@ -863,6 +867,8 @@ def check_identity(
             f"internal error while checking {ident.id!r}: {type(e).__name__}: {e}. "
             f"This is a bug in matgrad: please report it with the identity file"
         )
+    if result.status == "error" and not result.claims:
+        result.trials = None  # no verdict rests on any draw: every format shows "—"
     result.seconds = time.perf_counter() - start
     return result
 

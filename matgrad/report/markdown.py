@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from matgrad.report.escape import markdown as md
 from matgrad.report.text import (
+    claim_status,
     draws,
     headline,
     identity_lines,
@@ -104,7 +105,7 @@ def _claim_rows(r: IdentityResult) -> list[str]:
                 [
                     md(r.id) if i == 0 else "",
                     md(c.label),
-                    verdict(r.status) if i == 0 else "",
+                    verdict(claim_status(r, c)),
                     num(c.max_abs_err),
                     num(c.max_ratio, ".2g"),
                     md(worst_line(c) or ""),

@@ -26,6 +26,17 @@ def verdict(status: str) -> str:
     return VERDICT.get(status, status.upper())
 
 
+def claim_status(r: IdentityResult, c: ClaimResult) -> str:
+    """A claim's own verdict as a status: in an ``expect: fail`` identity a failed claim is
+    ``xfailed``, and a passing one ``xpassed`` when every claim passed."""
+    if r.expect == "fail":
+        if c.status == "failed":
+            return "xfailed"
+        if c.status == "passed" and r.status == "xpassed":
+            return "xpassed"
+    return c.status if c.status in STATUSES else "error"
+
+
 def num(x: float | None, spec: str = ".2e") -> str:
     return "—" if x is None else format(x, spec)
 
