@@ -165,6 +165,8 @@ class IdentityResult:
     loose_tol: dict[str, float] | None = None
     # The scalar function as written in the identity file (None for an unreadable one).
     f: str | None = None
+    # The line the error message names (an invalid identity, a shape error), if it names one.
+    error_line: int | None = None
 
     def tol_note(self) -> str | None:
         """The identity's looser-than-the-run tol in words, or None."""

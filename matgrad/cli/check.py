@@ -90,7 +90,11 @@ def check(
     quiet: Annotated[
         int,
         typer.Option(
-            "-q", "--quiet", count=True, show_default=False, help="Less output (-qq: summary only)."
+            "-q",
+            "--quiet",
+            count=True,
+            show_default=False,
+            help="Less output (-qq: summary only; in GitHub mode the ::error annotations too).",
         ),
     ] = 0,
     verbose: Annotated[
@@ -177,8 +181,14 @@ def check(
         chosen = "github" if github.enabled() else "table"
     with common.reader_may_leave():
         if chosen == "table":
-            for block in table_report.renderables(result, verbose - quiet):
+            # a terminal (or a COLUMNS the user set) gets a table that fits its width;
+            # piped output keeps every column
+            fit = out.width if out.is_terminal or "COLUMNS" in os.environ else None
+            for block in table_report.renderables(result, verbose - quiet, fit):
                 out.print(block)
+        elif chosen == "github":
+            sys.stdout.write(github.render(result, verbose - quiet))
+            sys.stdout.flush()
         else:
             sys.stdout.write(renderer(chosen)(result))
             sys.stdout.flush()

@@ -812,6 +812,7 @@ def check_identity(
             expect="pass",
             status="error",
             message=str(item.error),
+            error_line=item.error.line,
         )
     ident = item
     result = IdentityResult(
@@ -849,6 +850,7 @@ def check_identity(
         result.message = "; ".join(c.message for c in result.claims if c.message)
     except SpecError as e:
         result.message = str(e.located(path=ident.path, identity=ident.id))
+        result.error_line = e.line
     except (EvalError, LimitError) as e:
         result.message = f"{ident.path}:{ident.line}: identity {ident.id!r}: {e}"
     except MatgradError as e:
