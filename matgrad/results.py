@@ -14,6 +14,11 @@ from matgrad.settings import Settings
 
 SCHEMA_VERSION = 1
 
+# The ``file`` of identities read from stdin (``matgrad check -``) and of one given by options
+# (``matgrad try``, the API's inline identities): no file to name in a printed command.
+STDIN_FILE = "<stdin>"
+INLINE_FILE = "<inline>"
+
 
 def unravel(flat: int, shape: list[int] | tuple[int, ...]) -> list[int]:
     """The index of entry ``flat`` of a row-major ``shape`` (``[]`` for a scalar)."""

@@ -18,7 +18,7 @@ from matgrad.report.text import (
     show_command,
     warning_lines,
 )
-from matgrad.results import ClaimResult, RunReport
+from matgrad.results import INLINE_FILE, ClaimResult, RunReport
 
 STYLE = {
     "passed": "green",
@@ -199,7 +199,7 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
                     style="dim",
                 )
             )
-            if r.claims:
+            if r.claims and r.file != INLINE_FILE:  # show reads files (or stdin)
                 command = terminal(show_command(r, report.settings), newlines=True)
                 lines.append(Text(f"  show: {command}", style="dim"))
         out.append(Group(*lines))

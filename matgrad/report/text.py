@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from matgrad.results import ClaimResult, IdentityResult, RunReport
+from matgrad.results import INLINE_FILE, STDIN_FILE, ClaimResult, IdentityResult, RunReport
 from matgrad.settings import Settings
 
 VERDICT = {
@@ -48,8 +48,16 @@ def where(r: IdentityResult) -> str:
 def reproduce(r: IdentityResult, settings: Settings) -> str:
     """The command that checks just ``r`` again under the run's ``settings`` (each one that
     is not the built-in default is written out), so it reaches the same verdict."""
-    cmd = f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {settings.seed}"
+    if r.file == INLINE_FILE:  # given by `matgrad try` options: the same options again
+        return " ".join(["matgrad try (the same options)", f"--seed {settings.seed}",
+                         *settings.flags()])
+    cmd = f"matgrad check {_target(r)} -k {shlex.quote(r.id)} --seed {settings.seed}"
     return " ".join([cmd, *settings.flags()])
+
+
+def _target(r: IdentityResult) -> str:
+    """The PATHS argument that reads ``r`` again: ``-`` for text piped in on stdin."""
+    return "-" if r.file == STDIN_FILE else shlex.quote(r.file)
 
 
 def show_command(r: IdentityResult, settings: Settings) -> str:
@@ -58,7 +66,7 @@ def show_command(r: IdentityResult, settings: Settings) -> str:
     trial = next(
         (c.worst.trial for c in r.claims if c.status != "passed" and c.worst is not None), 0
     )
-    cmd = f"matgrad show {shlex.quote(r.id)} {shlex.quote(r.file)} --seed {settings.seed}"
+    cmd = f"matgrad show {shlex.quote(r.id)} {_target(r)} --seed {settings.seed}"
     cmd += f" --trial {trial}"
     if r.trials is not None:
         cmd += f" --trials {r.trials}"
