@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,10 @@ def test_validate_quiet_is_silent_when_all_is_valid() -> None:
     r = CliRunner().invoke(app, ["validate", seed, "-v"])
     assert r.exit_code == 0
     assert r.stdout.splitlines()[0].startswith("valid seed-linear-form (")
+
+
+def test_the_new_template_names_docs_that_exist() -> None:
+    text = CliRunner().invoke(app, ["new", "some-id"]).stdout
+    named = re.findall(r"docs/[\w./-]+\.md", text)
+    assert named, text
+    assert all((ROOT / path).is_file() for path in named), named
