@@ -61,6 +61,18 @@ def _git(repo: Path, *args: str) -> None:
     )
 
 
+def source_copy(where: Path) -> Path:
+    """This checkout's source tree, copied: pip and setuptools build in the tree they get."""
+    shutil.copytree(
+        ROOT, where, symlinks=True,
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".*_cache",
+            "artifacts", ".hypothesis",
+        ),
+    )
+    return where
+
+
 def _environment(where: Path) -> Path:
     """A fresh virtual environment that sees this environment's packages but not matgrad."""
     venv.create(where, with_pip=True)
@@ -105,7 +117,8 @@ def test_the_github_recipe_gates_a_repository_of_its_own(tmp_path: Path) -> None
 
     install = STEPS["Install matgrad"]["run"]
     assert TORCH_INDEX in install and MATGRAD_URL.search(install), install
-    install = MATGRAD_URL.sub(f'"matgrad @ {ROOT.as_uri()}"', install)
+    source = source_copy(tmp_path / "matgrad-src")
+    install = MATGRAD_URL.sub(f'"matgrad @ {source.as_uri()}"', install)
     install = install.replace(TORCH_INDEX, (tmp_path / "cpu-index").as_uri())
     done = _sh(install, paper, env)
     assert done.returncode == 0, done.stdout + done.stderr
