@@ -158,3 +158,12 @@ def test_a_real_run_carries_f_and_claims_into_json_and_csv(tmp_path: Path) -> No
     rows = list(csv.DictReader(io.StringIO(table.read_text())))
     assert (rows[0]["f"], rows[0]["claim.expr"], rows[1]["claim.expr"]) == ("a.T @ x", "x", "a")
     assert csv_report.COLUMNS.index("f") < csv_report.COLUMNS.index("claim.expr")
+
+
+def test_markdown_shows_f_and_the_claimed_expressions() -> None:
+    text = markdown.render(_one_pass_one_fail())
+    cells = [line.split(" | ") for line in text.splitlines()]
+    rows = [c for c in cells if len(c) > 2 and c[1] in ("grad Q", "grad K")]
+    assert [row[6:8] for row in rows] == [
+        ["f = tr\\(Q @&#8288; K.T\\)", "∂f/∂Q = K |"], ["", "∂f/∂K = Q.T |"]
+    ]
