@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+import custom_backward
 import library_scale
 import matrix_scale
 import overhead
@@ -14,7 +15,7 @@ from _common import machine
 if __name__ == "__main__":
     start = time.perf_counter()
     print(f"# matgrad benchmarks\n\nMachine: {machine()}")
-    for mod in (startup, throughput, overhead, library_scale, matrix_scale):
+    for mod in (startup, throughput, overhead, library_scale, matrix_scale, custom_backward):
         t = time.perf_counter()
         print(mod.main(), flush=True)
         print(f"\n({mod.__name__}: {time.perf_counter() - t:.0f} s)", flush=True)

@@ -17,6 +17,7 @@ from matgrad._version import __version__
 if TYPE_CHECKING:
     from matgrad.api import LoadError, check, check_identity, collect, load  # noqa: F401
     from matgrad.errors import EvalError, ExprError, LimitError, MatgradError, SpecError  # noqa: F401
+    from matgrad.lang.user import FunctionSet  # noqa: F401
     from matgrad.limits import Limits  # noqa: F401
     from matgrad.results import ClaimResult, IdentityResult, RunReport  # noqa: F401
     from matgrad.spec.schema import Identity, Invalid  # noqa: F401
@@ -28,6 +29,7 @@ _LAZY = {
     "collect": "matgrad.api",
     "check_identity": "matgrad.api",
     "LoadError": "matgrad.api",
+    "FunctionSet": "matgrad.lang.user",
     "Identity": "matgrad.spec.schema",
     "Invalid": "matgrad.spec.schema",
     "ClaimResult": "matgrad.results",

@@ -9,8 +9,9 @@ Results are the plain dataclasses of :mod:`matgrad.results`; each has ``to_dict(
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Union
 
 import yaml
@@ -19,6 +20,7 @@ from matgrad import runner
 from matgrad.claims import KINDS
 from matgrad.config import Config
 from matgrad.errors import MatgradError, SpecError
+from matgrad.lang.user import FunctionSet
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.results import INLINE_FILE, IdentityResult, RunReport
 from matgrad.settings import Settings, resolve
@@ -27,6 +29,7 @@ from matgrad.spec.schema import Identity, Invalid
 
 PathLike = Union[str, "os.PathLike[str]"]
 Checkable = Union[Identity, Invalid, str, "os.PathLike[str]"]
+Functions = Union[FunctionSet, Mapping[str, Callable[..., Any]], None]
 
 INLINE_ID = "inline"
 
@@ -44,6 +47,7 @@ def collect(
     *,
     select: Sequence[str] | str = (),
     limits: Limits | None = None,
+    functions: Functions = None,
 ) -> list[Identity | Invalid]:
     """Read identity files and folders, keeping what cannot be read as :class:`Invalid`.
 
@@ -56,6 +60,7 @@ def collect(
         select: keep identities whose id contains this text or matches this glob (several
             patterns: any of them), as ``-k`` does on the command line.
         limits: size and work limits (default: :data:`matgrad.limits.DEFAULT_LIMITS`).
+        functions: user functions the identities may call (see :func:`check`).
 
     >>> import matgrad
     >>> items = matgrad.collect("identities/seed.yaml", select="*-sign")
@@ -63,7 +68,8 @@ def collect(
     ['seed-trace-inverse-sign']
     """
     patterns = [select] if isinstance(select, str) else list(select)
-    items = spec.load_all(_path_list(paths), limits or DEFAULT_LIMITS)
+    with using_functions(functions):
+        items = spec.load_all(_path_list(paths), limits or DEFAULT_LIMITS)
     return runner.select(items, patterns)
 
 
@@ -72,6 +78,7 @@ def load(
     *,
     select: Sequence[str] | str = (),
     limits: Limits | None = None,
+    functions: Functions = None,
 ) -> list[Identity]:
     """Read and validate identities; raise :class:`LoadError` if any cannot be checked.
 
@@ -82,6 +89,7 @@ def load(
         paths: a file or folder, or several.
         select: id patterns, as for :func:`collect`.
         limits: size and work limits.
+        functions: user functions the identities may call (see :func:`check`).
 
     Returns:
         The identities, in file order.
@@ -97,8 +105,9 @@ def load(
     ['grad a', 'grad x']
     """
     lim = limits or DEFAULT_LIMITS
-    items = collect(paths, select=select, limits=lim)
-    problems = [err for _, err in spec.validate(items, lim) if err is not None]
+    with using_functions(functions):
+        items = collect(paths, select=select, limits=lim)
+        problems = [err for _, err in spec.validate(items, lim) if err is not None]
     if problems:
         raise LoadError(problems)
     return [item for item in items if isinstance(item, Identity)]
@@ -121,6 +130,7 @@ def check(
     settings: Settings | None = None,
     on_start: Callable[[Identity | Invalid], None] | None = None,
     on_result: Callable[[IdentityResult], None] | None = None,
+    functions: Functions = None,
 ) -> RunReport:
     """Check identities against autograd over random draws.
 
@@ -148,6 +158,11 @@ def check(
         settings: the run's settings already resolved (:func:`matgrad.settings.resolve`),
             instead of the arguments above and ``config``.
         on_start, on_result: called before and after each identity (e.g. a progress bar).
+        functions: user functions the identities may call by name, for this call only: a
+            :class:`~matgrad.FunctionSet`, or a dict ``name -> torch callable`` (batched over
+            a leading trial axis). With a function that has its own backward (an
+            ``autograd.Function``), every claim is also judged by finite differences and the
+            Taylor test, and autograd's gradient itself is checked (docs/python-api.md).
 
     Returns:
         A :class:`~matgrad.results.RunReport`; ``report.ok`` says whether every identity met
@@ -177,13 +192,28 @@ def check(
     ):
         raise ValueError("give either settings or the separate settings (and config), not both")
     patterns = [select] if isinstance(select, str) else list(select)
-    items = runner.select(_checkables(identities, settings.limits), patterns)
+    with using_functions(functions):
+        items = runner.select(_checkables(identities, settings.limits), patterns)
 
-    from matgrad.engine import core as engine
+        from matgrad.engine import core as engine
 
-    return engine.run(
-        items, settings, on_result=on_result, on_start=on_start, maxfail=maxfail
-    )
+        return engine.run(
+            items, settings, on_result=on_result, on_start=on_start, maxfail=maxfail
+        )
+
+
+@contextlib.contextmanager
+def using_functions(functions: Functions) -> Iterator[None]:
+    """The user ``functions`` callable by name in identities inside the block, and nowhere
+    else (none: nothing changes, an enclosing block's functions stay). Building them imports
+    torch."""
+    if functions is None:
+        yield
+        return
+    from matgrad.engine.userfn import activate
+
+    with activate(functions):
+        yield
 
 
 def check_identity(
@@ -193,6 +223,7 @@ def check_identity(
     grad: Mapping[str, str | float] | None = None,
     differential: Mapping[str, str | float] | None = None,
     hessian: Mapping[str, str | float] | None = None,
+    jacobian: Mapping[str, str | float] | None = None,
     dims: Mapping[str, int] | None = None,
     let: Mapping[str, str] | None = None,
     id: str = INLINE_ID,  # shadows a builtin: the identity file's own key
@@ -209,12 +240,15 @@ def check_identity(
     rtol: float | None = None,
     atol: float | None = None,
     limits: Limits | None = None,
+    implementation: Sequence[str] | None = None,
+    functions: Functions = None,
 ) -> IdentityResult:
     """Check one identity given inline, with the keys of an identity file.
 
     The fields go through the very reader and checks of identity files (the same expression
     parser, the same limits); ``vars`` takes ``{"X": ["n", "n"]}`` or
-    ``{"X": {"shape": ["n", "n"], "domain": "spd"}}``.
+    ``{"X": {"shape": ["n", "n"], "domain": "spd"}}``; ``implementation`` takes a list of
+    variables, ``["X"]``; ``functions`` the user functions f may call (see :func:`check`).
 
     Returns:
         The :class:`~matgrad.results.IdentityResult` (``.status``, ``.claims``, ``.message``).
@@ -257,8 +291,11 @@ def check_identity(
         "directions": directions,
     }
     settings = resolve(seed=seed, device=device, dtype=dtype, rtol=rtol, atol=atol, limits=limits)
-    ident = inline_identity({k: v for k, v in fields.items() if v is not None}, settings.limits)
-    return check([ident], settings=settings).results[0]
+    with using_functions(functions):
+        ident = inline_identity(
+            {k: v for k, v in fields.items() if v is not None}, settings.limits
+        )
+        return check([ident], settings=settings).results[0]
 
 
 def inline_identity(fields: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) -> Identity:
@@ -365,10 +402,12 @@ def _checkables(
 
 
 __all__ = [
+    "FunctionSet",
     "LoadError",
     "check",
     "check_identity",
     "collect",
     "inline_identity",
     "load",
+    "using_functions",
 ]

@@ -30,6 +30,7 @@ class Limits:
     max_expr_nodes: int = 1_000
     max_lets: int = 64
     max_dim: int = 1_024
+    max_rank: int = 6  # axes of a variable or of any sub-expression
     max_trials: int = 10_000
     max_power: int = 1_000
     max_elements: int = 50_000_000

@@ -58,23 +58,38 @@ class _State:
     base: Path  # where pytest was started: file names in messages are relative to it
     items: dict[Path, list[Identity | Invalid]] | None = None
     results: dict[tuple[str, str], IdentityResult] = dataclasses.field(default_factory=dict)
+    hook: Any = None  # the config's hook caller: asked once for the user functions
+    _functions: Any = None
+    _asked: bool = False
+
+    @property
+    def functions(self) -> Any:
+        """The user functions of the ``pytest_matgrad_functions`` hook (None: none)."""
+        if not self._asked and self.hook is not None:
+            self._asked = True
+            self._functions = self.hook.pytest_matgrad_functions(config=self.config)
+        return self._functions
+
+    config: Any = None
 
     def covers(self, path: Path) -> bool:
         path = path.resolve()
         return any(path == r or r in path.parents for r in self.roots)
 
     def items_for(self, path: Path) -> list[Identity | Invalid]:
+        from matgrad.api import using_functions
         from matgrad.spec.schema import load_all, load_file
 
-        if self.items is None:
-            # Read every root once, so that a repeated id across files is reported.
-            self.items = {}
-            names = [_relative(r, self.base) for r in self.roots]
-            for item in load_all(names, self.settings.limits):
-                self.items.setdefault(Path(item.path).resolve(), []).append(item)
-        found = self.items.get(path.resolve())
-        if found is None:  # a file pytest visits that the discovery above skipped
-            found = load_file(_relative(path.resolve(), self.base), self.settings.limits)
+        with using_functions(self.functions):
+            if self.items is None:
+                # Read every root once, so that a repeated id across files is reported.
+                self.items = {}
+                names = [_relative(r, self.base) for r in self.roots]
+                for item in load_all(names, self.settings.limits):
+                    self.items.setdefault(Path(item.path).resolve(), []).append(item)
+            found = self.items.get(path.resolve())
+            if found is None:  # a file pytest visits that the discovery above skipped
+                found = load_file(_relative(path.resolve(), self.base), self.settings.limits)
         return found
 
     def result_for(self, ident: Identity) -> IdentityResult:
@@ -82,12 +97,25 @@ class _State:
         if key not in self.results:
             from matgrad import api
 
-            report = api.check([ident], settings=self.settings)
+            report = api.check([ident], settings=self.settings, functions=self.functions)
             self.results[key] = report.results[0]
         return self.results[key]
 
 
 _STATE = pytest.StashKey[_State]()
+
+
+class _Hooks:
+    @staticmethod
+    @pytest.hookspec(firstresult=True)
+    def pytest_matgrad_functions(config: pytest.Config) -> Any:
+        """Return the user functions identities may call (a ``matgrad.FunctionSet`` or a
+        dict ``name -> callable``), or None. Implement it in a ``conftest.py`` of the
+        project: identity folders never load Python code themselves."""
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(_Hooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -131,7 +159,10 @@ def pytest_configure(config: pytest.Config) -> None:
         settings = resolve(project)
     except MatgradError as e:
         raise pytest.UsageError(f"matgrad: {e}") from None
-    config.stash[_STATE] = _State(roots, settings, project.file, config.invocation_params.dir)
+    config.stash[_STATE] = _State(
+        roots, settings, project.file, config.invocation_params.dir, hook=config.hook,
+        config=config,
+    )
 
 
 def _relative(path: Path, base: Path) -> str:
@@ -247,6 +278,14 @@ class ClaimItem(pytest.Item):
         if claim is result.claims[0]:
             for text in result.warnings:
                 warnings.warn(MatgradWarning(f"{result.id}: {text}"), stacklevel=1)
+            # claims the engine added (the backward of a user function, checked for every
+            # variable): reported by the identity's first test
+            listed = {(c.kind, c.var) for c in self.identity.claims}
+            for added in result.claims:
+                if (added.kind, added.var) not in listed and added.status != "passed":
+                    if added.status == "error":
+                        raise MatgradCheckError(_with_context(added.message, result, state))
+                    raise MatgradFailure(_claim_failure(added, result, state))
         if claim.status == "error":
             raise MatgradCheckError(_with_context(claim.message, result, state))
         if result.status == "error":

@@ -49,3 +49,10 @@ def test_the_overhead_baseline_draws_matgrads_inputs_and_agrees_with_it(load) ->
         ((run, _, _, _, _),) = keep
         x, a = overhead.draw(ident, 3)
         assert torch.equal(run.x["X"], x) and torch.equal(run.x["A"], a)
+
+
+def test_the_custom_backward_row_checks_the_same_function_both_ways(load) -> None:
+    bench = load("custom_backward")
+    assert bench.matgrad_seconds(4)[1] == "passed"
+    assert bench.gradcheck_seconds(2)[1] is True
+    assert "vs gradcheck" in bench.main(points=3)

@@ -24,9 +24,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "matgrad"
 KIND_NAMES = sorted(KINDS)
 
 
-def test_the_registry_holds_the_three_kinds_in_order() -> None:
+def test_the_registry_holds_the_kinds_in_order() -> None:
     # the order is the order identity files are read in, and `new`'s default comes first
-    assert list(KINDS) == ["grad", "differential", "hessian"]
+    assert list(KINDS) == ["grad", "differential", "hessian", "jacobian", "implementation"]
     assert DEFAULT is KINDS["grad"]
     assert schema.CLAIM_KINDS == tuple(KINDS)
 
@@ -44,7 +44,7 @@ def test_every_registered_kind_has_every_part(name: str) -> None:
 class _NoWitness(ClaimKind):
     """A kind with a shape rule and a truth, but no witness maths and no template."""
 
-    name = "jacobian"
+    name = "incomplete"
     noun = "Jacobian"
     layout = "f's shape times the variable's"
     needs_scalar_f = False
@@ -55,7 +55,7 @@ class _NoWitness(ClaimKind):
     def truth(self, torch, run, var, first_pass):
         return None
 
-    def passes(self, entries):
+    def passes(self, var_shape, f_shape):
         return 1
 
 
@@ -67,7 +67,7 @@ def test_register_refuses_a_kind_that_lacks_a_part() -> None:
     for part in ("fd_tol", "taylor_expected", "template_body", "new_help", "fd_estimate",
                  "taylor_remainder"):
         assert part in text
-    assert "jacobian" not in KINDS
+    assert "incomplete" not in KINDS
 
 
 def test_register_refuses_a_name_twice() -> None:
@@ -122,7 +122,8 @@ def test_every_kind_has_a_new_option_that_writes_its_claim(name: str) -> None:
 def test_new_refuses_two_kinds_naming_every_option() -> None:
     r = CliRunner().invoke(app, ["new", "x", "--grad", "X", "--hessian", "x"])
     assert r.exit_code == 2
-    assert "use only one of --grad, --differential, --hessian" in " ".join(r.stderr.split())
+    flags = "--grad, --differential, --hessian, --jacobian, --implementation"
+    assert f"use only one of {flags}" in " ".join(r.stderr.split())
 
 
 @pytest.mark.parametrize("name", KIND_NAMES)
@@ -138,6 +139,9 @@ def test_every_kind_is_a_keyword_of_check_identity(name: str) -> None:
         pytest.param("differential", (3, 2), (4,), (4,), 4, 4, id="differential"),
         pytest.param("hessian", (3,), (1, 1), (3, 3), 9, 38, id="hessian"),
         pytest.param("hessian", (), (), (), 1, 6, id="hessian-of-a-scalar"),
+        pytest.param("hessian", (2, 3), (), (6, 6), 36, 146, id="hessian-of-a-matrix"),
+        pytest.param("jacobian", (3, 2), (4, 5), (20, 6), 120, 24, id="jacobian"),
+        pytest.param("jacobian", (3,), (), (1, 3), 3, 12, id="jacobian-of-a-scalar-f"),
     ],
 )
 def test_shapes_and_budgets_per_kind(name, var_shape, f_shape, shape, elements, fd_evals) -> None:
@@ -151,9 +155,10 @@ def test_shapes_and_budgets_per_kind(name, var_shape, f_shape, shape, elements, 
 
 def test_passes_over_f_count_shared_gradient_passes_once() -> None:
     # 1 (f finite) + 5 (every gradient from one backward pass) + 9 (a differential)
-    # + 5 + 4 * 3 (a hessian of a 3-vector)
-    claims = [("grad", 4), ("grad", 9), ("differential", 4), ("hessian", 3)]
-    assert budget.passes_over_f(claims) == 1 + 5 + 9 + 5 + 12
+    # + 5 + 4 * 3 (a hessian of a 3-vector) + 2 + 2 * 6 (a jacobian of an f with 6 entries)
+    claims = [("grad", (2, 2), ()), ("grad", (3, 3), ()), ("differential", (4,), ()),
+              ("hessian", (3,), ()), ("jacobian", (5,), (2, 3))]
+    assert budget.passes_over_f(claims) == 1 + 5 + 9 + 5 + 12 + 2 + 12
     assert budget.passes_over_f([]) == 1
 
 
@@ -167,10 +172,10 @@ def test_passes_over_f_count_shared_gradient_passes_once() -> None:
             id="grad-needs-a-scalar-f",
         ),
         pytest.param(
-            'f: "tr(X)"\nhessian: {X: "1"}',
-            "a hessian claim needs a vector (or scalar) variable, but X has shape [2, 2]; use a "
-            "differential of the gradient instead",
-            id="hessian-needs-a-vector",
+            'f: "X"\nhessian: {X: "1"}',
+            "a hessian claim needs a scalar f, but f has shape [2, 2]; use a differential claim "
+            "for a non-scalar f",
+            id="hessian-needs-a-scalar-f",
         ),
     ],
 )

@@ -43,6 +43,8 @@ TOKENS = [
     *NUMBERS, "+", "-", "*", "/", "@", "**", "//", "%", "^", "~", "<", "==", "and", "not",
     "(", ")", "[", "]", "{", "}", ",", ".", ".T", ".__class__", ":", ":=", "=", ";", "lambda",
     "if", "else", "for", "in", "'s'", "f'{X}'", "*", " ", "\n", "\\", "#", "\x00", "é",
+    "...", "axis=", "keepdim=True", "None", "True", "'ij->ji'", "'ii'", ".mT", ">", ">=",
+    "[[1, 2], [3, 4]]", "[0, 2]", "::2", "-1:", "(0, 1)",
 ]
 token_soup = st.lists(st.sampled_from(TOKENS), max_size=25).map("".join)
 any_text = st.text(max_size=60)
@@ -60,10 +62,24 @@ def _call(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 def _extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     binop = st.tuples(children, st.sampled_from(["+", "-", "*", "/", "@", "**"]), children)
+    compare = st.tuples(children, st.sampled_from(["<", "<=", ">", ">="]), children)
+    index = st.sampled_from(["[0]", "[..., -1]", "[:, 1:]", "[[0, 2]]", "[None]", "[::2, 0]"])
+    option = st.sampled_from(
+        ["sum({}, axis=0)", "softmax({}, axis=-1)", "amax({}, axis=(0, 1), keepdim=True)",
+         "mean({}, axis=-1, keepdim=True)", "einsum('ij->ji', {})", "einsum('ii', {})",
+         "topk({}, 2)", "sort({}, axis=0)", "cumsum({}, axis=1)", "reshape({}, -1)",
+         "max_pool1d({}, 2)", "clamp({}, -1, 1)", "var({}, axis=0, correction=0)"]
+    )
     return st.one_of(
         binop.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+        compare.map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
         children.map(lambda c: f"-{c}"),
         children.map(lambda c: f"({c}).T"),
+        children.map(lambda c: f"({c}).mT"),
+        st.tuples(children, index).map(lambda t: f"({t[0]}){t[1]}"),
+        st.tuples(option, children).map(lambda t: t[0].format(t[1])),
+        st.tuples(children, children).map(lambda t: f"einsum('ij,jk->ik', {t[0]}, {t[1]})"),
+        st.tuples(children, children).map(lambda t: f"where({t[0]} > 0, {t[0]}, {t[1]})"),
         _call(children),
     )
 
@@ -73,7 +89,7 @@ def trees(leaves: list[str], max_leaves: int = 10) -> st.SearchStrategy[str]:
     return st.recursive(st.sampled_from(leaves), _extend, max_leaves=max_leaves)
 
 
-well_formed = trees([*SHAPES, "n", *NUMBERS])
+well_formed = trees([*SHAPES, "n", *NUMBERS, "[[1, 2, 3], [4, 5, 6], [7, 8, 9]]"])
 expression_text = st.one_of(well_formed, token_soup, any_text)
 
 
@@ -105,6 +121,8 @@ def test_any_well_formed_identity_checks_to_a_result(f: str, claim: str) -> None
     # A scalar f lets grad claims through to autograd; otherwise differential claims.
     _check(_identity(f"sum({f})", claim, "grad"))
     _check(_identity(f, claim, "differential"))
+    _check(_identity(f, claim, "jacobian"))
+    _check(_identity(f"sum({f})", claim, "hessian"))
 
 
 @given(expression_text, expression_text)
@@ -142,6 +160,8 @@ identity = st.fixed_dictionaries(
         "grad": claims,
         "differential": claims,
         "hessian": claims,
+        "jacobian": claims,
+        "implementation": st.one_of(st.lists(var_names, max_size=3), any_value),
         "expect": st.sampled_from(["pass", "fail", "maybe"]),
         "tol": st.fixed_dictionaries({}, optional={"rtol": st.floats(), "atol": any_value}),
         "trials": st.one_of(st.integers(-1, 3), any_value),
@@ -167,10 +187,12 @@ def plausible_identity(draw: st.DrawFn) -> dict[str, object]:
         "vars": vars_,
         "f": draw(st.sampled_from([f, f"sum({f})"])),
     }
-    kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian"]), min_size=1,
+    kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian", "jacobian"]), min_size=1,
                           max_size=3, unique=True))
     for kind in kinds:
         doc[kind] = {draw(st.sampled_from(names)): draw(exprs)}
+    if draw(st.booleans()):
+        doc["implementation"] = [draw(st.sampled_from(names))]
     if draw(st.booleans()):
         doc["let"] = {"L": draw(exprs)}
     doc["expect"] = draw(st.sampled_from(["pass", "fail"]))
@@ -242,8 +264,8 @@ def test_any_yaml_document_checks_to_results(text: str) -> None:
 
 def test_identity_keys_are_all_generated() -> None:
     # The document strategy covers every key of the format (plus an unknown one).
-    generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "expect",
-                 "tol", "trials", "convention", "directions", "title"}
+    generated = {"id", "f", "dims", "vars", "let", "grad", "differential", "hessian", "jacobian",
+                 "implementation", "expect", "tol", "trials", "convention", "directions", "title"}
     assert set(IDENTITY_KEYS) - generated == {"source", "latex", "notes", "witness"}
 
 

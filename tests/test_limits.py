@@ -30,6 +30,7 @@ CASES = [
     ("max_expr_nodes", SMALL, 1, 2),
     ("max_lets", SMALL + "let: {s: x, t: x}\n", 1, 2),
     ("max_dim", SMALL, 1, 2),
+    ("max_rank", "id: a\nvars: {x: [2, 1, 1]}\nf: sum(x)\ngrad: {x: \"ones(2, 1, 1)\"}\n", 2, 3),
     ("max_trials", SMALL + "trials: 3\n", 2, 3),
     ("max_power", SMALL.replace("sum(x)", "sum(x ** 3)").replace("ones(2)", '"3 * x ** 2"'), 2, 3),
     ("max_elements", SMALL, 10, 1000),

@@ -95,7 +95,7 @@ def test_try_dims_default_and_given() -> None:
     ("argv", "code", "message"),
     [
         (["--grad", "X=A"], None, None),
-        ([], 2, "give at least one claim: --grad, --differential, --hessian"),
+        ([], 2, "give at least one claim: --grad, --differential, --hessian, --jacobian, --implementation"),
         (["--grad", "X"], 2, "'X': expected VAR=EXPR"),
         (["--grad", "X=A", "--var", "B:n:spd:x"], 2, "expected NAME:SHAPE[:DOMAIN]"),
         (["--grad", "X=A", "--dim", "n=big"], 2, "the size must be a whole number"),

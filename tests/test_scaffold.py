@@ -93,8 +93,8 @@ def test_new_cannot_write_into_a_missing_folder(tmp_path) -> None:
 
 
 def test_template_rejects_unknown_kind() -> None:
-    with pytest.raises(MatgradError, match="unknown claim kind 'jacobian'"):
-        template("x", "jacobian")
+    with pytest.raises(MatgradError, match="unknown claim kind 'tensor'"):
+        template("x", "tensor")
 
 
 def test_new_does_not_import_torch(tmp_path) -> None:

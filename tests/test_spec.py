@@ -94,7 +94,8 @@ def test_identities_list_and_lines() -> None:
         ),
         pytest.param(
             "id: a\nvars: {x: {shape: [2]}}\nf: sum(x)\n",
-            "identity 'a': no claim: add at least one of grad:, differential: or hessian:",
+            "identity 'a': no claim: add at least one of grad:, differential:, hessian:, "
+            "jacobian: (VAR: EXPR) or implementation: [VAR]",
             id="missing-claims",
         ),
         pytest.param(
@@ -149,9 +150,9 @@ def test_identities_list_and_lines() -> None:
             id="grad-of-nonscalar",
         ),
         pytest.param(
-            "id: a\nvars: {X: {shape: [2, 2]}}\nf: tr(X)\nhessian: {X: X}\n",
-            "a hessian claim needs a vector (or scalar) variable",
-            id="hessian-of-matrix",
+            "id: a\nvars: {X: {shape: [2, 2]}}\nf: X\nhessian: {X: X}\n",
+            "a hessian claim needs a scalar f, but f has shape [2, 2]",
+            id="hessian-of-nonscalar",
         ),
         pytest.param(
             "id: a\nvars: {X: {shape: [2, 2]}}\nf: tr(X)\ngrad: {X: dX}\n",

@@ -269,12 +269,18 @@ def test_without_flags_nothing_changes(write) -> None:
 
 
 def test_entrywise_grad_of_a_symmetric_variable_is_probed_in_every_direction() -> None:
-    # With tangent (symmetric) directions, <A, v> = <A.T, v>: a Taylor test along them could
-    # not tell A from the entrywise gradient A.T. Grad claims use free directions.
-    text = ident("tr(A @ X)", "grad: {X: A}", SYM, "directions: tangent\nwitness: [taylor]")
+    # With symmetric directions, <A, v> = <A.T, v>: a Taylor test along them could not tell A
+    # from the entrywise gradient A.T. Grad claims use free directions (and `directions:
+    # tangent`, which would be ignored for them, is refused beside a grad claim).
+    text = ident("tr(A @ X)", "grad: {X: A}", SYM, "witness: [taylor]")
     r = result(text, witnesses=())
     assert r.status == "failed"
     assert taylor_slope(r.claims[0]) == pytest.approx(1.0, abs=0.05)
+    (refused,) = load_text(text + "\ndirections: tangent\n", "t.yaml")
+    assert not isinstance(refused, Identity)
+    assert "directions: tangent shapes only the directions of differential claims" in str(
+        refused.error
+    )
 
 
 def test_taylor_noise_floor_follows_the_rounding_of_f() -> None:

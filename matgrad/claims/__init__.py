@@ -8,12 +8,14 @@ it from :data:`KINDS`.
 
 from __future__ import annotations
 
-from matgrad.claims import differential, grad, hessian
+from matgrad.claims import differential, grad, hessian, implementation, jacobian
 from matgrad.claims.base import KINDS, ClaimKind, missing_parts, register
 
 register(grad.KIND)
 register(differential.KIND)
 register(hessian.KIND)
+register(jacobian.KIND)
+register(implementation.KIND)
 
 DEFAULT = next(iter(KINDS.values()))  # the kind `matgrad new` writes unless told otherwise
 

@@ -41,6 +41,9 @@ class ClaimKind:
     needs_scalar_f: ClassVar[bool]
     uses_direction: ClassVar[bool] = False  # the claim may use dVAR, drawn for it
     joint_gradient: ClassVar[bool] = False  # its truth comes from the first backward pass
+    # the claimed value is autograd's own (the implementation under test), judged by the
+    # witnesses that do not use autograd; written as a list of variables, with no expression
+    claimed_by_autograd: ClassVar[bool] = False
     # -- witnesses
     fd_tol: ClassVar[float]  # rtol and atol (scaled) against finite differences
     fd_ratio: ClassVar[float]  # second step = first / ratio
@@ -83,6 +86,10 @@ class ClaimKind:
             )
         return None
 
+    def layout_note(self, var: str, var_shape: Shape, f_shape: Shape) -> str:
+        """Added to the message of a failed claim where its layout is worth stating."""
+        return ""
+
     def shape_note(self, var: str) -> str:
         """Added to the message of a claim of the wrong shape."""
         return ""
@@ -108,6 +115,20 @@ class ClaimKind:
     def alternatives(self, torch: Any, run: Any, var: str, truth: Any) -> dict[str, Any]:
         """Other readings of the truth a diagnosis may compare with, by name."""
         return {}
+
+    def layouts(
+        self, var: str, var_shape: Shape, f_shape: Shape, truth: Any
+    ) -> list[tuple[str, Any]]:
+        """The truth (or finite differences) ``[T, *expected shape]`` of a claim about ``var``
+        rearranged into the layouts a claim is often written in by mistake, each with the hint
+        that names it (tried first by the diagnosis; the reference itself is not among them)."""
+        return []
+
+    def shape_hint(self, var: str, claimed: Shape, expected: Shape) -> str | None:
+        """A hint for a claim about ``var`` of the wrong shape (None: no hint)."""
+        if len(expected) == 2 and sorted(claimed) == sorted(expected):
+            return "transposed: the layout is swapped (did you mean .T?)"
+        return None
 
     # ---- witnesses -----------------------------------------------------------------------
 
@@ -151,11 +172,35 @@ class ClaimKind:
         """Elements per trial of what autograd returns for one claim."""
         return numel(self.expected_shape(var_shape, f_shape))
 
-    def passes(self, entries: int) -> int:
-        """Passes over f for one claim about a variable with ``entries`` entries (on top of
+    def passes(self, var_shape: Shape, f_shape: Shape) -> int:
+        """Passes over f for one claim about a variable of ``var_shape`` (on top of
         :attr:`shared_passes`)."""
         raise NotImplementedError
 
+
+
+def vec(x: Any) -> Any:
+    """Each trial of ``x`` [T, *shape] as the column-stacking vec [T, numel(shape)]
+    (Magnus-Neudecker: the first index runs fastest), not torch's row-major flattening."""
+    t = x.shape[0]
+    return x.permute(0, *range(x.dim() - 1, 0, -1)).reshape(t, -1)
+
+
+def vec_matrix(m: Any, rows: Shape, cols: Shape) -> Any:
+    """``m`` [T, *rows, *cols] (an entry per pair of entries, in torch's order) as the matrix
+    [T, numel(rows), numel(cols)] of d vec f / d vec X: both sides in the vec layout."""
+    t, r, c = m.shape[0], len(rows), len(cols)
+    axes = [*range(r, 0, -1), *range(r + c, r, -1)]
+    return m.permute(0, *axes).reshape(t, numel(rows), numel(cols))
+
+
+def row_major(m: Any, rows: Shape, cols: Shape) -> Any:
+    """A matrix [T, numel(rows), numel(cols)] in the vec layout (:func:`vec_matrix`), as it
+    reads when both sides are flattened row by row instead (NumPy's ravel, torch's reshape)."""
+    t, r, c = m.shape[0], len(rows), len(cols)
+    full = m.reshape(t, *reversed(rows), *reversed(cols))
+    axes = [*range(r, 0, -1), *range(r + c, r, -1)]
+    return full.permute(0, *axes).reshape(t, numel(rows), numel(cols))
 
 
 class FirstOrder(ClaimKind):

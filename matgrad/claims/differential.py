@@ -41,8 +41,12 @@ differential:  # the change of f along a random direction d$var (the shape of $v
         Computed as d/du <u, J^T u>|v with two reverse passes: in torch 2.x the first
         forward-mode (dual tensor) product imports torch._dynamo, a one-off cost of ~2.5 s
         that would dominate a quick check. Forward mode remains the fallback for an op
-        whose backward is not itself differentiable.
+        whose backward is not itself differentiable, and the way when f calls a user function
+        that defines its own forward-mode derivative (``jvp``): that is then what is checked.
         """
+        if any(fn.forward_mode for fn in run.c.user_functions):
+            # a user function with its own jvp: forward mode is the implementation under test
+            return _jvp_by_forward_mode(torch, run, var)
         try:
             return _jvp_by_double_backward(torch, run, var)
         except (RuntimeError, NotImplementedError):
@@ -94,7 +98,7 @@ differential:  # the change of f along a random direction d$var (the shape of $v
         terms = vals[0].abs() + f0.abs() + pred.abs()
         return rem, terms, pred
 
-    def passes(self, entries: int) -> int:
+    def passes(self, var_shape: Shape, f_shape: Shape) -> int:
         return PASSES
 
 

@@ -1,13 +1,14 @@
-"""``hessian``: the n x n matrix of second derivatives of a scalar f with respect to a vector
-(or scalar) variable with n entries."""
+"""``hessian``: the n x n matrix of second derivatives of a scalar f with respect to a variable
+with n entries: a vector, or a matrix in the vec layout (columns stacked, Magnus-Neudecker),
+d^2 f / (d vec X d (vec X)^T)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, ROUNDING, SECOND_STEP, ClaimKind
+from matgrad.claims.base import EPS, ROUNDING, SECOND_STEP, ClaimKind, row_major, vec, vec_matrix
 from matgrad.lang.batch import fill_like
-from matgrad.lang.functions import Shape, fmt_shape, is_vector, numel
+from matgrad.lang.functions import Shape, numel
 
 PASSES = 5  # per claim, plus PASSES_PER_ENTRY per entry of the variable
 PASSES_PER_ENTRY = 4
@@ -16,7 +17,10 @@ PASSES_PER_ENTRY = 4
 class Hessian(ClaimKind):
     name = "hessian"
     noun = "Hessian"
-    layout = "n x n for a variable with n entries (a scalar for a scalar variable)"
+    layout = (
+        "n x n for a variable with n entries (a scalar for a scalar variable); for a matrix X, "
+        "entry (i, j) is d^2 f / d (vec X)_i d (vec X)_j, vec stacking the columns"
+    )
     symbol = "∇²_{var} f"
     symbol_mathml = '<mrow><msubsup><mo>∇</mo>{var}<mn>2</mn></msubsup><mi>f</mi></mrow>'
     needs_scalar_f = True
@@ -44,15 +48,26 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         n = numel(var_shape)
         return () if var_shape == () else (n, n)
 
-    def shape_problem(self, var: str, var_shape: Shape, f_shape: Shape) -> tuple[str, str] | None:
-        problem = super().shape_problem(var, var_shape, f_shape)
-        if problem is None and not (var_shape == () or is_vector(var_shape)):
-            return (
-                f"a hessian claim needs a vector (or scalar) variable, but {var} has shape "
-                f"{fmt_shape(var_shape)}; use a differential of the gradient instead",
-                f"{self.name}.{var}",
-            )
-        return problem
+    def layout_note(self, var: str, var_shape: Shape, f_shape: Shape) -> str:
+        if sum(s > 1 for s in var_shape) < 2:
+            return ""
+        n = numel(var_shape)
+        return (
+            f" (a hessian of a matrix is d^2 f / (d vec {var} d (vec {var})^T), [{n}, {n}], "
+            f"vec stacking the columns)"
+        )
+
+    def layouts(
+        self, var: str, var_shape: Shape, f_shape: Shape, truth: Any
+    ) -> list[tuple[str, Any]]:
+        if sum(s > 1 for s in var_shape) < 2:
+            return []  # a vector: both flattenings agree
+        return [(
+            f"row-major vec layout: the claim is the Hessian with {var} flattened row by row "
+            f"(torch's reshape, NumPy's ravel); a hessian claim uses vec {var}, which stacks "
+            f"the columns (Magnus-Neudecker): swap the factors of each kron",
+            row_major(truth, var_shape, var_shape),
+        )]
 
     def truth_elements(self, var_shape: Shape, f_shape: Shape) -> int:
         return numel(var_shape) ** 2
@@ -69,11 +84,11 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         (g,) = torch.autograd.grad(out.sum(), [x], create_graph=True, allow_unused=True)
         if g is None or not g.requires_grad:
             return zero
-        g = g.reshape(t, n)
+        g = vec(g)  # [T, n], in the vec layout: columns stacked
         hrows = []
         for i in range(n):
             (h,) = torch.autograd.grad(g[:, i].sum(), [x], retain_graph=True, allow_unused=True)
-            hrows.append(torch.zeros_like(g) if h is None else h.reshape(t, n))
+            hrows.append(torch.zeros_like(g) if h is None else vec(h))
         return torch.stack(hrows, dim=1)
 
     # -- witnesses: the central second difference (the finite difference of the
@@ -132,7 +147,11 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
             change[:, i, j] = change[:, j, i] = moved / den
         if shape == ():
             return hess.reshape(t), slack.reshape(t), change.reshape(t)
-        return hess, slack, change
+        # The points moved torch's (row-major) entries: into the vec layout.
+        return tuple(
+            vec_matrix(a.reshape(t, *shape, *shape), tuple(shape), tuple(shape))
+            for a in (hess, slack, change)
+        )
 
     def taylor_directions(self, ev: Any, var: str, k: int, draw: Any) -> tuple[Any, Any | None]:
         v = draw()
@@ -147,7 +166,7 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         assert u is not None
         t = ev.x[claim.var].shape[0]
         hess = ev.claim(claim, bound)
-        vf, uf = v.reshape(t, -1), u.reshape(t, -1)
+        vf, uf = vec(v), vec(u)  # the vec layout of the claim
         n = vf.shape[1]
         hess = fill_like(hess, torch.empty(t, n, n)).reshape(t, n, n)
         mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
@@ -156,8 +175,8 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         terms = vals.abs().sum(dim=0) + q.abs()
         return rem, terms, q.expand_as(rem)
 
-    def passes(self, entries: int) -> int:
-        return PASSES + PASSES_PER_ENTRY * entries
+    def passes(self, var_shape: Shape, f_shape: Shape) -> int:
+        return PASSES + PASSES_PER_ENTRY * numel(var_shape)
 
 
 KIND = Hessian()

@@ -16,6 +16,7 @@ from matgrad.cli.common import (
     DTypeOpt,
     FdOpt,
     FilterOpt,
+    FunctionsOpt,
     LimitOpt,
     OutFormat,
     PathsArg,
@@ -113,6 +114,7 @@ def check(
     ] = False,
     fd: FdOpt = False,
     taylor: TaylorOpt = False,
+    functions: FunctionsOpt = None,
 ) -> None:
     """Check identities against autograd over random draws.
 
@@ -127,14 +129,18 @@ def check(
     )
     targets = common.report_targets(report or [])
     chosen_shard = common.parse_shard(shard)
+    user_functions = common.load_functions(functions)
     from matgrad import api
     from matgrad.runner import select, take_shard
 
     if common.reads_stdin(paths):
-        selected = select(common.read_stdin(settings.limits), filter or [])
+        with api.using_functions(user_functions):
+            selected = select(common.read_stdin(settings.limits), filter or [])
     else:
         where = common.resolve_paths(paths, config)
-        selected = api.collect(where, select=filter or [], limits=settings.limits)
+        selected = api.collect(
+            where, select=filter or [], limits=settings.limits, functions=user_functions
+        )
     if not selected:
         raise common.nothing_found()
     items = take_shard(selected, chosen_shard)
@@ -154,6 +160,7 @@ def check(
         verbose - quiet,
         maxfail=1 if fail_fast else maxfail,
         shard=None if chosen_shard is None else str(chosen_shard),
+        functions=user_functions,
     )
 
 
@@ -166,6 +173,7 @@ def run_and_report(
     *,
     maxfail: int | None = None,
     shard: str | None = None,
+    functions: Any = None,
 ) -> NoReturn:
     """Check ``items``, write the reports, print the chosen format and exit with the gate's
     code: what every command that checks identities shares."""
@@ -191,6 +199,7 @@ def run_and_report(
             maxfail=maxfail,
             on_start=bar.on_start if bar else None,
             on_result=bar.on_result if bar else None,
+            functions=functions,
         )
     result.shard = shard
     unwritten = []

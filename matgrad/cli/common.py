@@ -245,6 +245,56 @@ TaylorOpt = Annotated[
 ]
 
 
+FunctionsOpt = Annotated[
+    Optional[list[str]],
+    typer.Option(
+        "--functions",
+        metavar="MODULE:NAME",
+        help="Let identities call the user functions of the matgrad.FunctionSet NAME in the "
+        "Python module MODULE, imported from the installed packages or PYTHONPATH "
+        "(repeatable). Runs that code: name only modules you trust.",
+    ),
+]
+
+
+def load_functions(specs: list[str] | None) -> Any:
+    """The user functions named by ``--functions MODULE:NAME`` (a FunctionSet, or None when
+    none is named). The modules are imported here, as pytest's ``-p`` does: the flag is the
+    person running matgrad asking for that code, never an identity file."""
+    if not specs:
+        return None
+    import importlib
+
+    from matgrad.lang.user import Entry, as_function_set
+
+    merged: dict[str, Entry] = {}
+    for spec in specs:
+        module, sep, name = spec.partition(":")
+        if not sep or not module or not name.isidentifier():
+            raise typer.BadParameter(
+                f"{spec!r}: expected MODULE:NAME, e.g. myproject.ops:functions",
+                param_hint="--functions",
+            )
+        try:
+            found = getattr(importlib.import_module(module), name)
+        except ModuleNotFoundError as e:
+            raise typer.BadParameter(
+                f"{spec!r}: cannot import {module!r} ({e}); install it or put its folder on "
+                f"PYTHONPATH",
+                param_hint="--functions",
+            ) from None
+        except AttributeError:
+            raise typer.BadParameter(
+                f"{spec!r}: module {module!r} has no {name!r}", param_hint="--functions"
+            ) from None
+        try:
+            functions = as_function_set(found)
+        except (TypeError, ValueError) as e:
+            raise typer.BadParameter(f"{spec!r}: {e}", param_hint="--functions") from None
+        merged.update(functions)
+    return as_function_set(merged)
+
+
 def witness_flags(fd: bool, taylor: bool) -> tuple[str, ...]:
     return tuple(name for name, on in (("fd", fd), ("taylor", taylor)) if on)
 

@@ -109,7 +109,20 @@ def try_(
     ] = None,
     hessian: Annotated[
         Optional[list[str]],
-        typer.Option("--hessian", metavar="VAR=EXPR", help="A Hessian claim (a vector VAR)."),
+        typer.Option("--hessian", metavar="VAR=EXPR", help="A Hessian claim."),
+    ] = None,
+    implementation: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--implementation", metavar="VAR",
+            help="Check autograd's own gradient w.r.t. VAR by the witnesses (repeatable).",
+        ),
+    ] = None,
+    jacobian: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--jacobian", metavar="VAR=EXPR", help="A Jacobian claim, d vec f / d (vec VAR)^T."
+        ),
     ] = None,
     expect: Annotated[
         Optional[str],
@@ -147,8 +160,12 @@ def try_(
     Example: matgrad try --f 'tr(inv(X) @ A)' --var X:n,n:invertible --var A:n,n --grad X='-(inv(X) @ A @ inv(X)).T'
     """  # noqa: E501 - the example is one command line
     given = locals()
-    claims: dict[str, dict[str, str]] = {}
-    for kind in KINDS:  # one option per registered claim kind, named after it
+    claims: dict[str, Any] = {}
+    for kind, k in KINDS.items():  # one option per registered claim kind, named after it
+        if k.claimed_by_autograd:  # a list of variables, no expression
+            if given[kind]:
+                claims[kind] = [name.strip() for name in given[kind]]
+            continue
         for text in given[kind] or []:
             name, expr = _pair(text, f"--{kind}", "VAR=EXPR")
             claims.setdefault(kind, {})[name] = expr

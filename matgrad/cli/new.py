@@ -12,6 +12,8 @@ from matgrad.claims import DEFAULT, KINDS
 from matgrad.claims import differential as differential_kind
 from matgrad.claims import grad as grad_kind
 from matgrad.claims import hessian as hessian_kind
+from matgrad.claims import implementation as implementation_kind
+from matgrad.claims import jacobian as jacobian_kind
 from matgrad.cli import common
 from matgrad.cli.common import app
 
@@ -31,6 +33,16 @@ def new(
     ] = None,
     hessian: Annotated[
         Optional[str], typer.Option("--hessian", metavar="VAR", help=hessian_kind.KIND.new_help)
+    ] = None,
+    jacobian: Annotated[
+        Optional[str],
+        typer.Option("--jacobian", metavar="VAR", help=jacobian_kind.KIND.new_help),
+    ] = None,
+    implementation: Annotated[
+        Optional[str],
+        typer.Option(
+            "--implementation", metavar="VAR", help=implementation_kind.KIND.new_help
+        ),
     ] = None,
     output: Annotated[
         Optional[Path],

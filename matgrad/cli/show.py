@@ -13,6 +13,7 @@ from matgrad.cli.common import (
     DeviceOpt,
     DTypeOpt,
     FdOpt,
+    FunctionsOpt,
     LimitOpt,
     RtolOpt,
     SeedOpt,
@@ -52,6 +53,7 @@ def show(
     limit: LimitOpt = None,
     fd: FdOpt = False,
     taylor: TaylorOpt = False,
+    functions: FunctionsOpt = None,
 ) -> None:
     """Show one draw of one identity: its variables, and autograd, the claim and their
     difference side by side for every claim. A failed check prints the show command that
@@ -69,13 +71,16 @@ def show(
     settings = common.run_settings(
         config, seed, trials, dtype, device, rtol, atol, limit, fd=fd, taylor=taylor
     )
+    from matgrad.api import using_functions
     from matgrad.report.escape import markup
     from matgrad.spec.schema import Invalid, load_all
 
-    if stdin:
-        items = common.read_stdin(settings.limits)
-    else:
-        items = load_all([str(p) for p in search], settings.limits)
+    user_functions = common.load_functions(functions)
+    with using_functions(user_functions):
+        if stdin:
+            items = common.read_stdin(settings.limits)
+        else:
+            items = load_all([str(p) for p in search], settings.limits)
     found = [it for it in items if it.id == ident]
     if not found:
         ids = [it.id for it in items if it.id]
@@ -94,7 +99,8 @@ def show(
     from matgrad.report import show as show_report
 
     out = common.out_console()
-    shown = view(item, settings, trial)
+    with using_functions(user_functions):
+        shown = view(item, settings, trial)
     for block in show_report.render(shown, width=out.width):
         out.print(block)
     if shown.status == "error" and not shown.claims:

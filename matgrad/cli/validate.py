@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from matgrad.cli import common
-from matgrad.cli.common import FilterOpt, LimitOpt, PathsArg, app
+from matgrad.cli.common import FilterOpt, FunctionsOpt, LimitOpt, PathsArg, app
 from matgrad.errors import ExitCode
 
 
@@ -17,6 +17,7 @@ def validate(
     paths: PathsArg = None,
     filter: FilterOpt = None,
     limit: LimitOpt = None,
+    functions: FunctionsOpt = None,
     quiet: Annotated[
         int,
         typer.Option(
@@ -32,15 +33,19 @@ def validate(
         ),
     ] = 0,
 ) -> None:
-    """Check files, expressions and shapes without any tensor maths (no torch needed).
+    """Check files, expressions and shapes without any tensor maths (no torch needed; with
+    --functions, the user functions' shapes may need it).
 
     Example: matgrad validate identities/
     """
+    from matgrad.api import using_functions
     from matgrad.report.escape import markup
     from matgrad.spec.schema import validate as validate_items
 
-    items, limits = common.select_items(paths, filter, limit)
-    problems = [(item, err) for item, err in validate_items(items, limits) if err is not None]
+    user_functions = common.load_functions(functions)
+    with using_functions(user_functions):
+        items, limits = common.select_items(paths, filter, limit)
+        problems = [(item, err) for item, err in validate_items(items, limits) if err is not None]
     out = common.out_console()
     level = verbose - quiet
     if level >= 1:

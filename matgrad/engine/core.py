@@ -25,7 +25,7 @@ with warnings.catch_warnings():
 
 from matgrad._version import __version__
 from matgrad.claims import KINDS
-from matgrad.engine import degeneracy, diagnose, tensors, witness
+from matgrad.engine import degeneracy, diagnose, tensors, userfn, witness
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
 from matgrad.lang.expr import Bound
@@ -331,14 +331,17 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
             fval = run.f(run.env)
     evaluated: list[Any] = []
     for claim, bound in compiled.claims:
+        kind = KINDS[claim.kind]
         expected = _expected_shape(claim, compiled)
-        if not _shapes_agree(bound.shape, expected) and not (
+        if not kind.claimed_by_autograd and not _shapes_agree(bound.shape, expected) and not (
             bound.static is not None and bound.shape == ()
         ):
             evaluated.append(None)
             continue
-        truth = KINDS[claim.kind].truth(torch, run, claim.var, grads)
-        evaluated.append((truth, run.claim_value(claim, bound)))
+        truth = kind.truth(torch, run, claim.var, grads)
+        # a claim of autograd's own value is judged by the witnesses that do not use autograd
+        value = truth.detach() if kind.claimed_by_autograd else run.claim_value(claim, bound)
+        evaluated.append((truth, value))
     return fval, evaluated
 
 
@@ -435,6 +438,10 @@ def check_compiled(
     dtype = getattr(torch, settings.dtype)
     trials = _trials_for(ident, settings)
     chosen = witness.witnesses_for(ident.witness, settings.witnesses)
+    if compiled.own_backward:
+        # autograd's derivative is the user's implementation under test: judge every claim by
+        # the witnesses that evaluate f only, too
+        chosen = witness.witnesses_for(ident.witness, (*settings.witnesses, *witness.WITHOUT))
     witness.check_budget(compiled, chosen, trials, settings.limits)  # before anything is drawn
     seed = identity_seed(settings.seed, ident.id)
     tally = tally if tally is not None else degeneracy.Tally()
@@ -494,9 +501,7 @@ def check_compiled(
         kind = KINDS[claim.kind]
         expected = _expected_shape(claim, compiled)
         if pair is None:
-            hint = None
-            if sorted(bound.shape) == sorted(expected) and len(expected) == 2:
-                hint = "transposed: the layout is swapped (did you mean .T?)"
+            hint = kind.shape_hint(claim.var, bound.shape, expected)
             results.append(
                 ClaimResult(
                     claim.kind,
@@ -533,9 +538,10 @@ def check_compiled(
             res, truth, value = recheck(claim, bound, expected, res, truth, value)
         res.convention = convention
         reference, claimed = (truth, value) if res.status == "failed" else (None, None)
-        if chosen != ("autograd",):
+        judges = witness.for_claim(claim.kind, chosen)
+        if judges != ("autograd",):
             res, reference, claimed = witness.judge(
-                witnesses=chosen, compiled=compiled, draw=run.draw, device=device, claim=claim,
+                witnesses=judges, compiled=compiled, draw=run.draw, device=device, claim=claim,
                 bound=bound, expected=expected, truth=truth.detach(), value=value, autograd=res,
                 convention=convention, convert=kind.converter(torch, ident, claim.var),
                 rtol=rtol, atol=atol, limits=settings.limits, compare=compare,
@@ -543,12 +549,16 @@ def check_compiled(
             )
         if res.status == "failed" and reference is not None:
             probe = _probe(
-                run, claim, bound, res, reference, claimed, expected, "autograd" in chosen,
+                run, claim, bound, res, reference, claimed, expected, "autograd" in judges,
                 settings.limits,
             )
-            if noise is not None and "autograd" in chosen:
+            if noise is not None and "autograd" in judges:
                 probe.noise = _symmetrised(noise, expected)
             res.hint = diagnose.diagnose(probe)
+        if res.status == "failed" and res.message:
+            res.message += kind.layout_note(
+                claim.var, ident.vars[claim.var].shape, compiled.f.shape
+            )
         if keep is not None:
             keep.append((run, claim, *computed, noise))
         results.append(res)
@@ -738,6 +748,12 @@ def _probe(
     probe = diagnose.Probe(
         claim.kind, claim.var, truth, value, expected, rtol, atol,
         reference="autograd" if autograd else "finite differences",
+        layouts=KINDS[claim.kind].layouts(
+            claim.var,
+            ident.vars[claim.var].shape,
+            run.c.f.shape,
+            truth.reshape(truth.shape[0], *expected),
+        ),
     )
     if not autograd:
         return probe
@@ -815,6 +831,7 @@ def check_identity(
             error_line=item.error.line,
         )
     ident = item
+    compiled: Compiled | None = None
     result = IdentityResult(
         id=ident.id,
         file=ident.path,
@@ -837,8 +854,9 @@ def check_identity(
         try:
             result.claims = check_compiled(compiled, settings, device, tally=tally)
             written = {(c.kind, c.var): c.text for c in ident.claims}
-            for c in result.claims:
-                c.expr = written.get((c.kind, c.var))
+            for c in result.claims:  # autograd's own gradient has no expression to show
+                own = KINDS[c.kind].claimed_by_autograd
+                c.expr = None if own else written.get((c.kind, c.var))
         finally:
             result.redrawn_degenerate = tally.degenerate
             result.redrawn_undefined = tally.undefined
@@ -864,6 +882,11 @@ def check_identity(
             f"--limit max_elements so such an identity is refused before it starts"
         )
     except Exception as e:  # a bug: report it for this identity and go on with the others
+        blamed = userfn.blame(e, compiled.user_functions if compiled is not None else ())
+        if blamed is not None:  # user code (or torch running it): the user's to fix
+            result.message = f"{ident.path}:{ident.line}: identity {ident.id!r}: {blamed}"
+            result.seconds = time.perf_counter() - start
+            return result
         result.internal = True
         result.message = (
             f"internal error while checking {ident.id!r}: {type(e).__name__}: {e}. "

@@ -21,7 +21,11 @@ measured is the ``sensitive`` fact on the function's registry entry
 * ``inv``, ``solve`` (its matrix), ``det``, ``logdet``: the 2-norm condition number;
 * ``pinv``: the condition number over the singular values above rounding level
   (``cond_nonzero``: pinv is smooth where the rank is constant, so exact zeros of the maths are
-  fine; a tiny nonzero singular value is not).
+  fine; a tiny nonzero singular value is not);
+* piecewise and order functions (``relu``, ``abs``, ``maximum``, ``amax``, ``sort``, ...) and
+  comparisons (``x > 0``): the distance of their arguments to a kink or a tie, relative to their
+  size (``kink``: each function's ``margin`` on its registry entry). An entry exactly at a kink
+  on the draw (a masked zero) is structural and not counted.
 
 A trial that is too close is drawn again (only that trial, from a generator derived from the
 identity's seed, so every other trial keeps its draw and an identity that is never near a
@@ -44,9 +48,12 @@ import torch
 
 from matgrad.engine import tensors
 from matgrad.errors import EvalError
+from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
-from matgrad.lang.expr import Bound, Call, Name
-from matgrad.lang.functions import REGISTRY
+from matgrad.lang.expr import Bound, Call, Compare, Name
+from matgrad.lang.expr import constant as expr_constant
+from matgrad.lang.fn_decomp import GAUGED, gauge_margin
+from matgrad.lang.fn_piecewise import tie_margin
 from matgrad.spec.schema import Compiled
 
 # The sensitivities measured by a condition number: a conditioned domain makes them safe.
@@ -61,6 +68,8 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
     "float64": (1e-5, 1e6),
     "float32": (1e-2, 1e3),
 }
+# The least relative distance to a kink or a tie: a draw closer than this is drawn again.
+MIN_KINK = 1e-6
 MAX_REDRAWS = 5
 
 Draw = tuple[dict[str, Any], dict[str, Any]]  # (variables, directions), float64 CPU tensors
@@ -79,6 +88,8 @@ class Site:
     # For a "gap" site: the eigenvectors (columns) the identity uses, when every use picks
     # fixed columns; None: every gap counts.
     columns: tuple[int, ...] | None = None
+    # For a "kink" site: the call (or comparison) itself, whose arguments are all measured.
+    call: Bound | None = None
 
 
 def sites(compiled: Compiled) -> list[Site]:
@@ -93,9 +104,20 @@ def sites(compiled: Compiled) -> list[Site]:
         for a in b.args:
             walk(a, where)
         node = b.node
+        if isinstance(node, Compare) or (
+            isinstance(node, Call) and b.args and overlay.get(node.fn).sensitive == "kink"
+        ):
+            if all(a.static is not None for a in b.args):
+                return
+            key = ("kink", node.text)
+            if key not in seen:
+                seen.add(key)
+                name = node.fn if isinstance(node, Call) else f"comparison {node.op}"
+                found.append(Site(name, "kink", b.args[0], node.text, where, call=b))
+            return
         if not (isinstance(node, Call) and b.args):
             return
-        sensitive = REGISTRY[node.fn].sensitive
+        sensitive = overlay.get(node.fn).sensitive
         if sensitive is None:
             return
         arg = b.args[0]
@@ -108,7 +130,7 @@ def sites(compiled: Compiled) -> list[Site]:
         if key not in seen:
             seen.add(key)
             cols = columns.get(key) if sensitive == "gap" else None
-            found.append(Site(node.fn, sensitive, arg, node.text, where, cols))
+            found.append(Site(node.fn, sensitive, arg, node.text, where, cols, call=b))
 
     for name, bound in compiled.lets:
         walk(bound, f"let {name}")
@@ -144,7 +166,7 @@ def _columns_used(compiled: Compiled) -> dict[tuple[str, str], tuple[int, ...] |
 
     def gap_call(b: Bound) -> tuple[str, str] | None:
         node = b.node
-        if isinstance(node, Call) and b.args and REGISTRY[node.fn].sensitive == "gap":
+        if isinstance(node, Call) and b.args and overlay.get(node.fn).sensitive == "gap":
             return (node.fn, b.args[0].node.text)
         if isinstance(node, Name) and node.name in holds:
             return holds[node.name]
@@ -181,14 +203,46 @@ def all_finite(x: Any) -> bool:
     return float((x * 0).sum()) == 0.0
 
 
+def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
+    """Per trial: the relative distance of a kink site's arguments to a kink or tie."""
+    call = site.call
+    assert call is not None
+    node = call.node
+    values = []
+    for i, a in enumerate(call.args):
+        if isinstance(node, Call) and i in overlay.get(node.fn).static_args:
+            values.append(expr_constant(a))
+        else:
+            values.append(tensors.evaluate(a, env, like))
+    if not isinstance(node, Call):  # a comparison: a tie of its two sides
+        return tie_margin(torch, *values)
+    fn = overlay.get(node.fn)
+    assert fn.margin is not None
+    return fn.margin(torch, *values, **dict(call.options))
+
+
 def measure(site: Site, m: Any) -> Any:
-    """Per trial: the relative eigenvalue gap (``gap``) or the condition number (``cond``)."""
+    """Per trial: the relative eigenvalue gap (``gap``), singular value gap (``svd``) or
+    positive eigenvalue (``branch``), or the condition number (``cond``, ``triangular``)."""
     if not all_finite(m):
         m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
-    if site.sensitive == "gap":
+    if site.sensitive == "svd":
+        return _measure_svd(m)
+    if site.sensitive == "branch":
         lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
+        scale = lam.abs().amax(dim=1)
+        return torch.where(scale > 0, lam[:, 0] / scale, torch.zeros_like(scale))
+    if site.sensitive == "triangular":
+        m = _triangle(site, m)
+    if site.sensitive == "gap":
+        if site.fn in GAUGED:
+            lam, vecs = torch.linalg.eigh(0.5 * (m + m.transpose(-1, -2)))
+            tie = gauge_margin(torch, vecs)
+        else:
+            lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
+            tie = torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
         if lam.shape[-1] < 2:
-            return torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
+            return tie
         gaps = lam[:, 1:] - lam[:, :-1]  # gaps[:, k] is between eigenvalues k and k+1
         if site.columns is not None:
             n = lam.shape[-1]
@@ -196,7 +250,7 @@ def measure(site: Site, m: Any) -> Any:
             gaps = gaps[:, near]
         gap = gaps.amin(dim=1)
         scale = lam.abs().amax(dim=1)
-        return torch.where(scale > 0, gap / scale, torch.zeros_like(gap))
+        return torch.minimum(torch.where(scale > 0, gap / scale, torch.zeros_like(gap)), tie)
     s = torch.linalg.svdvals(m)
     big = s[:, 0]
     if site.sensitive == "cond_nonzero":
@@ -212,10 +266,37 @@ def measure(site: Site, m: Any) -> Any:
     return torch.where(small > 0, big / small, torch.full_like(big, float("inf")))
 
 
+def _measure_svd(m: Any) -> Any:
+    """Per trial: the least of the relative gaps between singular values, the smallest
+    singular value relative to the largest, and the sign gauge's distance to a tie."""
+    u, s, _ = torch.linalg.svd(m, full_matrices=False)
+    top = s[:, 0]
+    low = s[:, -1]
+    if s.shape[-1] > 1:
+        low = torch.minimum(low, (s[:, :-1] - s[:, 1:]).amin(dim=1))
+    rel = torch.where(top > 0, low / top, torch.zeros_like(top))
+    return torch.minimum(rel, gauge_margin(torch, u))
+
+
+def _triangle(site: Site, m: Any) -> Any:
+    """The triangle of ``m`` that a triangular solve reads (its diagonal ones when
+    unitriangular=True)."""
+    options = dict(site.call.options) if site.call is not None else {}
+    tri = torch.triu(m) if options.get("upper") else torch.tril(m)
+    if options.get("unitriangular"):
+        eye = torch.eye(m.shape[-1], dtype=m.dtype, device=m.device)
+        tri = tri * (1 - eye) + eye
+    return tri
+
+
 def _bad(site: Site, value: Any, dtype: str) -> Any:
     min_gap, max_cond = THRESHOLDS[dtype]
-    if site.sensitive == "gap":
+    if site.sensitive == "kink":
+        return ~(value >= MIN_KINK)
+    if site.sensitive in ("gap", "svd"):
         return ~(value >= min_gap)
+    if site.sensitive == "branch":
+        return ~(value >= 1 / max_cond)
     return ~(value <= max_cond)
 
 
@@ -236,7 +317,10 @@ def _survey(
     out = []
     with torch.no_grad():
         for site in found:
-            value = measure(site, tensors.evaluate(site.arg, env, like))
+            if site.sensitive == "kink":
+                value = measure_kink(site, env, like)
+            else:
+                value = measure(site, tensors.evaluate(site.arg, env, like))
             out.append((site, value, _bad(site, value, dtype)))
     return out
 
@@ -300,7 +384,26 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
             continue
         trial = int(idx[0, 0])
         v = float(value[trial])
-        if site.sensitive == "gap":
+        if site.sensitive == "kink":
+            return (
+                f"degenerate draws: in {site.where}, the arguments of {site.text} are at a kink "
+                f"or a tie (relative distance {v:.2g}, needs >= {MIN_KINK:g}) on trial {trial}, "
+                f"still after {MAX_REDRAWS} redraws; {site.fn} is not differentiable there: "
+                f"choose domains or expressions that keep its arguments apart"
+            )
+        if site.sensitive == "svd":
+            what = (
+                f"has repeated or zero singular values, or a singular vector with two entries "
+                f"of equal size (the sign gauge): relative margin {v:.2g} (needs >= {min_gap:g})"
+            )
+            advice = "singular vectors are not differentiable where singular values coincide"
+        elif site.sensitive == "branch":
+            what = (
+                f"has an eigenvalue that is not clearly positive: smallest eigenvalue relative "
+                f"to the largest {v:.2g} (needs >= {1 / max_cond:g})"
+            )
+            advice = f"{site.fn} needs positive eigenvalues (spd arguments)"
+        elif site.sensitive == "gap":
             what = f"has repeated eigenvalues: relative gap {v:.2g} (needs >= {min_gap:g})"
             if site.columns is not None:
                 used = ", ".join(str(j) for j in site.columns)
@@ -308,6 +411,8 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
                     f"has a repeated eigenvalue next to the eigenvectors used (column {used}): "
                     f"relative gap {v:.2g} (needs >= {min_gap:g})"
                 )
+            if site.fn in GAUGED:
+                what += " or an eigenvector with two entries of equal size (the sign gauge)"
             advice = "eigenvalues and eigenvectors are not differentiable where two coincide"
         else:
             shown = "inf" if v == float("inf") else f"{v:.2g}"
@@ -319,4 +424,3 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
             f"away (e.g. spd or invertible)"
         )
     raise AssertionError("no degenerate trial")  # pragma: no cover
-

@@ -2,6 +2,8 @@
 
 Runs only for a failed claim (a passing claim costs nothing). In order:
 
+0. another layout the claim's kind names (a Jacobian transposed, or flattened row by row
+   rather than by vec's column stacking), each rearranging the reference itself;
 1. transposed (claim = truth^T), wrong sign (claim = -truth), both, or a constant factor
    (claim = c * truth, c fitted by least squares, possibly transposed);
 2. another gradient convention (grad claims of symmetric variables: entrywise, frobenius,
@@ -10,9 +12,10 @@ Runs only for a failed claim (a passing claim costs nothing). In order:
    Hessian 2ab^T for ab^T + ba^T); the claim is the symmetric part of a non-symmetric truth
    (symmetric part only); or the claim matches on draws where the square inputs are made
    symmetric, but not on general ones (symmetric inputs only, e.g. 2Ax for x^T A x);
-4. some trials only: the claim matches on some draws and not others (a domain or
+4. off the diagonal only: a square claim matches on its diagonal and not off it;
+5. some trials only: the claim matches on some draws and not others (a domain or
    conditioning problem rather than algebra);
-5. swapped variables: the claim is the derivative with respect to another variable of the
+6. swapped variables: the claim is the derivative with respect to another variable of the
    same shape.
 
 "Matches" means the check's own test (``tensors.tolerance``, docs/decision-rule.md) on every
@@ -50,6 +53,9 @@ class Probe:
     rtol: float
     atol: float
     reference: str = "autograd"
+    # the reference in the layouts a claim of this kind is often written in by mistake, each
+    # with the hint that names the layout (from the kind: ClaimKind.layouts)
+    layouts: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
     # grad claims of a symmetric variable: the truth under each other convention
     conventions: dict[str, Any] = dataclasses.field(default_factory=dict)
     # truth and claim on the same draws with some square inputs made symmetric, with the
@@ -95,6 +101,14 @@ def _fit(base: Any, value: Any) -> float | None:
     if not den > 0:
         return None
     return float((b * v).sum()) / den
+
+
+def _layout(p: Probe) -> str | None:
+    fits = [h for h, other in p.layouts if not _all(p.truth, other, p) and _all(other, p.value, p)]
+    if not fits:
+        return None
+    also = [h.split(":")[0] for h in fits[1:]]
+    return fits[0] + "".join(f" (here the same as the {a})" for a in also)
 
 
 def _linear(p: Probe) -> str | None:
@@ -179,6 +193,21 @@ def _symmetric(p: Probe) -> str | None:
     )
 
 
+def _off_diagonal(p: Probe) -> str | None:
+    """The claim matches on the diagonal of a square quantity and only there."""
+    square = len(p.expected) == 2 and p.expected[0] == p.expected[1] and p.expected[0] > 1
+    if not square or p.value.shape != p.truth.shape:
+        return None
+    eye = torch.eye(p.expected[0], dtype=p.truth.dtype, device=p.truth.device)
+    if not _all(p.truth * eye, p.value * eye, p):
+        return None
+    return (
+        f"off the diagonal only: the claim matches {p.reference} on the diagonal but not off "
+        f"it (a factor 2 off the diagonal, as between the free and the entrywise gradient of "
+        f"a symmetric matrix, or a missing half of a symmetric term)"
+    )
+
+
 def _some_trials(p: Probe) -> str | None:
     ok = within(p.truth, p.value, p.rtol, p.atol, p.noise)
     t = int(ok.numel())
@@ -206,7 +235,7 @@ def _swapped(p: Probe) -> str | None:
     return None
 
 
-STEPS = (_linear, _convention, _symmetric, _some_trials, _swapped)
+STEPS = (_layout, _linear, _convention, _symmetric, _off_diagonal, _some_trials, _swapped)
 
 
 # The searches that re-run the check on other inputs (symmetric inputs, swapped variables) try

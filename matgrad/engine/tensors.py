@@ -70,8 +70,13 @@ class Perturbation:
             return x
         out = self.move(x) if self.forward else x
         if out.requires_grad:
-            out.register_hook(self.move)
+            out.register_hook(self._move_gradient)
         return out
+
+    def _move_gradient(self, g: Any) -> Any:
+        # a result of a function with several (qr(A).Q) that the expression does not use
+        # receives no gradient: autograd calls the hook with None
+        return None if g is None else self.move(g)
 
 
 class EveryOperation(TorchDispatchMode):

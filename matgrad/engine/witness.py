@@ -99,10 +99,21 @@ CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate)
 Convert = Callable[[Any], Any]
 
 
+WITHOUT = ("fd", "taylor")  # the witnesses that do not use autograd
+
+
 def witnesses_for(ident_witness: tuple[str, ...] | None, extra: tuple[str, ...]) -> tuple[str, ...]:
     """The witnesses that judge an identity: its own list (default autograd) plus run flags."""
     chosen = set(ident_witness or ("autograd",)) | set(extra)
     return tuple(w for w in ORDER if w in chosen)
+
+
+def for_claim(kind: str, chosen: tuple[str, ...]) -> tuple[str, ...]:
+    """The witnesses of one claim: the identity's, or for a claim of autograd's own value,
+    every witness but autograd (it cannot judge itself)."""
+    if not KINDS[kind].claimed_by_autograd:
+        return chosen
+    return tuple(w for w in ORDER if w in set(chosen) | set(WITHOUT) and w != "autograd")
 
 
 def _names(node: Any) -> set[str]:
@@ -138,6 +149,7 @@ class Evaluator:
         self.trials = next(iter(xs.values())).shape[0]
         self.device = device
         self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
+        self._gradients: dict[str, Any] = {}
 
     def reads(self, var: str) -> bool:
         """Whether f reads ``var`` (directly or through a let). Where it does not, moving
@@ -182,10 +194,29 @@ class Evaluator:
 
     @torch.no_grad()
     def claim(self, claim: Claim, bound: Bound, direction: Any | None = None) -> Any:
+        kind = KINDS[claim.kind]
+        if kind.claimed_by_autograd:
+            return self.gradient(claim.var, kind.converter(torch, self.c.identity, claim.var))
         env, like = self._env(dict(self.x), self.trials)
         if KINDS[claim.kind].uses_direction:
             env["d" + claim.var] = self.d[claim.var] if direction is None else direction
         return tensors.evaluate(bound, env, like)
+
+
+    def gradient(self, var: str, convert: Convert | None) -> Any:
+        """Autograd's gradient of f with respect to ``var`` at the point, float64 (computed
+        once per variable), in the convention ``convert`` gives."""
+        if var not in self._gradients:
+            with torch.enable_grad():
+                xs = {k: v.detach().requires_grad_(k == var) for k, v in self.x.items()}
+                env, like = self._env(xs, self.trials)
+                out = tensors.evaluate(self.c.f, env, like).reshape(self.trials)
+                g = None
+                if out.requires_grad:
+                    (g,) = torch.autograd.grad(out.sum(), [xs[var]], allow_unused=True)
+            g = torch.zeros_like(self.x[var]) if g is None else g.detach()
+            self._gradients[var] = convert(g) if convert is not None else g
+        return self._gradients[var]
 
 
 # ---- what the witnesses cost, decided before they run -----------------------------------------
@@ -213,7 +244,7 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
     work = 0
     for claim, _ in compiled.claims:
         shape = compiled.identity.vars[claim.var].shape
-        for name in witnesses:
+        for name in for_claim(claim.kind, witnesses):
             evals = evaluations(claim.kind, shape, name)
             if evals:
                 chunks = -(-evals // per)
@@ -225,7 +256,11 @@ def check_budget(
     compiled: Compiled, witnesses: tuple[str, ...], trials: int, limits: Limits
 ) -> None:
     """Refuse, before anything runs, witnesses whose work would exceed the work budget."""
-    extra = tuple(w for w in witnesses if w != "autograd")
+    extra = tuple(
+        w for w in ORDER if w != "autograd" and any(
+            w in for_claim(c.kind, witnesses) for c, _ in compiled.claims
+        )
+    )
     if extra:
         work = witness_work(compiled, extra, trials)
         names = " and ".join(NAMES[w] for w in extra)

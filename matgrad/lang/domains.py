@@ -77,6 +77,14 @@ def _matrix(shape: Shape) -> bool:
     return len(shape) == 2
 
 
+def _tall(shape: Shape) -> bool:
+    return len(shape) == 2 and shape[0] >= shape[1]
+
+
+def _vector(shape: Shape) -> bool:
+    return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
+
+
 def _uniform(torch: Any, shape: tuple[int, ...], gen: Any) -> Any:
     return LO + (HI - LO) * torch.rand(shape, generator=gen, dtype=torch.float64)
 
@@ -145,6 +153,58 @@ def _sample_fullrank(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
     return (u * s.unsqueeze(-2)) @ _mT(v)
 
 
+def _signed_diagonal(torch: Any, trials: int, n: int, gen: Any, positive: bool) -> Any:
+    s = _uniform(torch, (trials, n), gen)
+    if positive:
+        return s
+    sign = torch.where(torch.rand((trials, n), generator=gen) < 0.5, -1.0, 1.0)
+    return s * sign.to(torch.float64)
+
+
+def _sample_lower(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    off = torch.tril(torch.randn((trials, n, n), generator=gen, dtype=torch.float64), -1)
+    return off + torch.diag_embed(_signed_diagonal(torch, trials, n, gen, positive=False))
+
+
+def _sample_upper(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    return _mT(_sample_lower(torch, shape, trials, gen))
+
+
+def _sample_positive_diagonal(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    off = torch.tril(torch.randn((trials, n, n), generator=gen, dtype=torch.float64), -1)
+    return off + torch.diag_embed(_signed_diagonal(torch, trials, n, gen, positive=True))
+
+
+def _sample_unit_lower(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    off = torch.tril(torch.randn((trials, n, n), generator=gen, dtype=torch.float64), -1)
+    return off + torch.eye(n, dtype=torch.float64)
+
+
+def _sample_stiefel(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n, p = shape
+    return _orthogonal(torch, trials, n, gen)[..., :p].contiguous()
+
+
+def _sample_sphere(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    x = torch.randn((trials, *shape), generator=gen, dtype=torch.float64)
+    return x / x.flatten(1).norm(dim=1).reshape(-1, *([1] * len(shape)))
+
+
+def _sample_simplex(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    # uniform on the simplex (Dirichlet(1)): normalised standard exponentials
+    u = torch.rand((trials, *shape), generator=gen, dtype=torch.float64)
+    e = -torch.log1p(-u)
+    return e / e.flatten(1).sum(dim=1).reshape(-1, *([1] * len(shape)))
+
+
+def _sample_mask(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    u = torch.rand((trials, *shape), generator=gen, dtype=torch.float64)
+    return (u < 0.5).to(torch.float64)
+
+
 # ---- tangent directions, draw costs, symmetric counterparts ----------------------------------
 
 
@@ -164,12 +224,47 @@ def _orthogonal_direction(d: Any, point: Any) -> Any:
     return point @ ((d - _mT(d)) / 2**0.5)  # X S with S skew-symmetric
 
 
+def _lower_direction(d: Any, point: Any) -> Any:
+    return d.tril()
+
+
+def _upper_direction(d: Any, point: Any) -> Any:
+    return d.triu()
+
+
+def _strictly_lower_direction(d: Any, point: Any) -> Any:
+    return d.tril(-1)
+
+
+def _stiefel_direction(d: Any, point: Any) -> Any:
+    # the projection onto the tangent space at X: D - X sym(X^T D)
+    return d - point @ _symmetric_part(_mT(point) @ d)
+
+
+def _sphere_direction(d: Any, point: Any) -> Any:
+    dims = tuple(range(1, d.dim()))
+    return d - point * (point * d).sum(dim=dims, keepdim=True)
+
+
+def _simplex_direction(d: Any, point: Any) -> Any:
+    dims = tuple(range(1, d.dim()))
+    return d - d.mean(dim=dims, keepdim=True)
+
+
+def _no_direction(d: Any, point: Any) -> Any:
+    return d * 0
+
+
 def _no_orthogonals(shape: Shape) -> tuple[int, ...]:
     return ()
 
 
 def _one_orthogonal(shape: Shape) -> tuple[int, ...]:
     return (shape[-1],)
+
+
+def _one_orthogonal_rows(shape: Shape) -> tuple[int, ...]:
+    return (shape[0],)
 
 
 def _symmetric_part(x: Any) -> Any:
@@ -290,6 +385,115 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=lambda shape: (shape[0], shape[1]),
             symmetrized=_gram,
+        ),
+        Domain(
+            "lower",
+            f"lower triangular: normal entries below the diagonal, diagonal entries of random "
+            f"sign and size in [{LO}, {HI}], all times the trial's scale",
+            "square [n, n]",
+            _square,
+            sample=_sample_lower,
+            tangent=_lower_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=True,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "upper",
+            "upper triangular, drawn as the transpose of a lower draw",
+            "square [n, n]",
+            _square,
+            sample=_sample_upper,
+            tangent=_upper_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=True,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "positive-diagonal",
+            f"lower triangular with a positive diagonal in [{LO}, {HI}] (a Cholesky factor), "
+            "times the trial's scale",
+            "square [n, n]",
+            _square,
+            sample=_sample_positive_diagonal,
+            tangent=_lower_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=True,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "unit-lower",
+            "lower triangular with ones on the diagonal, normal entries below (not scaled)",
+            "square [n, n]",
+            _square,
+            sample=_sample_unit_lower,
+            tangent=_strictly_lower_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=False,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "stiefel",
+            "n x p with orthonormal columns (X^T X = I), the first p columns of a Haar-random "
+            "orthogonal matrix (not scaled); tangent directions D - X sym(X^T D)",
+            "matrix [n, p], n >= p",
+            _tall,
+            sample=_sample_stiefel,
+            tangent=_stiefel_direction,
+            symmetric=False,
+            conditioned=True,
+            scaled=False,
+            orthogonals=_one_orthogonal_rows,
+            symmetrized=None,
+        ),
+        Domain(
+            "sphere",
+            "unit vector, uniform on the sphere (not scaled); tangent directions orthogonal to x",
+            "vector [n] or [n, 1]",
+            _vector,
+            sample=_sample_sphere,
+            tangent=_sphere_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=False,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "simplex",
+            "probability vector, positive entries summing to 1, uniform on the simplex (not "
+            "scaled); tangent directions sum to 0",
+            "vector [n] or [n, 1]",
+            _vector,
+            sample=_sample_simplex,
+            tangent=_simplex_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=False,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+        ),
+        Domain(
+            "mask",
+            "entries 0 or 1, each 1 with probability 1/2 (not scaled); for dropout and padding "
+            "masks: its tangent direction is zero",
+            "any",
+            _any,
+            sample=_sample_mask,
+            tangent=_no_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=False,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
         ),
     ]
 }

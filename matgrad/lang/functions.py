@@ -50,10 +50,13 @@ def is_square(shape: Shape) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Arg:
-    """What shape inference sees of an argument: its shape and, for static integers, the value."""
+    """What shape inference sees of an argument: its shape and, for a constant, its value
+    (``static`` for a number; ``value`` for any constant a function takes in a static
+    position: a number, a string, a tuple of numbers)."""
 
     shape: Shape
     static: float | None = None
+    value: Any = None
 
 
 # ---- cost: estimated work of one call, in multiply-adds of a matrix product ----------------
@@ -91,6 +94,15 @@ SENSITIVITIES = {
     "cond": "the 2-norm condition number",
     "cond_nonzero": "the condition number over the singular values above rounding level (for "
     "a function smooth where the rank is constant)",
+    "kink": "the distance of the arguments to a kink or a tie of the function (relu at 0, "
+    "two equal entries of a max), relative to their size; an entry exactly at one on every "
+    "draw (a masked zero) is structural and not counted",
+    # decompositions (matgrad.lang.fn_decomp)
+    "svd": "the smallest gap between two singular values and the smallest singular value, "
+    "relative to the largest, and how far the sign gauge of the singular vectors is from a tie",
+    "triangular": "the 2-norm condition number of the triangle that is read",
+    "branch": "the smallest eigenvalue of the symmetric argument relative to the largest in size "
+    "(log and square root need it positive, away from the branch cut and the branch point 0)",
 }
 
 
@@ -103,11 +115,30 @@ class Function:
     min_args: int
     max_args: int
     static_args: frozenset[int]
-    infer: Callable[[Sequence[Arg]], Shape]
+    infer: Callable[..., Any]
     impl: Callable[..., Any]
     category: str
     cost: Cost
     sensitive: str | None  # a key of SENSITIVITIES, or None: differentiable wherever defined
+    # options (keyword arguments) and their defaults; infer and impl then take them as
+    # keywords: infer(args, **options), impl(torch, *values, **options)
+    keywords: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # the names of the results of a function with several (``qr(A).Q``); infer then returns
+    # one shape per part and impl a tuple in this order
+    parts: tuple[str, ...] = ()
+    # the largest intermediate (elements per trial) beyond the arguments and the result, when
+    # the function makes one (a chain of einsum contractions); None: no such intermediate
+    peak: Callable[[Sequence[Arg]], int] | None = None
+    # for sensitive="kink": (torch, *values, **options) -> [T] the relative distance of each
+    # trial's arguments to the nearest kink or tie (the degeneracy guard redraws small ones)
+    margin: Callable[..., Any] | None = None
+    # defined on symmetric matrices only: the binder accepts a first argument only when it
+    # is symmetric by construction (matgrad.lang.structure)
+    symmetric_arg: bool = False
+
+    def shape(self, args: Sequence[Arg], options: dict[str, Any]) -> Any:
+        """The result's shape (one per part for a function with several results)."""
+        return self.infer(args, **options) if self.keywords else self.infer(args)
 
 
 REGISTRY: dict[str, Function] = {}
@@ -118,13 +149,18 @@ def register(
     signature: str,
     summary: str,
     result: str,
-    infer: Callable[[Sequence[Arg]], Shape],
+    infer: Callable[..., Any],
     *,
     cost: Cost,
     sensitive: str | None,
     nargs: int | tuple[int, int] = 1,
     static: Sequence[int] = (),
     category: str = "matrix",
+    keywords: dict[str, Any] | None = None,
+    parts: Sequence[str] = (),
+    peak: Callable[[Sequence[Arg]], int] | None = None,
+    margin: Callable[..., Any] | None = None,
+    symmetric_arg: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add a function to :data:`REGISTRY` (used as a decorator on its batched ``impl``).
 
@@ -137,6 +173,8 @@ def register(
             f"function {name!r}: sensitive must be None or one of "
             f"{', '.join(SENSITIVITIES)}, got {sensitive!r}"
         )
+    if (sensitive == "kink") != (margin is not None):
+        raise ValueError(f"function {name!r}: a margin is needed exactly when sensitive='kink'")
     lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
 
     def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -153,6 +191,11 @@ def register(
             category,
             cost,
             sensitive,
+            dict(keywords or {}),
+            tuple(parts),
+            peak,
+            margin,
+            symmetric_arg,
         )
         return impl
 
@@ -256,48 +299,6 @@ def _logdet(torch: Any, m: Any) -> Any:
     return torch.linalg.slogdet(m).logabsdet
 
 
-@register(
-    "sum",
-    "sum(M)",
-    "Sum of all entries",
-    "[]",
-    _scalar_result,
-    category="reduction",
-    cost=entrywise,
-    sensitive=None,
-)
-def _sum(torch: Any, x: Any) -> Any:
-    return _flat(x).sum(-1)
-
-
-@register(
-    "mean",
-    "mean(M)",
-    "Mean of all entries",
-    "[]",
-    _scalar_result,
-    category="reduction",
-    cost=entrywise,
-    sensitive=None,
-)
-def _mean(torch: Any, x: Any) -> Any:
-    return _flat(x).mean(-1)
-
-
-@register(
-    "prod",
-    "prod(M)",
-    "Product of all entries",
-    "[]",
-    _scalar_result,
-    category="reduction",
-    cost=entrywise,
-    sensitive=None,
-)
-def _prod(torch: Any, x: Any) -> Any:
-    return _flat(x).prod(-1)
-
-
 def _dot_infer(args: Sequence[Arg]) -> Shape:
     a, b = args
     if a.shape != b.shape:
@@ -318,34 +319,6 @@ def _dot_infer(args: Sequence[Arg]) -> Shape:
 )
 def _dot(torch: Any, a: Any, b: Any) -> Any:
     return (_flat(a) * _flat(b)).sum(-1)
-
-
-@register(
-    "norm",
-    "norm(x)",
-    "2-norm of a vector, Frobenius norm of a matrix",
-    "[]",
-    _scalar_result,
-    category="reduction",
-    cost=entrywise,
-    sensitive=None,
-)
-def _norm(torch: Any, x: Any) -> Any:
-    return torch.linalg.vector_norm(_flat(x), dim=-1)
-
-
-@register(
-    "logsumexp",
-    "logsumexp(x)",
-    "log(sum(exp(x))) over all entries, computed stably",
-    "[]",
-    _scalar_result,
-    category="reduction",
-    cost=entrywise,
-    sensitive=None,
-)
-def _logsumexp(torch: Any, x: Any) -> Any:
-    return torch.logsumexp(_flat(x), dim=-1)
 
 
 # ---- matrix-valued functions ------------------------------------------------------------
@@ -650,12 +623,13 @@ def _matpow(torch: Any, m: Any, k: int) -> Any:
 @register(
     "eigvalsh",
     "eigvalsh(M)",
-    "Eigenvalues of the symmetric part (M + M^T)/2, ascending",
+    "Eigenvalues of a symmetric matrix M, ascending",
     "[n]",
     lambda a: (_need_square(a[0]),),
     category="eigen",
     cost=cubic(10),
     sensitive=None,
+    symmetric_arg=True,
 )
 def _eigvalsh(torch: Any, m: Any) -> Any:
     return torch.linalg.eigvalsh(0.5 * (m + _mT(m)))
@@ -664,15 +638,16 @@ def _eigvalsh(torch: Any, m: Any) -> Any:
 @register(
     "eigvecsh",
     "eigvecsh(M)",
-    "Orthonormal eigenvectors (columns) of (M + M^T)/2, in eigvalsh order",
+    "Orthonormal eigenvectors (columns) of a symmetric matrix M, in eigvalsh order",
     "[n, n]",
     _square_same,
     category="eigen",
     cost=cubic(30),
     sensitive="gap",
+    symmetric_arg=True,
 )
 def _eigvecsh(torch: Any, m: Any) -> Any:
-    return torch.linalg.eigh(0.5 * (m + _mT(m))).eigenvectors
+    return fn_decomp.eigh_gauged(torch, m)[1]  # the canonical sign gauge (fn_decomp)
 
 
 def _col_infer(args: Sequence[Arg]) -> Shape:
@@ -731,24 +706,31 @@ def _entry(torch: Any, x: Any, *idx: int) -> Any:
 # ---- constructors ---------------------------------------------------------------------------
 
 
-def _eye_infer(args: Sequence[Arg]) -> Shape:
+def _eye_infer(args: Sequence[Arg], k: Any = 0) -> Shape:
     n = _static_int(args[0], "the size n", lo=1)
-    return (n, n)
+    m = _static_int(args[1], "the size m", lo=1) if len(args) > 1 else n
+    if not isinstance(k, int) or isinstance(k, bool):
+        raise ShapeError(f"the diagonal offset k= must be an integer, got {k!r}")
+    return (n, m)
 
 
 @register(
     "eye",
-    "eye(n)",
-    "Identity matrix; n an integer constant or dim",
-    "[n, n]",
+    "eye(n) / eye(n, m, k=0)",
+    "Identity matrix [n, n], or [n, m] with ones on diagonal k (k > 0 above the main one)",
+    "[n, n] or [n, m]",
     _eye_infer,
-    static=(0,),
+    nargs=(1, 2),
+    static=(0, 1),
     category="constructor",
     cost=entrywise,
     sensitive=None,
+    keywords={"k": 0},
 )
-def _eye(torch: Any, n: int, *, like: Any) -> Any:
-    return torch.eye(n, dtype=like.dtype, device=like.device)
+def _eye(torch: Any, n: int, m: int | None = None, *, like: Any, k: int = 0) -> Any:
+    m = n if m is None else m
+    ones = torch.ones(n, m, dtype=like.dtype, device=like.device)
+    return torch.triu(torch.tril(ones, k), k)
 
 
 def _fill_infer(args: Sequence[Arg]) -> Shape:
@@ -757,12 +739,12 @@ def _fill_infer(args: Sequence[Arg]) -> Shape:
 
 @register(
     "ones",
-    "ones(m) / ones(m, n)",
-    "All-ones vector [m] or matrix [m, n]",
-    "[m] or [m, n]",
+    "ones(m) / ones(m, n) / ones(d1, ..., dk)",
+    "All-ones vector [m], matrix [m, n] or tensor of up to 6 axes",
+    "[m], [m, n], ...",
     _fill_infer,
-    nargs=(1, 2),
-    static=(0, 1),
+    nargs=(1, 6),
+    static=range(6),
     category="constructor",
     cost=entrywise,
     sensitive=None,
@@ -773,21 +755,18 @@ def _ones(torch: Any, *sizes: int, like: Any) -> Any:
 
 @register(
     "zeros",
-    "zeros(m) / zeros(m, n)",
-    "All-zeros vector [m] or matrix [m, n]",
-    "[m] or [m, n]",
+    "zeros(m) / zeros(m, n) / zeros(d1, ..., dk)",
+    "All-zeros vector [m], matrix [m, n] or tensor of up to 6 axes",
+    "[m], [m, n], ...",
     _fill_infer,
-    nargs=(1, 2),
-    static=(0, 1),
+    nargs=(1, 6),
+    static=range(6),
     category="constructor",
     cost=entrywise,
     sensitive=None,
 )
 def _zeros(torch: Any, *sizes: int, like: Any) -> Any:
     return torch.zeros(sizes, dtype=like.dtype, device=like.device)
-
-
-CONSTRUCTORS = frozenset({"eye", "ones", "zeros"})
 
 
 # ---- elementwise ----------------------------------------------------------------------------
@@ -812,9 +791,7 @@ _elementwise("sin", "Elementwise sine", lambda torch, x: torch.sin(x))
 _elementwise("cos", "Elementwise cosine", lambda torch, x: torch.cos(x))
 _elementwise("tanh", "Elementwise hyperbolic tangent", lambda torch, x: torch.tanh(x))
 _elementwise("sqrt", "Elementwise square root", lambda torch, x: torch.sqrt(x))
-_elementwise("abs", "Elementwise absolute value", lambda torch, x: torch.abs(x))
 _elementwise("sigmoid", "Elementwise logistic 1/(1+exp(-x))", lambda torch, x: torch.sigmoid(x))
-_elementwise("relu", "Elementwise max(x, 0)", lambda torch, x: torch.relu(x))
 _elementwise(
     "softplus",
     "Elementwise log(1 + exp(x))",
@@ -822,17 +799,11 @@ _elementwise(
 )
 
 
-@register(
-    "softmax",
-    "softmax(x)",
-    "Vector [n] or [n, 1]: exp(x)/sum(exp(x)) over all entries; matrix [m, n]: each row",
-    "shape of x",
-    _same,
-    category="elementwise",
-    cost=entrywise,
-    sensitive=None,
+# The other families register themselves on import: tensor operations and reductions along
+# axes, piecewise and order functions, constants.
+from matgrad.lang import (  # noqa: E402, F401
+    fn_axes,
+    fn_constants,
+    fn_decomp,
+    fn_piecewise,
 )
-def _softmax(torch: Any, x: Any) -> Any:
-    if x.dim() == 3 and x.shape[-1] != 1:
-        return torch.softmax(x, dim=-1)
-    return torch.softmax(_flat(x), dim=-1).reshape(x.shape)

@@ -12,8 +12,10 @@ cost relative to it, as measured with torch in float64 on a CPU: an exponential 
 about 30 multiply-adds per entry, an inverse about 6 n^3, a matrix exponential about 20 n^3,
 the QR decomposition behind a random orthogonal matrix about 60 n^3 (each function's weight is
 the ``cost`` on its entry in ``matgrad.lang.functions``). The estimate then counts how often
-autograd goes over f: once to check it, five times more for the gradients, nine for each
-directional derivative (reverse over reverse), and five plus four per entry for each hessian.
+autograd goes over f: once to check it, and then as each claim kind says (its ``passes``):
+five times more for the gradients, nine for each directional derivative (reverse over
+reverse), five plus four per entry of the variable for each hessian, two plus two per entry
+of f for each jacobian.
 Each launch of a tensor operation adds a fixed 200,000 (tens of microseconds), whatever its
 size. It is an estimate, within a few times of the truth, meant to refuse the
 identities that would run for many minutes, not to time the others. No torch here.
@@ -26,9 +28,10 @@ from collections.abc import Iterable
 
 from matgrad.claims import KINDS
 from matgrad.errors import LimitError
+from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import BinOp, Bound, Call, Name, Transpose
-from matgrad.lang.functions import ENTRY, REGISTRY, Arg, Shape, entrywise, numel
+from matgrad.lang.functions import ENTRY, Arg, Shape, entrywise, numel
 from matgrad.limits import Limits
 
 
@@ -103,9 +106,9 @@ def _node_work(b: Bound) -> int:
         return 0  # a view
     if isinstance(node, BinOp) and node.op == "@":
         return numel(b.shape) * b.args[0].shape[-1]
-    args = [Arg(a.shape, a.static) for a in b.args]
+    args = [Arg(a.shape, a.static, a.value) for a in b.args]
     if isinstance(node, Call):
-        return REGISTRY[node.fn].cost(args, b.shape)  # each function states its own cost
+        return overlay.get(node.fn).cost(args, b.shape)  # each function states its own cost
     return entrywise(args, b.shape)
 
 
@@ -116,14 +119,14 @@ def sample_work(shape: Shape, domain: str) -> int:
     return cheap + QR * sum(n**3 for n in DOMAINS[domain].orthogonals(shape))
 
 
-def passes_over_f(kinds_and_sizes: Iterable[tuple[str, int]]) -> int:
-    """How many times autograd goes over f, for claims given as (kind, entries of the var):
-    each kind's passes per claim, plus its shared passes once (e.g. all gradients come from
-    one backward pass)."""
+def passes_over_f(kinds_and_shapes: Iterable[tuple[str, Shape, Shape]]) -> int:
+    """How many times autograd goes over f, for claims given as (kind, shape of the var,
+    shape of f): each kind's passes per claim, plus its shared passes once (e.g. all gradients
+    come from one backward pass)."""
     passes = 1  # the check that f is finite
     kinds = []
-    for kind, entries in kinds_and_sizes:
-        passes += KINDS[kind].passes(entries)
+    for kind, var_shape, f_shape in kinds_and_shapes:
+        passes += KINDS[kind].passes(var_shape, f_shape)
         kinds.append(kind)
     return passes + sum(KINDS[k].shared_passes for k in dict.fromkeys(kinds))
 
@@ -132,15 +135,16 @@ def identity_work(
     variables: Iterable[tuple[Shape, str]],
     lets: Iterable[Cost],
     f: Cost,
-    claims: Iterable[tuple[str, int, Cost]],
+    claims: Iterable[tuple[str, Shape, Cost]],
     trials: int,
+    f_shape: Shape = (),
 ) -> int:
     """Estimated work of checking one identity over ``trials`` trials.
 
-    ``variables`` are (shape, domain); ``claims`` are (kind, entries of the var, cost).
+    ``variables`` are (shape, domain); ``claims`` are (kind, shape of the var, cost).
     """
     lets, claims = list(lets), list(claims)
-    passes = passes_over_f((kind, entries) for kind, entries, _ in claims)
+    passes = passes_over_f((kind, shape, f_shape) for kind, shape, _ in claims)
     per_trial = (
         sum(sample_work(shape, domain) for shape, domain in variables)
         + (sum(c.work for c in lets) + f.work) * passes

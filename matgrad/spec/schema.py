@@ -19,15 +19,18 @@ from pathlib import Path
 from matgrad.claims import KINDS
 from matgrad.claims.grad import CONVENTIONS
 from matgrad.errors import ExprError, LimitError, SpecError, closest, did_you_mean
+from matgrad.lang import overlay
 from matgrad.lang.domains import DEFAULT as DEFAULT_DOMAIN
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Scope, bind, check_size, parse
 from matgrad.lang.functions import (
-    REGISTRY,
     Shape,
     fmt_shape,
     numel,
 )
+from matgrad.lang.structure import is_symmetric
+from matgrad.lang.user import UserFunction
+from matgrad.lang.user import used as functions_called
 from matgrad.limits import DEFAULT_LIMITS, Limits
 from matgrad.spec import budget, yamlsafe
 from matgrad.spec.yamlsafe import YMap, YNode, YScalar, YSeq
@@ -58,6 +61,7 @@ TOL_KEYS = ("rtol", "atol")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")  # whole text: use fullmatch
 YAML_SUFFIXES = (".yaml", ".yml")
 DEFAULT_TRIALS = 100  # random draws per identity unless the file or --trials says otherwise
+CLAIMED_BY_AUTOGRAD = "autograd"  # the expression text of a claim whose value autograd gives
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +138,13 @@ class Compiled:
     )
     # the cost measured while compiling, for the paths that evaluate f again
     estimate: budget.Estimate = dataclasses.field(default_factory=lambda: budget.Estimate(0, 0, 0))
+    # the user functions that f and the lets call (see matgrad.lang.user)
+    user_functions: tuple[UserFunction, ...] = ()
+
+    @property
+    def own_backward(self) -> bool:
+        """Whether autograd's derivatives of f come (in part) from a user's own backward."""
+        return any(fn.own_backward for fn in self.user_functions)
 
 
 # ---- finding files ----------------------------------------------------------------------
@@ -363,7 +374,7 @@ def _check_name(fields: _Fields, key: str, name: str, what: str, taken: dict[str
         raise fields.err(
             key, f"{what} name {name!r} is not a valid name (letters, digits, _){_flow_hint(name)}"
         )
-    if name in REGISTRY:
+    if name in overlay.known():
         raise fields.err(key, f"{what} name {name!r} shadows the function {name}(); rename it")
     if name in taken:
         raise fields.err(key, f"{what} name {name!r} is already used as {taken[name]}")
@@ -403,6 +414,9 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         c = fs.get(kind)
         if c is None:
             continue
+        if KINDS[kind].claimed_by_autograd:
+            claims += _listed_claims(fs, kind, c, vars_)
+            continue
         if not isinstance(c, YMap) or not c.items:
             raise fs.err(kind, f"{kind} must map variable names to expressions, e.g. {{X: ...}}", c)
         cf = _Fields(c, prefix + kind + ".")
@@ -417,10 +431,12 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
             text = _expr_text(cf, var, expr_node)
             claims.append(Claim(kind, var, text, expr_node.line, expr_node.col))
     if not claims:
-        keys = [k + ":" for k in CLAIM_KINDS]
+        with_expr = [k + ":" for k in CLAIM_KINDS if not KINDS[k].claimed_by_autograd]
+        listed = [k + ": [VAR]" for k in CLAIM_KINDS if KINDS[k].claimed_by_autograd]
         raise fs.err(
             None,
-            f"no claim: add at least one of {', '.join(keys[:-1])} or {keys[-1]} (VAR: EXPR)",
+            f"no claim: add at least one of {', '.join(with_expr)} (VAR: EXPR)"
+            + "".join(f" or {k}" for k in listed),
         )
 
     expect = fs.text("expect") or "pass"
@@ -436,6 +452,8 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         raise fs.err(
             "directions", f"directions must be one of {', '.join(DIRECTIONS)}, got {directions!r}"
         )
+    if directions == "tangent":
+        _refuse_tangent_without_directions(fs, claims)
     return Identity(
         id=ident,
         path=path,
@@ -457,6 +475,43 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         directions=directions,
         witness=_witness(fs),
     )
+
+
+def _refuse_tangent_without_directions(fs: _Fields, claims: list[Claim]) -> None:
+    """``directions: tangent`` shapes the directions dVAR, which only the kinds that use a
+    direction draw (differential claims). Any other claim (a gradient, a Hessian, a Jacobian) is
+    about every entry of its variable: tangent directions would be ignored for it, silently."""
+    for claim in claims:
+        if not KINDS[claim.kind].uses_direction:
+            users = [k for k, kind in KINDS.items() if kind.uses_direction]
+            raise fs.err(
+                "directions",
+                f"directions: tangent shapes only the directions of {' and '.join(users)} "
+                f"claims, but the {claim.label} claim (line {claim.line}) has no direction: a "
+                f"{KINDS[claim.kind].noun} is about every entry of {claim.var}, and tangent "
+                f"directions would be ignored for it. Remove directions: tangent, or write the "
+                f"claim as a {' or '.join(users)} claim along d{claim.var} (in an identity of "
+                f"its own if the others need free directions)",
+            )
+
+
+def _listed_claims(fs: _Fields, kind: str, node: YNode, vars_: dict[str, Var]) -> list[Claim]:
+    """The claims of a kind written as a list of variables (no expression): ``[X, Y]``."""
+    items = node.items if isinstance(node, YSeq) else (node,)
+    out: list[Claim] = []
+    for item in items:
+        var = item.raw if isinstance(item, YScalar) and item.tag == "str" else None
+        if var is None or var not in vars_:
+            what = f"{var!r}, which is not declared in vars{did_you_mean(var, vars_)}" if var else (
+                _show(item)
+            )
+            raise fs.err(kind, f"{kind} must list declared variables, e.g. [X]; got {what}", item)
+        if any(c.var == var for c in out):
+            raise fs.err(kind, f"{kind} lists {var!r} twice", item)
+        out.append(Claim(kind, var, CLAIMED_BY_AUTOGRAD, item.line, item.col))
+    if not out:
+        raise fs.err(kind, f"{kind} must list declared variables, e.g. [X]", node)
+    return out
 
 
 def _witness(fs: _Fields) -> tuple[str, ...] | None:
@@ -561,8 +616,10 @@ def _shape(
         raise vf.err(
             key, f"shape must be a list of dims or integers like [n, 3], got {_show(node)}"
         )
-    if len(node.items) > 2:
-        raise vf.err(key, f"shape has {len(node.items)} axes; at most 2 (matrices) are supported")
+    if len(node.items) > limits.max_rank:
+        raise vf.err(
+            key, str(limits.refuse("max_rank", len(node.items), "the number of axes")), node
+        )
     out: list[int] = []
     for item in node.items:
         if isinstance(item, YScalar) and item.tag == "str":
@@ -667,9 +724,17 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     lets: list[tuple[str, Bound]] = []
     direction_lets: dict[str, list[tuple[str, Bound]]] = {}
     let_direction: dict[str, str] = {}  # let name -> the variable whose direction it uses
+    symmetric = {
+        v.name
+        for v in ident.vars.values()
+        if DOMAINS[v.domain].symmetric or v.domain == "diagonal"
+    }
     for name, text, line in ident.lets:
         let_shapes = {**shapes, **{d: ident.vars[v].shape for d, v in directions.items()}}
-        b = compile_one(text, Scope(let_shapes, ident.dims), f"let.{name}", line)
+        let_scope = Scope(let_shapes, ident.dims, symmetric=frozenset(symmetric))
+        b = compile_one(text, let_scope, f"let.{name}", line)
+        if is_symmetric(b, frozenset(symmetric)):
+            symmetric.add(name)
         names = parse(text, limits).names
         used = {directions[n] for n in names if n in directions}
         used |= {let_direction[n] for n in names if n in let_direction}
@@ -691,10 +756,13 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         hidden[name] = f"uses d{v}: it can only be used in a differential claim for {v}"
     let_shapes = shapes
     shapes = {k: v for k, v in shapes.items() if k not in let_direction}
-    scope = Scope(shapes, ident.dims, hidden=hidden)
+    scope = Scope(shapes, ident.dims, hidden=hidden, symmetric=frozenset(symmetric))
     f = compile_one(ident.f, scope, "f", ident.f_line)
+    all_let_bounds = [*lets, *(x for ls in direction_lets.values() for x in ls)]
+    nodes = [f.node, *(b.node for _, b in all_let_bounds)]
+    user_functions = tuple(functions_called(nodes, overlay.lookup))
     claims: list[tuple[Claim, Bound]] = []
-    for claim in ident.claims:
+    for claim in (*ident.claims, *_implicit_claims(ident, f, user_functions, limits)):
         key = f"{claim.kind}.{claim.var}"
         var = ident.vars[claim.var]
         problem = KINDS[claim.kind].shape_problem(var.name, var.shape, f.shape)
@@ -707,6 +775,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             cscope = Scope(
                 {**shapes, **own, d: var.shape},
                 ident.dims,
+                symmetric=frozenset(symmetric),
                 hidden={
                     k: v
                     for k, v in hidden.items()
@@ -720,6 +789,9 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             )
         else:
             cscope = scope
+        if KINDS[claim.kind].claimed_by_autograd:
+            claims.append((claim, f))  # its value is autograd's derivative of f itself
+            continue
         claims.append((claim, compile_one(claim.text, cscope, key, claim.line)))
     all_lets = [*lets, *(x for ls in direction_lets.values() for x in ls)]
     let_costs = [budget.expr_cost(b) for _, b in all_lets]
@@ -735,10 +807,11 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         let_costs,
         f_cost,
         (
-            (c.kind, numel(ident.vars[c.var].shape), cost)
+            (c.kind, ident.vars[c.var].shape, cost)
             for (c, _), cost in zip(claims, claim_costs, strict=True)
         ),
         trials,
+        f.shape,
     )
     try:
         budget.check_total(per_trial, trials, limits)
@@ -756,7 +829,29 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
             f_calls=sum(c.calls for c in let_costs) + f_cost.calls,
             total=work,
         ),
+        user_functions,
     )
+
+
+def _implicit_claims(
+    ident: Identity, f: Bound, user_functions: tuple[UserFunction, ...], limits: Limits
+) -> list[Claim]:
+    """With a user function that has its own backward, autograd is the implementation
+    under test: one claim of the autograd-claimed kind for every variable that f reads (through
+    the lets too), unless the file lists it already. None when f is not a scalar."""
+    if not any(fn.own_backward for fn in user_functions) or numel(f.shape) != 1:
+        return []
+    kind = next(k for k in KINDS.values() if k.claimed_by_autograd)
+    listed = {c.var for c in ident.claims if c.kind == kind.name}
+    read = set(parse(ident.f, limits).names)
+    for name, text, _ in reversed(ident.lets):
+        if name in read:
+            read |= parse(text, limits).names
+    return [
+        Claim(kind.name, v, CLAIMED_BY_AUTOGRAD, ident.f_line, 1)
+        for v in ident.vars
+        if v in read and v not in listed
+    ]
 
 
 def load_all(paths: list[str], limits: Limits = DEFAULT_LIMITS) -> list[Identity | Invalid]:
