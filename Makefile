@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 SEEDS ?= 0 1 2 3 4 5 6 7 8 9
 
-.PHONY: install check test lint browser-test validate bench fuzz clean
+.PHONY: install check test lint browser-test validate bench fuzz clean dist
 
 install: $(VENV)/.installed
 
@@ -52,7 +52,16 @@ fuzz: install
 	MATGRAD_HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis tests/artifacts
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis tests/artifacts
+
+# The wheel and the sdist for PyPI, checked by twine, then installed into a fresh environment
+# and run (docs/release.md).
+dist: install
+	$(BIN)/python -m pip install -q -e ".[test,release]"
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/python -m twine check --strict dist/*
+	MATGRAD_DIST=dist $(BIN)/python -m pytest -q tests/test_packaging.py
 
 bench: install
 	cd benchmarks && ../$(BIN)/python run_all.py

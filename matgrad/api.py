@@ -22,7 +22,7 @@ from matgrad.config import Config
 from matgrad.errors import MatgradError, SpecError
 from matgrad.lang.user import FunctionSet
 from matgrad.limits import DEFAULT_LIMITS, Limits
-from matgrad.results import IdentityResult, RunReport
+from matgrad.results import INLINE_FILE, IdentityResult, RunReport
 from matgrad.settings import Settings, resolve
 from matgrad.spec import schema as spec
 from matgrad.spec.schema import Identity, Invalid
@@ -311,7 +311,7 @@ def inline_identity(fields: Mapping[str, Any], limits: Limits = DEFAULT_LIMITS) 
         ident = fields.get("id")
         raise e.located(identity=ident if isinstance(ident, str) else None) from None
     text = yaml.dump(plain, Dumper=_Dumper, sort_keys=False, allow_unicode=True)
-    (item,) = spec.load_text(text, f"<{INLINE_ID}>", limits)
+    (item,) = spec.load_text(text, INLINE_FILE, limits)
     if isinstance(item, Invalid):
         raise _unlocated(item.error) from None
     ((_, err),) = spec.validate([item], limits)

@@ -14,6 +14,11 @@ from matgrad.settings import Settings
 
 SCHEMA_VERSION = 1
 
+# The ``file`` of identities read from stdin (``matgrad check -``) and of one given by options
+# (``matgrad try``, the API's inline identities): no file to name in a printed command.
+STDIN_FILE = "<stdin>"
+INLINE_FILE = "<inline>"
+
 
 def unravel(flat: int, shape: list[int] | tuple[int, ...]) -> list[int]:
     """The index of entry ``flat`` of a row-major ``shape`` (``[]`` for a scalar)."""
@@ -121,6 +126,8 @@ class ClaimResult:
     # (or could not judge). A failure confirmed in float64 says so in ``message``.
     recheck: Recheck | None = None
     note: str | None = None
+    # The claimed expression as written in the identity file.
+    expr: str | None = None
 
     @property
     def label(self) -> str:
@@ -161,6 +168,10 @@ class IdentityResult:
     # The identity's own tol where it is looser than the run's: {"rtol": 1e-3} (only the
     # looser keys); None when it has none, or none looser.
     loose_tol: dict[str, float] | None = None
+    # The scalar function as written in the identity file (None for an unreadable one).
+    f: str | None = None
+    # The line the error message names (an invalid identity, a shape error), if it names one.
+    error_line: int | None = None
 
     def tol_note(self) -> str | None:
         """The identity's looser-than-the-run tol in words, or None."""

@@ -36,6 +36,7 @@ def sample_report() -> RunReport:
         latex=r"\frac{\partial}{\partial X} \operatorname{tr}(X^{-1} A) = -(X^{-1} A X^{-1})^T",
         trials=10,
         seed=7,
+        f="tr(inv(X) @ A)",
         redrawn_undefined=3,
         undefined=2,
         warnings=["f gives NaN/Inf on 2 of 10 draws (20%); those draws were drawn again (3 "
@@ -44,9 +45,11 @@ def sample_report() -> RunReport:
                   "log/sqrt)"],
         claims=[
             ClaimResult("grad", "X", "passed", line=12, max_abs_err=2.2e-15, max_rel_err=1.1e-14,
-                        worst=Worst(4, [1, 2], 0.5, 0.5000000000000022), max_ratio=2.2e-6, **TOL),
+                        worst=Worst(4, [1, 2], 0.5, 0.5000000000000022), max_ratio=2.2e-6,
+                        expr="-(inv(X) @ A @ inv(X)).T", **TOL),
             ClaimResult("differential", "X", "passed", line=13, max_abs_err=0.0, max_rel_err=0.0,
-                        worst=Worst(0, [0, 0], 1.0, 1.0), max_ratio=0.0, **TOL),
+                        worst=Worst(0, [0, 0], 1.0, 1.0), max_ratio=0.0,
+                        expr="-tr(inv(X) @ dX @ inv(X) @ A)", **TOL),
         ],
     )
     failed = IdentityResult(
@@ -60,6 +63,7 @@ def sample_report() -> RunReport:
         latex=r"\nabla_X \operatorname{tr}(AX) = A",
         trials=10,
         seed=7,
+        f="tr(A @ X)",
         message="grad X mismatched on trial 3: max abs err 1.5 at [0, 1] (claimed 0.25, "
         "autograd -1.25); tol rtol=1e-06 atol=1e-09",
         claims=[
@@ -67,7 +71,7 @@ def sample_report() -> RunReport:
                         worst=Worst(3, [0, 1], -1.25, 0.25), max_ratio=7.5e8,
                         message="grad X mismatched on trial 3: max abs err 1.5 at [0, 1] "
                         "(claimed 0.25, autograd -1.25); tol rtol=1e-06 atol=1e-09",
-                        hint="claim equals autograd transposed: did you mean .T?", **TOL),
+                        hint="claim equals autograd transposed: did you mean .T?", expr="A", **TOL),
         ],
     )
     xfailed = IdentityResult(
@@ -136,11 +140,13 @@ def sample_report() -> RunReport:
         latex=HOSTILE,
         trials=2,
         seed=7,
+        f=HOSTILE,
         message=HOSTILE,
         claims=[
             ClaimResult("grad", "A", "failed", line=9, max_abs_err=float("inf"),
                         max_rel_err=None, worst=Worst(1, [0], 1.0, float("inf")),
-                        max_ratio=float("inf"), message=HOSTILE, hint=HOSTILE, **TOL),
+                        max_ratio=float("inf"), message=HOSTILE, hint=HOSTILE, expr=HOSTILE,
+                        **TOL),
         ],
     )
     hostile_file = IdentityResult(

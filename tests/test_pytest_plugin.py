@@ -177,7 +177,12 @@ def test_junitxml(project: pytest.Pytester) -> None:
     failure = cases[("identities.ids.yaml.wrong", "grad[X]")].find("failure")
     assert failure is not None
     assert failure.get("message", "").startswith("grad X mismatched on trial")
-    assert "reproduce: matgrad check identities/ids.yaml -k wrong --seed 0" in (failure.text or "")
+    reproduce = "reproduce: matgrad check identities/ids.yaml -k wrong --seed 0"
+    assert reproduce in (failure.text or "")
+    # the message is the whole report, as docs/pytest-plugin.md says (not only its first line)
+    assert reproduce in failure.get("message", "")
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "pytest-plugin.md").read_text()
+    assert "whose `message` attribute and text both\n  hold matgrad's whole report" in doc
     assert cases[("identities.ids.yaml.known-wrong", "grad[X]")].find("skipped") is not None
 
 

@@ -280,3 +280,60 @@ def test_the_browser_check_sees_errors(browser: Browser, tmp_path: Path) -> None
     problems = browser.problems()
     assert browser.js("document.title") == "x"  # the script was blocked
     assert len(problems) == 2 and all("Content Security Policy" in p for p in problems), problems
+
+
+MIXED = """\
+identities:
+  - id: attention-scores
+    title: A bilinear score whose second gradient is written wrong
+    dims: {n: 3}
+    vars:
+      Q: {shape: [n, n]}
+      K: {shape: [n, n]}
+    f: tr(Q @ K.T) + sum(sqrt(exp(Q)) / 2)
+    grad:
+      Q: K + sqrt(exp(Q)) / 4
+      K: Q.T
+"""
+
+PAGE_JS = """JSON.stringify({
+  scroll: document.documentElement.scrollWidth, view: window.innerWidth,
+  maths: document.querySelectorAll('.formulas math').length,
+  fracs: Array.from(document.querySelectorAll('.formulas mfrac')).map(
+    m => m.getBoundingClientRect().width),
+  chart: document.querySelector('svg.overview').getBoundingClientRect().right,
+  titleWidth: Math.max(0, ...Array.from(document.querySelectorAll('#claims td:nth-child(2)'))
+    .map(td => td.getBoundingClientRect().width)),
+})"""
+
+
+@pytest.mark.parametrize("width", [1400, 420])
+def test_formulas_badges_and_no_sideways_scroll(
+    browser: Browser, tmp_path: Path, width: int
+) -> None:
+    source = tmp_path / "mixed.yaml"
+    source.write_text(MIXED, encoding="utf-8")
+    page = tmp_path / "report.html"
+    seed = str(ROOT / "identities" / "seed.yaml")
+    r = CliRunner().invoke(app, ["check", seed, str(source), "-qq", "--report", str(page)])
+    assert r.exit_code == 1, r.output
+    browser._viewport(width, 900)
+    browser.open(page)
+    assert browser.problems() == []
+    rows = json.loads(browser.js(ROWS_JS))
+    mixed = [row for row in rows if row[0] == "attention-scores"]
+    # each claim's badge is its own verdict: the right grad Q passes beside the wrong grad K
+    assert [(row[1], row[3]) for row in mixed] == [("grad Q", "PASS"), ("grad K", "FAIL")]
+    got = json.loads(browser.js(PAGE_JS))
+    # f and every claim of every identity as MathML laid out by the browser (no latex: needed)
+    results = json.loads(
+        CliRunner().invoke(app, ["check", seed, str(source), "--format", "json"]).stdout
+    )["results"]
+    assert got["maths"] == sum(1 + len(x["claims"]) for x in results)  # f and each claim
+    assert got["fracs"] and all(w > 0 for w in got["fracs"])
+    # the page never scrolls sideways; the chart fits the viewport
+    assert got["scroll"] <= got["view"] == width
+    assert got["chart"] <= width
+    # the title column is hidden on a phone rather than wrapped a letter a line
+    assert got["titleWidth"] == 0 if width < 700 else got["titleWidth"] > 100
+    browser.screenshot(ARTIFACTS / f"report-mixed-{width}.png", width=width)

@@ -35,6 +35,8 @@ class ClaimKind:
     name: ClassVar[str]  # the YAML key, the CLI flag (--NAME) and the label's first word
     noun: ClassVar[str]  # in prose: "gradient"
     layout: ClassVar[str]  # the shape a claim must have, in words
+    symbol: ClassVar[str]  # the claim's left-hand side in text, "{var}" for the variable
+    symbol_mathml: ClassVar[str]  # the same as MathML; "{var}" becomes the variable's MathML
     # -- spec
     needs_scalar_f: ClassVar[bool]
     uses_direction: ClassVar[bool] = False  # the claim may use dVAR, drawn for it
@@ -59,7 +61,8 @@ class ClaimKind:
     template_latex: ClassVar[str]
 
     ATTRIBUTES: ClassVar[tuple[str, ...]] = (
-        "name", "noun", "layout", "needs_scalar_f", "fd_tol", "fd_ratio", "taylor_order",
+        "name", "noun", "layout", "symbol", "symbol_mathml", "needs_scalar_f", "fd_tol",
+        "fd_ratio", "taylor_order",
         "taylor_expected", "taylor_pass", "taylor_exact", "new_help", "template_var",
         "template_body", "template_title", "template_latex",
     )

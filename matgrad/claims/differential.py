@@ -17,6 +17,8 @@ class Differential(FirstOrder):
     name = "differential"
     noun = "differential"
     layout = "the shape of f: the change of f along the direction dVAR"
+    symbol = "df"
+    symbol_mathml = '<mrow><mi mathvariant="normal">d</mi><mi>f</mi></mrow>'
     needs_scalar_f = False
     uses_direction = True
     new_help = "A differential claim."

@@ -36,6 +36,10 @@ class Grad(FirstOrder):
     name = "grad"
     noun = "gradient"
     layout = "the shape of the variable: entry (i, j) is d f / d VAR[i, j]"
+    symbol = "∂f/∂{var}"
+    symbol_mathml = (
+        "<mfrac><mrow><mo>∂</mo><mi>f</mi></mrow><mrow><mo>∂</mo>{var}</mrow></mfrac>"
+    )
     needs_scalar_f = True
     joint_gradient = True
     shared_passes = PASSES

@@ -21,6 +21,8 @@ class Hessian(ClaimKind):
         "n x n for a variable with n entries (a scalar for a scalar variable); for a matrix X, "
         "entry (i, j) is d^2 f / d (vec X)_i d (vec X)_j, vec stacking the columns"
     )
+    symbol = "∇²_{var} f"
+    symbol_mathml = '<mrow><msubsup><mo>∇</mo>{var}<mn>2</mn></msubsup><mi>f</mi></mrow>'
     needs_scalar_f = True
     fd_tol = 1e-4
     fd_ratio = 2.0

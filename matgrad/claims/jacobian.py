@@ -35,6 +35,12 @@ class Jacobian(FirstOrder):
         "[numel(f), numel(VAR)]: d vec f / d (vec VAR)^T, vec stacking the columns "
         "(Magnus-Neudecker); entry (i, j) is d (vec f)_i / d (vec VAR)_j"
     )
+    symbol = "∂vec f/∂(vec {var})ᵀ"
+    symbol_mathml = (
+        '<mfrac><mrow><mo>∂</mo><mi mathvariant="normal">vec</mi><mi>f</mi></mrow>'
+        '<mrow><mo>∂</mo><msup><mrow><mo>(</mo><mi mathvariant="normal">vec</mi>{var}<mo>)</mo>'
+        '</mrow><mi mathvariant="normal">T</mi></msup></mrow></mfrac>'
+    )
     needs_scalar_f = False
     new_help = "A Jacobian claim, d vec f / d (vec VAR)^T (vec stacks columns)."
     template_var = "X"

@@ -4,7 +4,15 @@
 to exit codes; each command module registers one command on the app.
 """
 
-from matgrad.cli import check, functions, listing, new, show, validate  # noqa: F401  (register)
+from matgrad.cli import (  # noqa: F401  (register)
+    check,
+    functions,
+    inline,
+    listing,
+    new,
+    show,
+    validate,
+)
 from matgrad.cli.common import app, complete_ids, main
 
 __all__ = ["app", "complete_ids", "main"]

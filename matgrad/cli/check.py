@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, Optional
 
 import typer
 
@@ -91,7 +92,11 @@ def check(
     quiet: Annotated[
         int,
         typer.Option(
-            "-q", "--quiet", count=True, show_default=False, help="Less output (-qq: summary only)."
+            "-q",
+            "--quiet",
+            count=True,
+            show_default=False,
+            help="Less output (-qq: summary only; in GitHub mode the ::error annotations too).",
         ),
     ] = 0,
     verbose: Annotated[
@@ -113,12 +118,12 @@ def check(
 ) -> None:
     """Check identities against autograd over random draws.
 
-    Flags take precedence over [tool.matgrad] in pyproject.toml.
+    Flags take precedence over [tool.matgrad] in pyproject.toml. PATHS "-" reads one file's
+    YAML from stdin.
 
     Example: matgrad check identities/ -k trace --report junit:matgrad.xml
     """
     config = common.project_config()
-    where = common.resolve_paths(paths, config)
     settings = common.run_settings(
         config, seed, trials, dtype, device, rtol, atol, limit, fd=fd, taylor=taylor
     )
@@ -126,15 +131,16 @@ def check(
     chosen_shard = common.parse_shard(shard)
     user_functions = common.load_functions(functions)
     from matgrad import api
-    from matgrad.cli.progress import run_progress
-    from matgrad.report import ReportWriteError, github, renderer, write_atomic
-    from matgrad.report import table as table_report
-    from matgrad.report.escape import markup
-    from matgrad.runner import exit_code, take_shard
+    from matgrad.runner import select, take_shard
 
-    selected = api.collect(
-        where, select=filter or [], limits=settings.limits, functions=user_functions
-    )
+    if common.reads_stdin(paths):
+        with api.using_functions(user_functions):
+            selected = select(common.read_stdin(settings.limits), filter or [])
+    else:
+        where = common.resolve_paths(paths, config)
+        selected = api.collect(
+            where, select=filter or [], limits=settings.limits, functions=user_functions
+        )
     if not selected:
         raise common.nothing_found()
     items = take_shard(selected, chosen_shard)
@@ -146,6 +152,38 @@ def check(
         with common.reader_may_leave():
             common.list_collected(items, quiet, format is not None and format.value == "json")
         return
+    run_and_report(
+        items,
+        settings,
+        targets,
+        format,
+        verbose - quiet,
+        maxfail=1 if fail_fast else maxfail,
+        shard=None if chosen_shard is None else str(chosen_shard),
+        functions=user_functions,
+    )
+
+
+def run_and_report(
+    items: list[Any],
+    settings: Settings,
+    targets: list[tuple[str, Path]],
+    format: OutFormat | None,
+    verbosity: int,
+    *,
+    maxfail: int | None = None,
+    shard: str | None = None,
+    functions: Any = None,
+) -> NoReturn:
+    """Check ``items``, write the reports, print the chosen format and exit with the gate's
+    code: what every command that checks identities shares."""
+    from matgrad import api
+    from matgrad.cli.progress import run_progress
+    from matgrad.report import ReportWriteError, github, renderer, write_atomic
+    from matgrad.report import table as table_report
+    from matgrad.report.escape import markup
+    from matgrad.runner import exit_code
+
     if settings.dtype != CONFIRM_DTYPE:
         common.err_console().print(dtype_warning(settings))
     common.import_torch()
@@ -158,12 +196,12 @@ def check(
         result = api.check(
             items,
             settings=settings,
-            maxfail=1 if fail_fast else maxfail,
+            maxfail=maxfail,
             on_start=bar.on_start if bar else None,
             on_result=bar.on_result if bar else None,
-            functions=user_functions,
+            functions=functions,
         )
-    result.shard = None if chosen_shard is None else str(chosen_shard)
+    result.shard = shard
     unwritten = []
     for fmt, path in targets:  # a report that cannot be written loses neither the others nor stdout
         try:
@@ -183,8 +221,14 @@ def check(
         chosen = "github" if github.enabled() else "table"
     with common.reader_may_leave():
         if chosen == "table":
-            for block in table_report.renderables(result, verbose - quiet):
+            # a terminal (or a COLUMNS the user set) gets a table that fits its width;
+            # piped output keeps every column
+            fit = out.width if out.is_terminal or "COLUMNS" in os.environ else None
+            for block in table_report.renderables(result, verbosity, fit):
                 out.print(block)
+        elif chosen == "github":
+            sys.stdout.write(github.render(result, verbosity))
+            sys.stdout.flush()
         else:
             sys.stdout.write(renderer(chosen)(result))
             sys.stdout.flush()

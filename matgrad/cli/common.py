@@ -376,6 +376,37 @@ def resolve_paths(given: list[Path] | None, config: Config) -> list[str]:
     return list(config.paths)
 
 
+STDIN = "-"
+
+
+def reads_stdin(paths: list[Path] | None) -> bool:
+    """Is PATHS ``-`` (one file's YAML on stdin)? ``-`` beside files is a usage error."""
+    if not paths or not any(str(p) == STDIN for p in paths):
+        return False
+    if len(paths) > 1:
+        raise typer.BadParameter("- (stdin) cannot be mixed with files", param_hint="PATHS")
+    return True
+
+
+def read_stdin(limits: Limits) -> list[Any]:
+    """The identities of the YAML text on stdin, read by the loader that reads files (and
+    bounded by the same max_file_bytes)."""
+    from matgrad.results import STDIN_FILE
+    from matgrad.spec.schema import load_text
+
+    data = sys.stdin.buffer.read(limits.max_file_bytes + 1)
+    if len(data) > limits.max_file_bytes:
+        refused = limits.refuse(
+            "max_file_bytes", f"more than {limits.max_file_bytes}", "the text on stdin"
+        )
+        raise fail(f"{STDIN_FILE}: {refused}", ExitCode.INVALID)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise fail(f"{STDIN_FILE}: not UTF-8 text ({e.reason})", ExitCode.INVALID) from None
+    return load_text(text, STDIN_FILE, limits)
+
+
 def select_items(
     paths: list[Path] | None, patterns: list[str] | None, limit: list[str] | None
 ) -> tuple[list[Any], Limits]:
@@ -383,8 +414,12 @@ def select_items(
     config = project_config()
     limits = parse_limits(limit, config.limits)
     from matgrad.api import collect
+    from matgrad.runner import select
 
-    items = collect(resolve_paths(paths, config), select=patterns or [], limits=limits)
+    if reads_stdin(paths):
+        items = select(read_stdin(limits), patterns or [])
+    else:
+        items = collect(resolve_paths(paths, config), select=patterns or [], limits=limits)
     if not items:
         raise nothing_found()
     return items, limits

@@ -64,7 +64,9 @@ def show(
     Example: matgrad show seed-trace-inverse-untransposed identities/seed.yaml --trial 3
     """
     search = paths or [Path(".")]
-    common.check_paths(search)
+    stdin = common.reads_stdin(search)
+    if not stdin:
+        common.check_paths(search)
     config = common.project_config()
     settings = common.run_settings(
         config, seed, trials, dtype, device, rtol, atol, limit, fd=fd, taylor=taylor
@@ -75,7 +77,10 @@ def show(
 
     user_functions = common.load_functions(functions)
     with using_functions(user_functions):
-        items = load_all([str(p) for p in search], settings.limits)
+        if stdin:
+            items = common.read_stdin(settings.limits)
+        else:
+            items = load_all([str(p) for p in search], settings.limits)
     found = [it for it in items if it.id == ident]
     if not found:
         ids = [it.id for it in items if it.id]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from matgrad.cli import common
@@ -16,6 +18,20 @@ def validate(
     filter: FilterOpt = None,
     limit: LimitOpt = None,
     functions: FunctionsOpt = None,
+    quiet: Annotated[
+        int,
+        typer.Option(
+            "-q", "--quiet", count=True, show_default=False,
+            help="Only the invalid identities (-qq: nothing; the exit code tells).",
+        ),
+    ] = 0,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "-v", "--verbose", count=True, show_default=False,
+            help="Also list each valid identity.",
+        ),
+    ] = 0,
 ) -> None:
     """Check files, expressions and shapes without any tensor maths (no torch needed; with
     --functions, the user functions' shapes may need it).
@@ -31,11 +47,21 @@ def validate(
         items, limits = common.select_items(paths, filter, limit)
         problems = [(item, err) for item, err in validate_items(items, limits) if err is not None]
     out = common.out_console()
-    for _, err in problems:
-        out.print(f"[bold magenta]invalid[/] {markup(err, newlines=True)}")
+    level = verbose - quiet
+    if level >= 1:
+        invalid = {id(item) for item, _ in problems}
+        for item in items:
+            if id(item) not in invalid:
+                place = item.path if item.line is None else f"{item.path}:{item.line}"
+                out.print(f"[green]valid[/] {markup(item.id or '')} ({markup(place)})")
+    if level >= -1:
+        for _, err in problems:
+            out.print(f"[bold magenta]invalid[/] {markup(err, newlines=True)}")
     files = len({item.path for item in items})
     n = len(items)
     if problems:
-        out.print(f"{len(problems)} of {n} identities in {files} files are invalid")
+        if level >= 0:
+            out.print(f"{len(problems)} of {n} identities in {files} files are invalid")
         raise typer.Exit(int(ExitCode.INVALID))
-    out.print(f"[green]{n} identities in {files} files are valid[/]")
+    if level >= 0:
+        out.print(f"[green]{n} identities in {files} files are valid[/]")

@@ -875,6 +875,7 @@ def check_identity(
             expect="pass",
             status="error",
             message=str(item.error),
+            error_line=item.error.line,
         )
     ident = item
     compiled: Compiled | None = None
@@ -887,6 +888,7 @@ def check_identity(
         title=ident.title,
         source=ident.source,
         latex=ident.latex,
+        f=ident.f,
         seed=settings.seed,
         loose_tol=settings.looser(ident.tol.rtol, ident.tol.atol),
     )
@@ -898,6 +900,10 @@ def check_identity(
         tally = degeneracy.Tally()
         try:
             result.claims = check_compiled(compiled, settings, device, tally=tally)
+            written = {(c.kind, c.var): c.text for c in ident.claims}
+            for c in result.claims:  # autograd's own gradient has no expression to show
+                own = KINDS[c.kind].claimed_by_autograd
+                c.expr = None if own else written.get((c.kind, c.var))
         finally:
             result.redrawn_degenerate = tally.degenerate
             result.redrawn_undefined = tally.undefined
@@ -909,6 +915,7 @@ def check_identity(
         result.message = "; ".join(c.message for c in result.claims if c.message)
     except SpecError as e:
         result.message = str(e.located(path=ident.path, identity=ident.id))
+        result.error_line = e.line
     except (EvalError, LimitError) as e:
         result.message = f"{ident.path}:{ident.line}: identity {ident.id!r}: {e}"
     except MatgradError as e:
@@ -932,6 +939,8 @@ def check_identity(
             f"internal error while checking {ident.id!r}: {type(e).__name__}: {e}. "
             f"This is a bug in matgrad: please report it with the identity file"
         )
+    if result.status == "error" and not result.claims:
+        result.trials = None  # no verdict rests on any draw: every format shows "—"
     result.seconds = time.perf_counter() - start
     return result
 

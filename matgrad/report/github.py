@@ -62,7 +62,8 @@ def annotations(r: IdentityResult, settings: Settings) -> list[str]:
     bad = [c for c in r.claims if c.status != "passed"]
     if r.status == "xpassed" or not bad:
         text = "\n".join(identity_lines(r, settings))
-        return [*out, command("error", text, file=r.file, line=r.line, title=title)]
+        line = r.error_line if r.error_line is not None else r.line  # where the message points
+        return [*out, command("error", text, file=r.file, line=line, title=title)]
     tail = [x for x in identity_lines(r, settings) if x.startswith("reproduce: ")]
     for c in bad:
         text = "\n".join(claim_lines(c) + tail)
@@ -71,18 +72,27 @@ def annotations(r: IdentityResult, settings: Settings) -> list[str]:
     return out
 
 
-def render(report: RunReport) -> str:
-    lines = [f"::group::matgrad: {len(report.results)} identities"]
-    for r in report.results:
-        lines.append(f"{verdict(r.status):<5} {terminal(r.id)} ({terminal(where(r))})")
-    lines.append("::endgroup::")
-    for warning in report.warnings:
-        lines.append(command("warning", warning, title="matgrad: tolerance bound raised"))
+def render(report: RunReport, verbosity: int = 0) -> str:
+    """The log: 0 (and above) the folded list of identities, every annotation and the summary
+    line; -1 (``-q``) without the list; -2 (``-qq``) only the ``::error`` annotations (what
+    the pull request must show) and the summary line."""
+    lines = []
+    if verbosity >= 0:
+        lines.append(f"::group::matgrad: {len(report.results)} identities")
+        for r in report.results:
+            lines.append(f"{verdict(r.status):<5} {terminal(r.id)} ({terminal(where(r))})")
+        lines.append("::endgroup::")
+    quiet = verbosity <= -2
+    if not quiet:
+        for warning in report.warnings:
+            lines.append(command("warning", warning, title="matgrad: tolerance bound raised"))
     for r in report.results:
         note = r.tol_note()
-        if note:
+        if note and not quiet:
             lines.append(command("notice", note, file=r.file, line=r.line, title=r.id))
-        lines.extend(annotations(r, report.settings))
+        lines.extend(
+            a for a in annotations(r, report.settings) if not quiet or a.startswith("::error")
+        )
     lines.append(terminal(summary(report)))
     return "\n".join(lines) + "\n"
 

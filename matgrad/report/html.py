@@ -17,10 +17,12 @@ from collections.abc import Iterable
 
 from latex2mathml.converter import convert as _latex_to_mathml
 
+from matgrad.report import formula
 from matgrad.report.escape import html as esc
 from matgrad.report.text import (
     STATUSES,
     XPASS_TEXT,
+    claim_status,
     counts,
     draws,
     headline,
@@ -248,6 +250,14 @@ svg .tol { stroke: #1f2328; stroke-width: 1.5; }
 svg .pass { fill: var(--pass); } svg .fail { fill: var(--fail); }
 svg .axis { stroke: #59636e; } svg .tick { font-size: 10px; fill: #59636e; text-anchor: middle; }
 svg .tick.start { text-anchor: start; } svg .tick.end { text-anchor: end; }
+svg.overview { max-width: 100%; height: auto; }
+.formulas { overflow-x: auto; padding: .2em 0; font-size: 1.1em; }
+.formulas math { margin: .3em 0; }
+@media (max-width: 700px) {
+  body { margin: 1em auto; padding: 0 .5em; }
+  th.opt, td.opt { display: none; }
+  td.claim { white-space: normal; }
+}
 """
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -280,21 +290,24 @@ def _claim_rows(results: list[IdentityResult]) -> str:
         title = esc(r.title or "")
         if not r.claims:
             rows.append(
-                f'<tr class="{st}" data-identity="{esc(r.id)}"><td>{link}</td><td>{title}</td>'
-                f'<td>—</td><td>{badge}</td><td class="num">—</td><td class="num">—</td>'
-                f'<td class="num">—</td><td><span class="noplot">—</span></td></tr>'
+                f'<tr class="{st}" data-identity="{esc(r.id)}"><td>{link}</td>'
+                f'<td class="opt">{title}</td><td>—</td><td>{badge}</td><td class="num">—</td>'
+                f'<td class="num opt">—</td><td class="num">—</td>'
+                f'<td class="opt"><span class="noplot">—</span></td></tr>'
             )
             continue
         for c in r.claims:
-            cst = "passed" if c.status == "passed" else _status(c.status)
+            cst = claim_status(r, c)
+            badge = f'<span class="badge {cst}">{esc(verdict(cst))}</span>'
             rows.append(
-                f'<tr class="{st}" data-identity="{esc(r.id)}" data-claim="{esc(c.label)}">'
-                f"<td>{link}</td><td>{title}</td>"
+                f'<tr class="{cst}" data-identity="{esc(r.id)}" data-claim="{esc(c.label)}" '
+                f'data-verdict="{esc(verdict(cst))}">'
+                f'<td>{link}</td><td class="opt">{title}</td>'
                 f'<td class="claim"><span class="{cst}">{esc(c.label)}</span></td><td>{badge}</td>'
                 f'<td class="num">{esc(num(c.max_abs_err))}</td>'
-                f'<td class="num">{esc(num(c.max_rel_err))}</td>'
+                f'<td class="num opt">{esc(num(c.max_rel_err))}</td>'
                 f'<td class="num">{esc(num(c.max_ratio, ".2g"))}</td>'
-                f"<td>{claim_plot(c)}</td></tr>"
+                f'<td class="opt">{claim_plot(c)}</td></tr>'
             )
     return "\n".join(rows)
 
@@ -305,13 +318,24 @@ def _worst_table(c: ClaimResult) -> str:
     w = c.worst
     diff = abs(w.claimed - w.autograd)
     return (
-        '<table class="worst"><tr><th>worst entry</th><th>trial</th><th>autograd</th>'
-        "<th>claimed</th><th>|difference|</th></tr>"
+        '<div class="wide"><table class="worst"><tr><th>worst entry</th><th>trial</th>'
+        "<th>autograd</th><th>claimed</th><th>|difference|</th></tr>"
         f'<tr><td>{esc(w.index)}</td><td class="num">{w.trial}</td>'
         f'<td class="num">{esc(f"{w.autograd:.10g}")}</td>'
         f'<td class="num">{esc(f"{w.claimed:.10g}")}</td>'
-        f'<td class="num">{esc(f"{diff:.3g}")}</td></tr></table>'
+        f'<td class="num">{esc(f"{diff:.3g}")}</td></tr></table></div>'
     )
+
+
+def _formulas(r: IdentityResult) -> str:
+    """f and every claim as MathML generated from the expressions that were checked."""
+    blocks = []
+    if r.f:
+        blocks.append(formula.function(r.f))
+    blocks.extend(formula.claim(c.kind, c.var, c.expr) for c in r.claims if c.expr)
+    if not blocks:
+        return ""
+    return '<div class="formulas">' + "".join(blocks) + "</div>"
 
 
 def _identity(n: int, r: IdentityResult, settings: Settings) -> str:
@@ -324,6 +348,7 @@ def _identity(n: int, r: IdentityResult, settings: Settings) -> str:
         out.append(f"<p>{esc(r.title)}</p>")
     if r.latex:
         out.append(math_block(r.latex))
+    out.append(_formulas(r))
     facts = [f"<code>{esc(where(r))}</code>", f"expect {esc(r.expect)}"]
     if r.trials is not None:
         facts.append(f"{r.trials} trials")
@@ -397,9 +422,9 @@ def render(report: RunReport) -> str:
             overview_plot(claims),
             "</section>",
             '<section id="claims"><h2>Claims</h2>',
-            '<div class="wide"><table><thead><tr><th>identity</th><th>title</th><th>claim</th>'
-            "<th>verdict</th><th>max abs err</th><th>max rel err</th><th>err / tol</th>"
-            "<th>err vs tolerance (log)</th></tr></thead>",
+            '<div class="wide"><table><thead><tr><th>identity</th><th class="opt">title</th>'
+            '<th>claim</th><th>verdict</th><th>max abs err</th><th class="opt">max rel err'
+            '</th><th>err / tol</th><th class="opt">err vs tolerance (log)</th></tr></thead>',
             "<tbody>",
             _claim_rows(report.results),
             "</tbody></table></div></section>",

@@ -7,7 +7,9 @@ User text is escaped for table cells by :func:`matgrad.report.escape.markdown`.
 from __future__ import annotations
 
 from matgrad.report.escape import markdown as md
+from matgrad.report.formula import claim_text
 from matgrad.report.text import (
+    claim_status,
     draws,
     headline,
     identity_lines,
@@ -95,8 +97,9 @@ def _problem_row(r: IdentityResult, settings: Settings) -> str:
 
 
 def _claim_rows(r: IdentityResult) -> list[str]:
+    f = md(f"f = {r.f}") if r.f else "—"
     if not r.claims:
-        return [_row([md(r.id), "—", verdict(r.status), "—", "—", "—"])]
+        return [_row([md(r.id), "—", verdict(r.status), "—", "—", "—", f, "—"])]
     rows = []
     for i, c in enumerate(r.claims):
         rows.append(
@@ -104,10 +107,12 @@ def _claim_rows(r: IdentityResult) -> list[str]:
                 [
                     md(r.id) if i == 0 else "",
                     md(c.label),
-                    verdict(r.status) if i == 0 else "",
+                    verdict(claim_status(r, c)),
                     num(c.max_abs_err),
                     num(c.max_ratio, ".2g"),
                     md(worst_line(c) or ""),
+                    f if i == 0 else "",
+                    md(claim_text(c.kind, c.var, c.expr)) if c.expr else "—",
                 ]
             )
         )
@@ -120,8 +125,9 @@ def _all(report: RunReport) -> list[str]:
         "",
         f"<details><summary>All {len(report.results)} identities ({n_claims} rows)</summary>",
         "",
-        _row(["identity", "claim", "verdict", "max abs err", "err / tol", "worst entry"]),
-        "|---|---|---|---:|---:|---|",
+        _row(["identity", "claim", "verdict", "max abs err", "err / tol", "worst entry", "f",
+              "claimed"]),
+        "|---|---|---|---:|---:|---|---|---|",
     ]
     for r in report.results:
         lines.extend(_claim_rows(r))

@@ -18,7 +18,7 @@ from matgrad.report.text import (
     show_command,
     warning_lines,
 )
-from matgrad.results import ClaimResult, RunReport
+from matgrad.results import INLINE_FILE, ClaimResult, RunReport
 
 STYLE = {
     "passed": "green",
@@ -41,27 +41,28 @@ def _slope(c: ClaimResult) -> float | None:
     return next((w.slope for w in c.witnesses if w.name == "taylor"), None)
 
 
-def table(report: RunReport) -> Table:
+# Columns a narrow terminal drops first, in this order (pytest and ruff also shorten their
+# lines by width): what they say is also in the details below the table or the summary line.
+DROP_ORDER = ("time", "trials", "max rel err", "slope", "hint")
+ID_MIN = 12  # the id column folds down to this, after every optional column is gone
+ID_WANTED = 30  # optional columns go before the id column folds below this
+
+
+def _width(cell: str | Text) -> int:
+    return Text(cell).cell_len if isinstance(cell, str) else cell.cell_len
+
+
+def table(report: RunReport, width: int | None = None) -> Table:
     """One row per claim. A ``slope`` column (the Taylor test) and a ``hint`` column (the
-    diagnosis of a failed claim) appear when some claim has one."""
+    diagnosis of a failed claim) appear when some claim has one. With ``width``, columns are
+    dropped (``DROP_ORDER``) until the table fits it, and the id column folds."""
     claims = [c for r in report.results for c in r.claims]
-    hints = any(c.hint for c in claims)
-    slopes = any(_slope(c) is not None for c in claims)
-    t = Table(title=None, show_lines=False, header_style="bold")
-    # Ids keep their width (up to 40 columns); the hint column wraps first.
-    widest = max((len(r.id) for r in report.results), default=2)
-    t.add_column("id", overflow="fold", min_width=min(40, widest))
-    t.add_column("claim", no_wrap=True)
-    t.add_column("verdict", no_wrap=True)
-    t.add_column("max abs err", justify="right", no_wrap=True)
-    t.add_column("max rel err", justify="right", no_wrap=True)
-    t.add_column("trials", justify="right", no_wrap=True)
-    t.add_column("time", justify="right", no_wrap=True)
-    if slopes:
-        t.add_column("slope", justify="right", no_wrap=True)
-    if hints:
-        t.add_column("hint", min_width=10)
-    extra = int(slopes) + int(hints)
+    names = ["id", "claim", "verdict", "max abs err", "max rel err", "trials", "time"]
+    if any(_slope(c) is not None for c in claims):
+        names.append("slope")
+    if any(c.hint for c in claims):
+        names.append("hint")
+    rows: list[dict[str, str | Text]] = []
     for r in report.results:
         style = STYLE[r.status]
         verdict = Text(VERDICT[r.status], style=style)
@@ -69,24 +70,64 @@ def table(report: RunReport) -> Table:
         timing = f"{r.seconds * 1000:.0f} ms"
         trials = "—" if r.trials is None else str(r.trials)
         if not r.claims:
-            t.add_row(ident, "—", verdict, "—", "—", trials, timing, *[""] * extra)
+            rows.append({"id": ident, "claim": "—", "verdict": verdict, "max abs err": "—",
+                         "max rel err": "—", "trials": trials, "time": timing,
+                         "slope": "", "hint": ""})
             continue
         for i, c in enumerate(r.claims):
             claim_style = STYLE["passed" if c.status == "passed" else "failed"]
             if c.status == "error":
                 claim_style = STYLE["error"]
-            claim = Text(terminal(c.label), style=claim_style if r.status != "xfailed" else "")
-            t.add_row(
-                ident if i == 0 else "",
-                claim,
-                verdict if i == 0 else "",
-                _num(c.max_abs_err),
-                _num(c.max_rel_err),
-                trials if i == 0 else "",
-                timing if i == 0 else "",
-                *([_fmt_slope(_slope(c))] if slopes else []),
-                *([Text(terminal(_short_hint(c.hint)), style="yellow")] if hints else []),
-            )
+            rows.append({
+                "id": ident if i == 0 else "",
+                "claim": Text(
+                    terminal(c.label), style=claim_style if r.status != "xfailed" else ""
+                ),
+                "verdict": verdict if i == 0 else "",
+                "max abs err": _num(c.max_abs_err),
+                "max rel err": _num(c.max_rel_err),
+                "trials": trials if i == 0 else "",
+                "time": timing if i == 0 else "",
+                "slope": _fmt_slope(_slope(c)),
+                "hint": Text(terminal(_short_hint(c.hint)), style="yellow"),
+            })
+    natural = {n: max([len(n), *(_width(row[n]) for row in rows)]) for n in names}
+    # Ids keep their width (up to 40 columns); the hint column wraps first.
+    natural["id"] = min(natural["id"], 40)
+    if "hint" in natural:
+        natural["hint"] = min(natural["hint"], 30)
+
+    def needed(cols: list[str]) -> int:  # each column: its cells, a space each side, a rule
+        return sum(min(natural[n], ID_WANTED) if n == "id" else natural[n] for n in cols) + (
+            3 * len(cols) + 1
+        )
+
+    if width is not None:
+        for name in DROP_ORDER:
+            if needed(names) <= width:
+                break
+            if name in names:
+                names.remove(name)
+    room = None if width is None else width - needed([n for n in names if n != "id"]) - 3
+    t = Table(title=None, show_lines=False, header_style="bold")
+    for n in names:
+        if n == "id":
+            widest = natural["id"] if room is None else max(ID_MIN, min(natural["id"], room))
+            if room is None:
+                t.add_column("id", overflow="fold", min_width=widest)
+            else:
+                t.add_column("id", overflow="fold", width=widest)
+        elif n == "hint":
+            if room is None:
+                t.add_column("hint", min_width=10)  # wraps first
+            else:
+                t.add_column("hint", overflow="fold", width=natural["hint"])
+        elif n in ("claim", "verdict"):
+            t.add_column(n, no_wrap=True)
+        else:
+            t.add_column(n, justify="right", no_wrap=True)
+    for row in rows:
+        t.add_row(*(row[n] for n in names))
     return t
 
 
@@ -158,7 +199,7 @@ def details(report: RunReport, *, verbose: bool = False) -> list[RenderableType]
                     style="dim",
                 )
             )
-            if r.claims:
+            if r.claims and r.file != INLINE_FILE:  # show reads files (or stdin)
                 command = terminal(show_command(r, report.settings), newlines=True)
                 lines.append(Text(f"  show: {command}", style="dim"))
         out.append(Group(*lines))
@@ -196,12 +237,15 @@ def summary_line(report: RunReport) -> Text:
     return line
 
 
-def renderables(report: RunReport, verbosity: int = 0) -> list[RenderableType]:
+def renderables(
+    report: RunReport, verbosity: int = 0, width: int | None = None
+) -> list[RenderableType]:
     """What the terminal shows: -2 the summary line; -1 also what went wrong; 0 also the
-    table; 1 also each passing identity's claims against their tolerance."""
+    table (fitted to ``width`` columns when given); 1 also each passing identity's claims
+    against their tolerance."""
     out: list[RenderableType] = []
     if verbosity >= 0:
-        out.append(table(report))
+        out.append(table(report, width))
     if verbosity >= -1:
         out.extend(details(report, verbose=verbosity > 0))
     out.append(summary_line(report))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shlex
 
-from matgrad.results import ClaimResult, IdentityResult, RunReport
+from matgrad.results import INLINE_FILE, STDIN_FILE, ClaimResult, IdentityResult, RunReport
 from matgrad.settings import Settings
 
 VERDICT = {
@@ -26,6 +26,17 @@ def verdict(status: str) -> str:
     return VERDICT.get(status, status.upper())
 
 
+def claim_status(r: IdentityResult, c: ClaimResult) -> str:
+    """A claim's own verdict as a status: in an ``expect: fail`` identity a failed claim is
+    ``xfailed``, and a passing one ``xpassed`` when every claim passed."""
+    if r.expect == "fail":
+        if c.status == "failed":
+            return "xfailed"
+        if c.status == "passed" and r.status == "xpassed":
+            return "xpassed"
+    return c.status if c.status in STATUSES else "error"
+
+
 def num(x: float | None, spec: str = ".2e") -> str:
     return "—" if x is None else format(x, spec)
 
@@ -37,8 +48,16 @@ def where(r: IdentityResult) -> str:
 def reproduce(r: IdentityResult, settings: Settings) -> str:
     """The command that checks just ``r`` again under the run's ``settings`` (each one that
     is not the built-in default is written out), so it reaches the same verdict."""
-    cmd = f"matgrad check {shlex.quote(r.file)} -k {shlex.quote(r.id)} --seed {settings.seed}"
+    if r.file == INLINE_FILE:  # given by `matgrad try` options: the same options again
+        return " ".join(["matgrad try (the same options)", f"--seed {settings.seed}",
+                         *settings.flags()])
+    cmd = f"matgrad check {_target(r)} -k {shlex.quote(r.id)} --seed {settings.seed}"
     return " ".join([cmd, *settings.flags()])
+
+
+def _target(r: IdentityResult) -> str:
+    """The PATHS argument that reads ``r`` again: ``-`` for text piped in on stdin."""
+    return "-" if r.file == STDIN_FILE else shlex.quote(r.file)
 
 
 def show_command(r: IdentityResult, settings: Settings) -> str:
@@ -47,7 +66,7 @@ def show_command(r: IdentityResult, settings: Settings) -> str:
     trial = next(
         (c.worst.trial for c in r.claims if c.status != "passed" and c.worst is not None), 0
     )
-    cmd = f"matgrad show {shlex.quote(r.id)} {shlex.quote(r.file)} --seed {settings.seed}"
+    cmd = f"matgrad show {shlex.quote(r.id)} {_target(r)} --seed {settings.seed}"
     cmd += f" --trial {trial}"
     if r.trials is not None:
         cmd += f" --trials {r.trials}"
