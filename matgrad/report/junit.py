@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 
 from matgrad.report.escape import xml, xml_document
+from matgrad.report.formula import claim_text
 from matgrad.report.text import failure_message, identity_lines, total_draws
 from matgrad.results import IdentityResult, RunReport
 from matgrad.settings import Settings
@@ -67,6 +68,7 @@ def _testcase(r: IdentityResult, settings: Settings) -> ET.Element:
         "testcase", name=xml(r.id), classname=xml(classname(r.file)), time=seconds(r.seconds)
     )
     body = "\n".join(identity_lines(r, settings))
+    claimed = "\n".join(formulas(r))
     if r.status in ("failed", "xpassed"):
         kind = "mismatch" if r.status == "failed" else "unexpected-pass"
         el = ET.SubElement(case, "failure", message=xml(failure_message(r)), type=kind)
@@ -76,9 +78,19 @@ def _testcase(r: IdentityResult, settings: Settings) -> ET.Element:
         el = ET.SubElement(case, "error", message=xml(failure_message(r)), type=kind)
         el.text = xml(body)
     else:
-        out = ET.SubElement(case, "system-out")
-        out.text = xml(f"{r.status}\n{body}" if body else r.status)
+        text = "\n".join(t for t in (r.status, claimed, body) if t)
+        ET.SubElement(case, "system-out").text = xml(text)
+        return case
+    if claimed:  # what was claimed, next to the failure
+        ET.SubElement(case, "system-out").text = xml(claimed)
     return case
+
+
+def formulas(r: IdentityResult) -> list[str]:
+    """``f = ...`` and each claim as text (``∂f/∂X = ...``), as written in the file."""
+    lines = [f"f = {r.f}"] if r.f else []
+    lines += [claim_text(c.kind, c.var, c.expr) for c in r.claims if c.expr]
+    return lines
 
 
 def render(report: RunReport) -> str:
