@@ -78,7 +78,7 @@ def _testcase(r: IdentityResult, settings: Settings) -> ET.Element:
         el = ET.SubElement(case, "error", message=xml(failure_message(r)), type=kind)
         el.text = xml(body)
     else:
-        text = "\n".join(t for t in (r.status, claimed, body) if t)
+        text = "\n".join(t for t in (r.status, body, claimed) if t)
         ET.SubElement(case, "system-out").text = xml(text)
         return case
     if claimed:  # what was claimed, next to the failure
