@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 EPS = sys.float_info.epsilon
 FIRST_STEP = EPS ** (1 / 3)  # ~6e-6: balances truncation h^2 and rounding eps/h
 SECOND_STEP = EPS ** (1 / 4)  # ~1e-4: the same balance for a second difference
-ROUNDING = 16.0  # rounding error of one difference: ROUNDING * eps * |f| / step
+ROUNDING = 16.0  # least rounding error of one value of f: ROUNDING * eps * |f| (witness.Evaluator)
 
 
 class ClaimKind:
@@ -116,7 +116,8 @@ class ClaimKind:
         """The finite-difference value, its rounding-error estimate, and the change of f
         over the step (the largest |f(point) - f(x)|, in the units of the value: over the
         step, or its square for a second difference), all [T, *shape]; the step is ``scale``
-        x the first one; ``ev`` is the witness evaluator (``x``, ``d``, ``f``, ``f_along``).
+        x the first one; ``ev`` is the witness evaluator (``x``, ``d``, ``f``, ``f_along``,
+        and ``rounding``, the rounding noise of f's values, for the error estimate).
         The change tells whether f is resolved at the step at all (see
         ``matgrad.engine.witness.fd_blind``)."""
         raise NotImplementedError

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, FirstOrder
+from matgrad.claims.base import FIRST_STEP, FirstOrder
 from matgrad.lang import domains
 from matgrad.lang.batch import rows
 from matgrad.lang.functions import Shape
@@ -65,7 +65,7 @@ differential:  # the change of f along a random direction d$var (the shape of $v
         vals = ev.f_along(var, 2, points)
         hf = rows(h.reshape(t), vals[0])
         out = (vals[0] - vals[1]) / (2 * hf)
-        slack = ROUNDING * EPS * (vals[0].abs() + vals[1].abs()) / (2 * hf)
+        slack = (ev.rounding(var, vals[0]) + ev.rounding(var, vals[1])) / (2 * hf)
         f0 = ev.f()
         change = torch.maximum((vals[0] - f0).abs(), (vals[1] - f0).abs()) / hf
         return out, slack, change

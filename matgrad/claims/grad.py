@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, FirstOrder
+from matgrad.claims.base import FIRST_STEP, FirstOrder
 from matgrad.lang.batch import fill_like
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.functions import Shape, numel
@@ -107,7 +107,7 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         vals = ev.f_along(var, 2 * n, points).reshape(n, 2, t)  # [n, +/-, T]
         fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
         g = (fp - fm) / (hp + hm)
-        slack = ROUNDING * EPS * (fp.abs() + fm.abs()) / (hp + hm)
+        slack = (ev.rounding(var, fp) + ev.rounding(var, fm)) / (hp + hm)
         f0 = ev.f().reshape(t, 1)
         change = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / torch.minimum(hp, hm)
         return g.reshape(t, *shape), slack.reshape(t, *shape), change.reshape(t, *shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, ROUNDING, SECOND_STEP, ClaimKind
+from matgrad.claims.base import SECOND_STEP, ClaimKind
 from matgrad.lang.batch import fill_like
 from matgrad.lang.functions import Shape, fmt_shape, is_vector, numel
 
@@ -109,6 +109,10 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
 
         vals = ev.f_along(var, coef.shape[0], points).reshape(coef.shape[0], t)  # [M, T]
         f0 = ev.f().reshape(t)
+
+        def noise(values: Any) -> Any:
+            return ev.rounding(var, values)
+
         hess = torch.zeros(t, n, n, dtype=torch.float64, device=x.device)
         slack = torch.zeros_like(hess)
         change = torch.zeros_like(hess)
@@ -117,15 +121,13 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
             den = 4 * h[:, i] ** 2
             change[:, i, i] = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / den
             hess[:, i, i] = (fp - 2 * f0 + fm) / den
-            slack[:, i, i] = ROUNDING * EPS * (fp.abs() + 2 * f0.abs() + fm.abs()) / den
+            slack[:, i, i] = (noise(fp) + 2 * noise(f0) + noise(fm)) / den
         base = 2 * n
         for k, (i, j) in enumerate(pairs):
             pp, pm, mp, mm = (vals[base + 4 * k + q] for q in range(4))
             den = 4 * h[:, i] * h[:, j]
             hess[:, i, j] = hess[:, j, i] = (pp - pm - mp + mm) / den
-            slack[:, i, j] = slack[:, j, i] = (
-                ROUNDING * EPS * (pp.abs() + pm.abs() + mp.abs() + mm.abs()) / den
-            )
+            slack[:, i, j] = slack[:, j, i] = (noise(pp) + noise(pm) + noise(mp) + noise(mm)) / den
             moved = torch.stack([pp, pm, mp, mm]).sub(f0).abs().amax(dim=0)
             change[:, i, j] = change[:, j, i] = moved / den
         if shape == ():

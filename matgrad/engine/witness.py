@@ -57,7 +57,7 @@ from typing import Any
 import torch
 
 from matgrad.claims import KINDS
-from matgrad.claims.base import EPS
+from matgrad.claims.base import EPS, ROUNDING
 from matgrad.engine import tensors
 from matgrad.errors import LimitError
 from matgrad.lang.expr import Bound, Name, Node
@@ -84,6 +84,9 @@ TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is ro
 # above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
 TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
 TAYLOR_NOISE_MARGIN = 30.0
+# f's noise measured by Monte Carlo arithmetic moves every operation by 16 ulps, 16 to 32
+# times a rounding: usable steps must beat it only twice (about 30 times f's real noise).
+TAYLOR_MEASURED_MARGIN = 2.0
 # A trial without a slope counts as "f affine along the direction, claim right" only where
 # f's change over the largest step is this many times above the rounding floor there.
 TAYLOR_SIGNAL_MARGIN = 100.0
@@ -93,6 +96,8 @@ TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
 # is this many times below the signal (the largest entry of the claim or of the estimate).
 FD_NOISE_MARGIN = 100.0
 CANNOT_JUDGE = "cannot judge"  # in the message of a witness whose noise swallows the signal
+
+NOISE_SEED = 7919  # the noise estimate's Monte Carlo runs draw from seed + NOISE_SEED * k
 
 CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate) per f call
 
@@ -138,16 +143,59 @@ class Evaluator:
         self.trials = next(iter(xs.values())).shape[0]
         self.device = device
         self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
+        self._noise: Any = None
+        self._reads: dict[str, bool] = {}
 
     def reads(self, var: str) -> bool:
         """Whether f reads ``var`` (directly or through a let). Where it does not, moving
         ``var`` leaves every input of f as it was: f's values agree bit for bit, with no
         rounding noise to fear."""
+        if var not in self._reads:
+            self._reads[var] = self._read(var)
+        return self._reads[var]
+
+    def _read(self, var: str) -> bool:
         names = {var}
         for name, bound in self.c.lets:
             if _names(bound.node) & names:
                 names.add(name)
         return bool(_names(self.c.f.node) & names)
+
+    def f_noise(self) -> Any:
+        """The rounding noise of f at the point, [T, *f.shape]: the largest deviation of
+        :data:`tensors.NOISE_RUNS` evaluations of f under Monte Carlo arithmetic (every
+        operation's result moved by ``tensors.PERTURBATION_ULPS`` ulps,
+        ``tensors.EveryOperation``) from f. It sees what ``eps * |f|`` cannot: cancellation
+        inside f (``log(1 - sigmoid(z))`` at large z, a small difference of large terms),
+        where f is rounded far more coarsely than its size says. A perturbed f that is NaN/Inf
+        where f is finite has no bound on its noise (inf). Measured once, at the point: the
+        steps of the witnesses are small enough that f's rounding is the same at their points
+        (the Taylor test also measures it at its own steps, :data:`TAYLOR_TINY`)."""
+        if self._noise is None:
+            base = self.f()
+            out = torch.zeros_like(base)
+            for k in range(tensors.NOISE_RUNS):
+                with tensors.EveryOperation(tensors.Perturbation(self.seed + NOISE_SEED * (k + 1))):
+                    moved = self.f()
+                d = (moved - base).abs()
+                out = torch.maximum(out, torch.where(torch.isfinite(d), d, torch.inf))
+            self._noise = torch.where(torch.isfinite(base), out, torch.zeros_like(out))
+        return self._noise
+
+    def rounding(self, var: str, values: Any) -> Any:
+        """The rounding noise of each of ``values`` [T, ...] of f at a witness's points near
+        x, as it moves ``var``: ``ROUNDING * eps * |value|``, or f's measured noise
+        (:meth:`f_noise`) where that is larger. An f that does not read ``var`` gives the same
+        bits at every point: no cancellation can hurt it, and the first term alone stands."""
+        floor = ROUNDING * EPS * values.abs()
+        if not self.reads(var):
+            return floor
+        s = self.f_noise()
+        if s[0].numel() == 1:  # a scalar f (also as a 1 x 1 matrix): the same for every entry
+            s = s.reshape(s.shape[0], *([1] * (values.dim() - 1)))
+        else:  # values of f itself, entry by entry
+            s = s.reshape_as(values)
+        return torch.maximum(floor, s)
 
     def _env(self, xs: dict[str, Any], batch: int) -> tuple[dict[str, Any], Any]:
         like = torch.zeros(batch, dtype=torch.float64, device=self.device)
@@ -198,12 +246,14 @@ def _width(compiled: Compiled) -> int:
 
 def evaluations(kind: str, shape: Shape, name: str) -> int:
     """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind``."""
+    # Both also measure f's rounding noise at the point: f and NOISE_RUNS perturbed runs.
+    noise = tensors.NOISE_RUNS + 1
     if name == "fd":
-        return fd_evals(kind, shape) + 1  # and f at the point itself (second differences)
+        return fd_evals(kind, shape) + 1 + noise  # and f at the point (second differences)
     if name == "taylor":
         moves = 4 if KINDS[kind].taylor_order == "second" else 1
         steps = len(TAYLOR_STEPS[KINDS[kind].taylor_order]) + len(TAYLOR_TINY)
-        return TAYLOR_DIRECTIONS * (moves * steps + 1)
+        return TAYLOR_DIRECTIONS * (moves * steps + 1) + noise
     return 0  # autograd: counted by the check itself
 
 
@@ -431,6 +481,13 @@ def _remainders(
     r_all = rem.norm(dim=-1)  # [K, T]
     km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
+    if ev.reads(var):
+        # The remainder at the tiny steps shows the rounding of f only where it happens to
+        # round differently there; f's measured noise (Monte Carlo arithmetic) at each of the
+        # remainder's points bounds it however f rounds.
+        count = 2 if u is None else len(moves)  # values of f in one remainder
+        measured = ev.f_noise().reshape(t, -1).norm(dim=-1) * count
+        noise = torch.maximum(noise, measured * (TAYLOR_MEASURED_MARGIN / TAYLOR_NOISE_MARGIN))
     # the signal: the change of f over the step, at any of the moved points, or as the claim
     # predicts it (a right zero claim of an f that moves is heard through the first)
     moved = (vals[:, :km] - f0.unsqueeze(0)).norm(dim=-1).amax(dim=0)  # [K, T]
