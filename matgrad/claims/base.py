@@ -136,11 +136,14 @@ class ClaimKind:
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
-        """The Taylor remainder [K, T, -1], the size of its terms (for the rounding floor) and
+    ) -> tuple[Any, Any, Any, Any]:
+        """The Taylor remainder [K, T, -1], the size of its terms (for the rounding floor),
         the change of f that the claim predicts [K, T, -1] (the signal: the remainder is that
-        change minus the measured one), from f at the moved points ``vals``
-        [moves, K, T, -1] and at the point ``f0``."""
+        change minus the measured one), and the size that the run's rtol applies to (that
+        change with every product of an entry of the claim and of the directions taken in
+        absolute value: a claim within rtol of the truth entry by entry leaves a remainder
+        within rtol of it), from f at the moved points ``vals`` [moves, K, T, -1] and at the
+        point ``f0``."""
         raise NotImplementedError
 
     # ---- budget --------------------------------------------------------------------------

@@ -83,14 +83,14 @@ differential:  # the change of f along a random direction d$var (the shape of $v
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[Any, Any, Any, Any]:
         # r(h) = |f(x + hv) - f(x) - h df[v]|
         t = ev.x[claim.var].shape[0]
         lin = ev.claim(claim, bound, v).reshape(1, t, -1)
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
         pred = hs.unsqueeze(-1) * lin
         terms = vals[0].abs() + f0.abs() + pred.abs()
-        return rem, terms, pred
+        return rem, terms, pred, pred.abs()
 
     def passes(self, entries: int) -> int:
         return PASSES

@@ -123,7 +123,7 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[Any, Any, Any, Any]:
         # r(h) = |f(x + hv) - f(x) - h <claim, v>|
         x = ev.x[claim.var]
         t = x.shape[0]
@@ -134,7 +134,8 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
         pred = hs.unsqueeze(-1) * lin
         terms = vals[0].abs() + f0.abs() + pred.abs()
-        return rem, terms, pred
+        size = hs.unsqueeze(-1) * (c.abs() * v.abs()).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
+        return rem, terms, pred, size
 
     def passes(self, entries: int) -> int:
         return 0  # all in shared_passes

@@ -141,7 +141,7 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[Any, Any, Any, Any]:
         # With a second unit direction u, the mixed second difference
         # r(h) = |f(x+hu+hv) - f(x+hu-hv) - f(x-hu+hv) + f(x-hu-hv) - 4h^2 u^T H v|
         assert u is not None
@@ -154,7 +154,9 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
         rem = vals[0] - vals[1] - vals[2] + vals[3] - q
         terms = vals.abs().sum(dim=0) + q.abs()
-        return rem, terms, q.expand_as(rem)
+        entrywise = torch.einsum("ti,tij,tj->t", uf.abs(), hess.abs(), vf.abs())
+        size = (4 * hs**2 * entrywise.unsqueeze(0)).unsqueeze(-1)
+        return rem, terms, q.expand_as(rem), size.expand_as(rem)
 
     def passes(self, entries: int) -> int:
         return PASSES + PASSES_PER_ENTRY * entries

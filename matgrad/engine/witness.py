@@ -51,6 +51,7 @@ inputs, so a zero claim is judged exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -79,7 +80,7 @@ TAYLOR_STEPS = {
     "first": [10 ** (-1.5 - k / 2) for k in range(7)],  # 3e-2 .. 3e-5
     "second": [10 ** (-1.0 - k / 2) for k in range(6)],  # 1e-1 .. 3e-4
 }
-TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is rounding
+TAYLOR_FLOOR = 64 * EPS  # a remainder below this (relative to the terms) is rounding
 # Steps so small that any remainder there is rounding noise of f itself (which can be far
 # above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
 TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
@@ -91,6 +92,11 @@ TAYLOR_MEASURED_MARGIN = 2.0
 # f's change over the largest step is this many times above the rounding floor there.
 TAYLOR_SIGNAL_MARGIN = 100.0
 TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
+# A low slope whose local slopes rise by more than this from the larger to the smaller steps
+# of its fit is still settling (a right claim's remainder on its way to slope 2), not a wrong
+# claim's (which falls towards slope 1): that trial cannot be judged.
+TAYLOR_RISE = 0.1
+TAYLOR_SETTLING = 1.2  # ... and the last local slope is above this (a wrong claim's stay below 1)
 
 # Finite differences judge a trial only where the rounding noise of their difference quotient
 # is this many times below the signal (the largest entry of the claim or of the estimate).
@@ -367,9 +373,49 @@ def fd_blind(
 # ---- the Taylor test ------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Blind:
+    """A trial the Taylor test cannot judge: f's rounding noise swallows the change of f
+    (``floor``, ``signal`` at the largest step), or the remainder may still be settling
+    towards its slope when it reaches that noise (``slopes``: its first and last local
+    slope, NaN where only two steps rose above the noise; ``fit``: the fitted slope)."""
+
+    trial: int
+    floor: float = 0.0
+    signal: float = 0.0
+    slopes: tuple[float, float] | None = None  # NaN: fitted on two steps
+    fit: float = math.nan
+
+    def message(self) -> str:
+        if self.slopes is not None and math.isnan(self.slopes[0]):
+            return (
+                f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the remainder rose above "
+                f"the rounding noise of f at two steps only, with slope {self.fit:.2f}: too few "
+                f"to tell a wrong claim (slope 1) from a right one still settling towards its "
+                f"slope; f curves on a scale finer than the steps there, or is rounded coarsely"
+            )
+        if self.slopes is not None:
+            a, b = self.slopes
+            return (
+                f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the remainder's slope "
+                f"was still rising as the step shrank ({a:.2f} then {b:.2f}) when it reached "
+                f"the rounding noise of f; f curves on a scale finer than the steps there (a "
+                f"saturated tanh or sigmoid), so the remainder never showed its final slope"
+            )
+        return (
+            f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the change of f over the "
+            f"largest step, measured or predicted by the claim ({self.signal:.3g}), is not "
+            f"{TAYLOR_SIGNAL_MARGIN:g} times above the rounding noise of f there "
+            f"({self.floor:.3g}), nor does the remainder rise above it at two steps or more; f "
+            f"is rounded too coarsely (a large constant or large cancelling terms in f): use "
+            f"autograd"
+        )
+
+
+
 def taylor(
-    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None
-) -> tuple[list[float | None], bool, tuple[int, float, float] | None]:
+    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None, rtol: float = 0.0
+) -> tuple[list[float | None], bool, Blind | None]:
     """Per trial: the fitted slope (None where the remainder stays at rounding level);
     whether every trial had a finite f at some step (False: the test is undefined); and the
     first trial the test cannot judge, with its noise floor and signal at the largest step
@@ -397,7 +443,7 @@ def taylor(
     runs = []
     for k in range(TAYLOR_DIRECTIONS):
         v, u = kind.taylor_directions(ev, var, k, draw)
-        runs.append(_remainders(ev, claim, bound, convention, v, u))
+        runs.append(_remainders(ev, claim, bound, convention, v, u, rtol))
     # The rounding noise of f near x does not depend on the direction: pool it.
     noise = torch.stack([n for _, _, n, _ in runs]).amax(dim=0)
     # Per trial, for the trials that show no slope: some direction where f's change over the
@@ -411,6 +457,9 @@ def taylor(
     main = TAYLOR_STEPS[kind.taylor_order]
     log_h = torch.log(torch.tensor(main, dtype=torch.float64))
     best: list[float | None] = [None] * x.shape[0]
+    # Per trial, the low slopes (under taylor_pass) and whether each was still rising
+    # towards the smallest step (see TAYLOR_RISE).
+    low: list[list[tuple[float, float, float]]] = [[] for _ in range(x.shape[0])]
     defined = True
     for r, floor, _, signal in runs:
         r, floor, signal = (
@@ -430,21 +479,58 @@ def taylor(
             if idx.numel() < 2:
                 continue
             lx, ly = log_h[idx], torch.log(r[idx, trial])
+            if idx.numel() == 3 and kind.taylor_pass:
+                local = ((ly[1:] - ly[:-1]) / (lx[1:] - lx[:-1])).tolist()
+            else:
+                local = []
             lx, ly = lx - lx.mean(), ly - ly.mean()
             slope = float((lx * ly).sum() / (lx * lx).sum())
+            if slope < kind.taylor_pass:
+                low[trial].append((slope, *local) if local else (slope, math.nan, math.nan))
             old = best[trial]
             best[trial] = slope if old is None else max(old, slope)
     deaf = [i for i, s in enumerate(best) if s is None and not bool(affine[i])]
-    blind = None
+    blind: Blind | None = None
     if deaf and ev.reads(var):
         i = deaf[0]
         if bool(single[i]) or bool(first_floor[i] > 0):
-            blind = (i, float(first_floor[i]), float(first_signal[i]))
+            blind = Blind(i, float(first_floor[i]), float(first_signal[i]))
+    for i, s in enumerate(best):
+        if blind is None and s is not None and s < kind.taylor_pass and _settling(low[i]):
+            # Every low slope of the trial was still rising towards the smallest step when
+            # the remainder reached the noise floor: f curves on a scale finer than the steps
+            # (a saturating tanh or sigmoid at large inputs), and the remainder had not yet
+            # reached its asymptotic slope. Not a disagreement: the test cannot judge.
+            fit, a, b = low[i][0]
+            blind = Blind(i, slopes=(a, b), fit=fit)
+        if s is not None and s < kind.taylor_pass and _settling(low[i]):
+            best[i] = None  # not judged
     return best, defined, blind
 
 
+def _settling(low: list[tuple[float, float, float]]) -> bool:
+    """Whether a trial's low slopes (fit, first and last local slope of its three points)
+    may be a right claim's remainder still settling, rather than a wrong claim's: each one
+    either rose towards the smallest step by more than :data:`TAYLOR_RISE`, to above
+    :data:`TAYLOR_SETTLING`, or was fitted on two points only (no trend to tell by).
+
+    A right claim's remainder ``|a h^2 + b h^3|`` rises towards slope 2 as the step shrinks
+    (from below where a and b have opposite signs). A wrong claim's ``|e h + a h^2|`` falls
+    towards slope 1 from above, or rises towards it from below (a and e of opposite signs):
+    its local slopes never rise above 1, and where three steps show it, it is judged."""
+    return bool(low) and all(
+        math.isnan(a) or (b - a > TAYLOR_RISE and b > TAYLOR_SETTLING) for _, a, b in low
+    )
+
+
 def _remainders(
-    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None, v: Any, u: Any | None
+    ev: Evaluator,
+    claim: Claim,
+    bound: Bound,
+    convention: str | None,
+    v: Any,
+    u: Any | None,
+    rtol: float = 0.0,
 ) -> tuple[Any, Any, Any, Any]:
     """Along one direction: the remainders [K, T] at the main steps, their rounding floor
     from the size of the terms [K, T], the largest remainder at the tiny steps [T], and the
@@ -475,7 +561,7 @@ def _remainders(
 
     vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
     f0 = ev.f().reshape(1, t, -1)
-    rem, terms, pred = KINDS[claim.kind].taylor_remainder(
+    rem, terms, pred, size = KINDS[claim.kind].taylor_remainder(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u
     )
     r_all = rem.norm(dim=-1)  # [K, T]
@@ -492,14 +578,19 @@ def _remainders(
     # predicts it (a right zero claim of an f that moves is heard through the first)
     moved = (vals[:, :km] - f0.unsqueeze(0)).norm(dim=-1).amax(dim=0)  # [K, T]
     signal = torch.maximum(moved, pred[:km].norm(dim=-1))
-    return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise, signal
+    # A remainder within rtol of the predicted change is an error the check itself allows
+    # (the claim is right to rtol, entry by entry): it is not evidence of a wrong claim.
+    floor = torch.maximum(
+        TAYLOR_FLOOR * terms[:km].norm(dim=-1), rtol * size[:km].norm(dim=-1)
+    )
+    return r_all[:km], floor, noise, signal
 
 
 def taylor_result(
     claim: Claim,
     slopes: list[float | None],
     defined: bool,
-    blind: tuple[int, float, float] | None = None,
+    blind: Blind | None = None,
 ) -> WitnessResult:
     kind = KINDS[claim.kind]
     expected = kind.taylor_expected
@@ -511,14 +602,8 @@ def taylor_result(
         )
     known = [(s, i) for i, s in enumerate(slopes) if s is not None]
     if blind is not None and not any(s < need for s, _ in known):
-        trial, floor, signal = blind
         return WitnessResult(
-            "taylor", "undefined", expected_slope=expected,
-            message=f"the Taylor test {CANNOT_JUDGE}: on trial {trial} the change of f over the "
-            f"largest step, measured or predicted by the claim ({signal:.3g}), is not "
-            f"{TAYLOR_SIGNAL_MARGIN:g} times above the rounding noise of f there ({floor:.3g}), "
-            f"nor does the remainder rise above it at two steps or more; f is rounded too "
-            f"coarsely (a large constant or large cancelling terms in f): use autograd",
+            "taylor", "undefined", expected_slope=expected, message=blind.message()
         )
     if not known:
         return WitnessResult(
@@ -622,7 +707,7 @@ def judge(
         if primary is None:
             primary, reference = _as_fd(fd_res), fd_value
     if "taylor" in witnesses:
-        slopes, defined, blind_t = taylor(ev, claim, bound, convention)
+        slopes, defined, blind_t = taylor(ev, claim, bound, convention, rtol)
         results["taylor"] = taylor_result(claim, slopes, defined, blind_t)
         if convention in ("frobenius", "free") and results["taylor"].verdict == "agrees":
             # Symmetric directions only see the symmetric part (free: the upper triangle) of
