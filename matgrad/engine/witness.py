@@ -25,7 +25,8 @@ measures the remainder over a range of steps h:
   is right and h^2 when it is wrong (u^T H v, unlike v^T H v, also sees a non-symmetric H).
 
 The slope of log r against log h, fitted over the three smallest steps whose remainder is above
-rounding level, is reported; the claim passes if it is at least 1.5 (3 for a Hessian). Where the
+rounding level (and above rtol times the predicted change: an error the check allows), is
+reported; the claim passes if it is at least 1.5 (3 for a Hessian). Where the
 remainder is at rounding level for every h (f affine, or quadratic for a Hessian, along v) there
 is no slope and the claim passes.
 
@@ -34,14 +35,19 @@ signal (a large constant added to f: 1e20 + tr(AX) rounds to multiples of 16384)
 claim would "agree" inside the noise, so they say they cannot judge (verdict ``undefined``,
 the reason in the message) rather than agree:
 
-* fd, per trial: the rounding noise of the difference quotient (16 eps |f| / step) must be
-  :data:`FD_NOISE_MARGIN` times below the signal, the largest of the estimate, the claim and
-  the change of f over a step (so a right zero derivative of an f that moves still counts);
+* both measure f's own rounding noise at the point by Monte Carlo arithmetic
+  (:meth:`Evaluator.f_noise`), which sees the cancellation inside f that ``eps * |f|`` misses;
+* fd, per trial: the rounding noise of the difference quotient (max(16 eps |f|, the measured
+  noise) / step) must be :data:`FD_NOISE_MARGIN` times below the signal, the largest of the
+  estimate, the claim and the change of f over a step (so a right zero derivative of an f
+  that moves still counts);
 * taylor, per trial without a slope: the change of f over the largest step, measured at a
   moved point or predicted by the claim, must stand :data:`TAYLOR_SIGNAL_MARGIN` times above
   the rounding floor there, with the remainder at rounding level at every step (f affine
   along the direction); a remainder above the floor at a single step is too little to fit a
-  slope, and the test cannot judge that trial either.
+  slope, and the test cannot judge that trial either; nor can it judge a trial whose low
+  slope was still rising towards the smallest step, or was fitted on two steps only (a right
+  claim's remainder still settling towards its slope when it reached f's noise).
 
 A mismatch beyond the noise is still a disagreement, and an f that does not read the variable
 (directly or through a let) has no noise to fear: moving the variable changes none of f's
