@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 EPS = sys.float_info.epsilon
 FIRST_STEP = EPS ** (1 / 3)  # ~6e-6: balances truncation h^2 and rounding eps/h
 SECOND_STEP = EPS ** (1 / 4)  # ~1e-4: the same balance for a second difference
-ROUNDING = 16.0  # rounding error of one difference: ROUNDING * eps * |f| / step
+ROUNDING = 16.0  # least rounding error of one value of f: ROUNDING * eps * |f| (witness.Evaluator)
 
 
 class ClaimKind:
@@ -140,7 +140,8 @@ class ClaimKind:
         """The finite-difference value, its rounding-error estimate, and the change of f
         over the step (the largest |f(point) - f(x)|, in the units of the value: over the
         step, or its square for a second difference), all [T, *shape]; the step is ``scale``
-        x the first one; ``ev`` is the witness evaluator (``x``, ``d``, ``f``, ``f_along``).
+        x the first one; ``ev`` is the witness evaluator (``x``, ``d``, ``f``, ``f_along``,
+        and ``rounding``, the rounding noise of f's values, for the error estimate).
         The change tells whether f is resolved at the step at all (see
         ``matgrad.engine.witness.fd_blind``)."""
         raise NotImplementedError
@@ -159,11 +160,14 @@ class ClaimKind:
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
-        """The Taylor remainder [K, T, -1], the size of its terms (for the rounding floor) and
+    ) -> tuple[Any, Any, Any, Any]:
+        """The Taylor remainder [K, T, -1], the size of its terms (for the rounding floor),
         the change of f that the claim predicts [K, T, -1] (the signal: the remainder is that
-        change minus the measured one), from f at the moved points ``vals``
-        [moves, K, T, -1] and at the point ``f0``."""
+        change minus the measured one), and the size that the run's rtol applies to (that
+        change with every product of an entry of the claim and of the directions taken in
+        absolute value: a claim within rtol of the truth entry by entry leaves a remainder
+        within rtol of it), from f at the moved points ``vals`` [moves, K, T, -1] and at the
+        point ``f0``."""
         raise NotImplementedError
 
     # ---- budget --------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, FirstOrder
+from matgrad.claims.base import FIRST_STEP, FirstOrder
 from matgrad.lang import domains
 from matgrad.lang.batch import rows
 from matgrad.lang.functions import Shape
@@ -71,7 +71,7 @@ differential:  # the change of f along a random direction d$var (the shape of $v
         vals = ev.f_along(var, 2, points)
         hf = rows(h.reshape(t), vals[0])
         out = (vals[0] - vals[1]) / (2 * hf)
-        slack = ROUNDING * EPS * (vals[0].abs() + vals[1].abs()) / (2 * hf)
+        slack = (ev.rounding(var, vals[0]) + ev.rounding(var, vals[1])) / (2 * hf)
         f0 = ev.f()
         change = torch.maximum((vals[0] - f0).abs(), (vals[1] - f0).abs()) / hf
         return out, slack, change
@@ -89,14 +89,14 @@ differential:  # the change of f along a random direction d$var (the shape of $v
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[Any, Any, Any, Any]:
         # r(h) = |f(x + hv) - f(x) - h df[v]|
         t = ev.x[claim.var].shape[0]
         lin = ev.claim(claim, bound, v).reshape(1, t, -1)
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
         pred = hs.unsqueeze(-1) * lin
         terms = vals[0].abs() + f0.abs() + pred.abs()
-        return rem, terms, pred
+        return rem, terms, pred, pred.abs()
 
     def passes(self, var_shape: Shape, f_shape: Shape) -> int:
         return PASSES

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from matgrad.claims.base import EPS, FIRST_STEP, ROUNDING, FirstOrder
+from matgrad.claims.base import FIRST_STEP, FirstOrder
 from matgrad.lang.batch import fill_like
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.functions import Shape, numel
@@ -111,7 +111,7 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         vals = ev.f_along(var, 2 * n, points).reshape(n, 2, t)  # [n, +/-, T]
         fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
         g = (fp - fm) / (hp + hm)
-        slack = ROUNDING * EPS * (fp.abs() + fm.abs()) / (hp + hm)
+        slack = (ev.rounding(var, fp) + ev.rounding(var, fm)) / (hp + hm)
         f0 = ev.f().reshape(t, 1)
         change = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / torch.minimum(hp, hm)
         return g.reshape(t, *shape), slack.reshape(t, *shape), change.reshape(t, *shape)
@@ -127,7 +127,7 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[Any, Any, Any, Any]:
         # r(h) = |f(x + hv) - f(x) - h <claim, v>|
         x = ev.x[claim.var]
         t = x.shape[0]
@@ -138,7 +138,8 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
         pred = hs.unsqueeze(-1) * lin
         terms = vals[0].abs() + f0.abs() + pred.abs()
-        return rem, terms, pred
+        size = hs.unsqueeze(-1) * (c.abs() * v.abs()).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
+        return rem, terms, pred, size
 
     def passes(self, var_shape: Shape, f_shape: Shape) -> int:
         return 0  # all in shared_passes

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from matgrad.claims.base import EPS, ROUNDING, SECOND_STEP, ClaimKind, row_major, vec, vec_matrix
+from matgrad.claims.base import SECOND_STEP, ClaimKind, row_major, vec, vec_matrix
 from matgrad.lang.batch import fill_like
 from matgrad.lang.functions import Shape, numel
 
@@ -126,6 +126,10 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
 
         vals = ev.f_along(var, coef.shape[0], points).reshape(coef.shape[0], t)  # [M, T]
         f0 = ev.f().reshape(t)
+
+        def noise(values: Any) -> Any:
+            return ev.rounding(var, values)
+
         hess = torch.zeros(t, n, n, dtype=torch.float64, device=x.device)
         slack = torch.zeros_like(hess)
         change = torch.zeros_like(hess)
@@ -134,15 +138,13 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
             den = 4 * h[:, i] ** 2
             change[:, i, i] = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / den
             hess[:, i, i] = (fp - 2 * f0 + fm) / den
-            slack[:, i, i] = ROUNDING * EPS * (fp.abs() + 2 * f0.abs() + fm.abs()) / den
+            slack[:, i, i] = (noise(fp) + 2 * noise(f0) + noise(fm)) / den
         base = 2 * n
         for k, (i, j) in enumerate(pairs):
             pp, pm, mp, mm = (vals[base + 4 * k + q] for q in range(4))
             den = 4 * h[:, i] * h[:, j]
             hess[:, i, j] = hess[:, j, i] = (pp - pm - mp + mm) / den
-            slack[:, i, j] = slack[:, j, i] = (
-                ROUNDING * EPS * (pp.abs() + pm.abs() + mp.abs() + mm.abs()) / den
-            )
+            slack[:, i, j] = slack[:, j, i] = (noise(pp) + noise(pm) + noise(mp) + noise(mm)) / den
             moved = torch.stack([pp, pm, mp, mm]).sub(f0).abs().amax(dim=0)
             change[:, i, j] = change[:, j, i] = moved / den
         if shape == ():
@@ -160,7 +162,7 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[Any, Any, Any, Any]:
         # With a second unit direction u, the mixed second difference
         # r(h) = |f(x+hu+hv) - f(x+hu-hv) - f(x-hu+hv) + f(x-hu-hv) - 4h^2 u^T H v|
         assert u is not None
@@ -173,7 +175,9 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
         q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
         rem = vals[0] - vals[1] - vals[2] + vals[3] - q
         terms = vals.abs().sum(dim=0) + q.abs()
-        return rem, terms, q.expand_as(rem)
+        entrywise = torch.einsum("ti,tij,tj->t", uf.abs(), hess.abs(), vf.abs())
+        size = (4 * hs**2 * entrywise.unsqueeze(0)).unsqueeze(-1)
+        return rem, terms, q.expand_as(rem), size.expand_as(rem)
 
     def passes(self, var_shape: Shape, f_shape: Shape) -> int:
         return PASSES + PASSES_PER_ENTRY * numel(var_shape)

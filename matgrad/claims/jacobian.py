@@ -147,7 +147,7 @@ jacobian:  # d vec f / d (vec $var)^T: [numel(f), numel($var)], vec stacks the c
         fp, fm = vals[:, 0].permute(1, 2, 0), vals[:, 1].permute(1, 2, 0)  # [T, m, n]
         den = (hp + hm).unsqueeze(1)  # [T, 1, n]
         jac = (fp - fm) / den
-        slack = ROUNDING * EPS * (fp.abs() + fm.abs()) / den
+        slack = (self._rounding(torch, ev, var, fp) + self._rounding(torch, ev, var, fm)) / den
         f0 = ev.f().reshape(t, -1, 1)
         change = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / torch.minimum(
             hp, hm
@@ -158,10 +158,20 @@ jacobian:  # d vec f / d (vec $var)^T: [numel(f), numel($var)], vec stacks the c
             for a in (jac, slack, change)
         )
 
+    @staticmethod
+    def _rounding(torch: Any, ev: Any, var: str, values: Any) -> Any:
+        """The rounding noise of f's values [T, m, n] (entry i of f at n points): the least,
+        ROUNDING * eps * |value|, or f's measured noise at x (entry by entry) where larger."""
+        floor = ROUNDING * EPS * values.abs()
+        if not ev.reads(var):
+            return floor
+        noise = ev.f_noise().reshape(values.shape[0], -1, 1)
+        return torch.maximum(floor, noise)
+
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,
         vals: Any, f0: Any, hs: Any, v: Any, u: Any | None,
-    ) -> tuple[Any, Any, Any]:
+    ) -> tuple[Any, Any, Any, Any]:
         # r(h) = |vec f(x + hv) - vec f(x) - h J vec v|
         x = ev.x[claim.var]
         t = x.shape[0]
@@ -179,7 +189,9 @@ jacobian:  # d vec f / d (vec $var)^T: [numel(f), numel($var)], vec stacks the c
         pred = hs.unsqueeze(-1) * lin
         rem = moved - at - pred
         terms = moved.abs() + at.abs() + pred.abs()
-        return rem, terms, pred
+        absolute = torch.einsum("tij,tj->ti", jac.to(torch.float64).abs(), vec(v).abs())
+        size = hs.unsqueeze(-1) * absolute.reshape(1, t, m)
+        return rem, terms, pred, size
 
     def passes(self, var_shape: Shape, f_shape: Shape) -> int:
         return PASSES + 2 * numel(f_shape)

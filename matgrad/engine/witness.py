@@ -25,7 +25,8 @@ measures the remainder over a range of steps h:
   is right and h^2 when it is wrong (u^T H v, unlike v^T H v, also sees a non-symmetric H).
 
 The slope of log r against log h, fitted over the three smallest steps whose remainder is above
-rounding level, is reported; the claim passes if it is at least 1.5 (3 for a Hessian). Where the
+rounding level (and above rtol times the predicted change: an error the check allows), is
+reported; the claim passes if it is at least 1.5 (3 for a Hessian). Where the
 remainder is at rounding level for every h (f affine, or quadratic for a Hessian, along v) there
 is no slope and the claim passes.
 
@@ -34,14 +35,19 @@ signal (a large constant added to f: 1e20 + tr(AX) rounds to multiples of 16384)
 claim would "agree" inside the noise, so they say they cannot judge (verdict ``undefined``,
 the reason in the message) rather than agree:
 
-* fd, per trial: the rounding noise of the difference quotient (16 eps |f| / step) must be
-  :data:`FD_NOISE_MARGIN` times below the signal, the largest of the estimate, the claim and
-  the change of f over a step (so a right zero derivative of an f that moves still counts);
+* both measure f's own rounding noise at the point by Monte Carlo arithmetic
+  (:meth:`Evaluator.f_noise`), which sees the cancellation inside f that ``eps * |f|`` misses;
+* fd, per trial: the rounding noise of the difference quotient (max(16 eps |f|, the measured
+  noise) / step) must be :data:`FD_NOISE_MARGIN` times below the signal, the largest of the
+  estimate, the claim and the change of f over a step (so a right zero derivative of an f
+  that moves still counts);
 * taylor, per trial without a slope: the change of f over the largest step, measured at a
   moved point or predicted by the claim, must stand :data:`TAYLOR_SIGNAL_MARGIN` times above
   the rounding floor there, with the remainder at rounding level at every step (f affine
   along the direction); a remainder above the floor at a single step is too little to fit a
-  slope, and the test cannot judge that trial either.
+  slope, and the test cannot judge that trial either; nor can it judge a trial whose low
+  slope was still rising towards the smallest step, or was fitted on two steps only (a right
+  claim's remainder still settling towards its slope when it reached f's noise).
 
 A mismatch beyond the noise is still a disagreement, and an f that does not read the variable
 (directly or through a let) has no noise to fear: moving the variable changes none of f's
@@ -51,13 +57,14 @@ inputs, so a zero claim is judged exactly.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from matgrad.claims import KINDS
-from matgrad.claims.base import EPS
+from matgrad.claims.base import EPS, ROUNDING
 from matgrad.engine import tensors
 from matgrad.errors import LimitError
 from matgrad.lang.expr import Bound, Name, Node
@@ -79,20 +86,30 @@ TAYLOR_STEPS = {
     "first": [10 ** (-1.5 - k / 2) for k in range(7)],  # 3e-2 .. 3e-5
     "second": [10 ** (-1.0 - k / 2) for k in range(6)],  # 1e-1 .. 3e-4
 }
-TAYLOR_FLOOR = 1e3 * EPS  # a remainder below this (relative to the terms) is rounding
+TAYLOR_FLOOR = 64 * EPS  # a remainder below this (relative to the terms) is rounding
 # Steps so small that any remainder there is rounding noise of f itself (which can be far
 # above eps * |f| when f is a small sum of large terms); usable steps must beat it 30-fold.
 TAYLOR_TINY = [k * 1e-13 for k in (1, 1.5, 2, 3, 4, 5, 6, 8)]
 TAYLOR_NOISE_MARGIN = 30.0
+# f's noise measured by Monte Carlo arithmetic moves every operation by 16 ulps, 16 to 32
+# times a rounding: usable steps must beat it only twice (about 30 times f's real noise).
+TAYLOR_MEASURED_MARGIN = 2.0
 # A trial without a slope counts as "f affine along the direction, claim right" only where
 # f's change over the largest step is this many times above the rounding floor there.
 TAYLOR_SIGNAL_MARGIN = 100.0
 TAYLOR_DIRECTIONS = 3  # directions per trial; the steepest slope counts
+# A low slope whose local slopes rise by more than this from the larger to the smaller steps
+# of its fit is still settling (a right claim's remainder on its way to slope 2), not a wrong
+# claim's (which falls towards slope 1): that trial cannot be judged.
+TAYLOR_RISE = 0.1
+TAYLOR_SETTLING = 1.2  # ... and the last local slope is above this (a wrong claim's stay below 1)
 
 # Finite differences judge a trial only where the rounding noise of their difference quotient
 # is this many times below the signal (the largest entry of the claim or of the estimate).
 FD_NOISE_MARGIN = 100.0
 CANNOT_JUDGE = "cannot judge"  # in the message of a witness whose noise swallows the signal
+
+NOISE_SEED = 7919  # the noise estimate's Monte Carlo runs draw from seed + NOISE_SEED * k
 
 CHUNK_ELEMENTS = 1 << 22  # largest batch (elements of the biggest intermediate) per f call
 
@@ -150,16 +167,59 @@ class Evaluator:
         self.device = device
         self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
         self._gradients: dict[str, Any] = {}
+        self._noise: Any = None
+        self._reads: dict[str, bool] = {}
 
     def reads(self, var: str) -> bool:
         """Whether f reads ``var`` (directly or through a let). Where it does not, moving
         ``var`` leaves every input of f as it was: f's values agree bit for bit, with no
         rounding noise to fear."""
+        if var not in self._reads:
+            self._reads[var] = self._read(var)
+        return self._reads[var]
+
+    def _read(self, var: str) -> bool:
         names = {var}
         for name, bound in self.c.lets:
             if _names(bound.node) & names:
                 names.add(name)
         return bool(_names(self.c.f.node) & names)
+
+    def f_noise(self) -> Any:
+        """The rounding noise of f at the point, [T, *f.shape]: the largest deviation of
+        :data:`tensors.NOISE_RUNS` evaluations of f under Monte Carlo arithmetic (every
+        operation's result moved by ``tensors.PERTURBATION_ULPS`` ulps,
+        ``tensors.EveryOperation``) from f. It sees what ``eps * |f|`` cannot: cancellation
+        inside f (``log(1 - sigmoid(z))`` at large z, a small difference of large terms),
+        where f is rounded far more coarsely than its size says. A perturbed f that is NaN/Inf
+        where f is finite has no bound on its noise (inf). Measured once, at the point: the
+        steps of the witnesses are small enough that f's rounding is the same at their points
+        (the Taylor test also measures it at its own steps, :data:`TAYLOR_TINY`)."""
+        if self._noise is None:
+            base = self.f()
+            out = torch.zeros_like(base)
+            for k in range(tensors.NOISE_RUNS):
+                with tensors.EveryOperation(tensors.Perturbation(self.seed + NOISE_SEED * (k + 1))):
+                    moved = self.f()
+                d = (moved - base).abs()
+                out = torch.maximum(out, torch.where(torch.isfinite(d), d, torch.inf))
+            self._noise = torch.where(torch.isfinite(base), out, torch.zeros_like(out))
+        return self._noise
+
+    def rounding(self, var: str, values: Any) -> Any:
+        """The rounding noise of each of ``values`` [T, ...] of f at a witness's points near
+        x, as it moves ``var``: ``ROUNDING * eps * |value|``, or f's measured noise
+        (:meth:`f_noise`) where that is larger. An f that does not read ``var`` gives the same
+        bits at every point: no cancellation can hurt it, and the first term alone stands."""
+        floor = ROUNDING * EPS * values.abs()
+        if not self.reads(var):
+            return floor
+        s = self.f_noise()
+        if s[0].numel() == 1:  # a scalar f (also as a 1 x 1 matrix): the same for every entry
+            s = s.reshape(s.shape[0], *([1] * (values.dim() - 1)))
+        else:  # values of f itself, entry by entry
+            s = s.reshape_as(values)
+        return torch.maximum(floor, s)
 
     def _env(self, xs: dict[str, Any], batch: int) -> tuple[dict[str, Any], Any]:
         like = torch.zeros(batch, dtype=torch.float64, device=self.device)
@@ -229,12 +289,14 @@ def _width(compiled: Compiled) -> int:
 
 def evaluations(kind: str, shape: Shape, name: str) -> int:
     """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind``."""
+    # Both also measure f's rounding noise at the point: f and NOISE_RUNS perturbed runs.
+    noise = tensors.NOISE_RUNS + 1
     if name == "fd":
-        return fd_evals(kind, shape) + 1  # and f at the point itself (second differences)
+        return fd_evals(kind, shape) + 1 + noise  # and f at the point (second differences)
     if name == "taylor":
         moves = 4 if KINDS[kind].taylor_order == "second" else 1
         steps = len(TAYLOR_STEPS[KINDS[kind].taylor_order]) + len(TAYLOR_TINY)
-        return TAYLOR_DIRECTIONS * (moves * steps + 1)
+        return TAYLOR_DIRECTIONS * (moves * steps + 1) + noise
     return 0  # autograd: counted by the check itself
 
 
@@ -352,9 +414,49 @@ def fd_blind(
 # ---- the Taylor test ------------------------------------------------------------------------
 
 
+@dataclasses.dataclass(frozen=True)
+class Blind:
+    """A trial the Taylor test cannot judge: f's rounding noise swallows the change of f
+    (``floor``, ``signal`` at the largest step), or the remainder may still be settling
+    towards its slope when it reaches that noise (``slopes``: its first and last local
+    slope, NaN where only two steps rose above the noise; ``fit``: the fitted slope)."""
+
+    trial: int
+    floor: float = 0.0
+    signal: float = 0.0
+    slopes: tuple[float, float] | None = None  # NaN: fitted on two steps
+    fit: float = math.nan
+
+    def message(self) -> str:
+        if self.slopes is not None and math.isnan(self.slopes[0]):
+            return (
+                f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the remainder rose above "
+                f"the rounding noise of f at two steps only, with slope {self.fit:.2f}: too few "
+                f"to tell a wrong claim (slope 1) from a right one still settling towards its "
+                f"slope; f curves on a scale finer than the steps there, or is rounded coarsely"
+            )
+        if self.slopes is not None:
+            a, b = self.slopes
+            return (
+                f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the remainder's slope "
+                f"was still rising as the step shrank ({a:.2f} then {b:.2f}) when it reached "
+                f"the rounding noise of f; f curves on a scale finer than the steps there (a "
+                f"saturated tanh or sigmoid), so the remainder never showed its final slope"
+            )
+        return (
+            f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the change of f over the "
+            f"largest step, measured or predicted by the claim ({self.signal:.3g}), is not "
+            f"{TAYLOR_SIGNAL_MARGIN:g} times above the rounding noise of f there "
+            f"({self.floor:.3g}), nor does the remainder rise above it at two steps or more; f "
+            f"is rounded too coarsely (a large constant or large cancelling terms in f): use "
+            f"autograd"
+        )
+
+
+
 def taylor(
-    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None
-) -> tuple[list[float | None], bool, tuple[int, float, float] | None]:
+    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None, rtol: float = 0.0
+) -> tuple[list[float | None], bool, Blind | None]:
     """Per trial: the fitted slope (None where the remainder stays at rounding level);
     whether every trial had a finite f at some step (False: the test is undefined); and the
     first trial the test cannot judge, with its noise floor and signal at the largest step
@@ -382,7 +484,7 @@ def taylor(
     runs = []
     for k in range(TAYLOR_DIRECTIONS):
         v, u = kind.taylor_directions(ev, var, k, draw)
-        runs.append(_remainders(ev, claim, bound, convention, v, u))
+        runs.append(_remainders(ev, claim, bound, convention, v, u, rtol))
     # The rounding noise of f near x does not depend on the direction: pool it.
     noise = torch.stack([n for _, _, n, _ in runs]).amax(dim=0)
     # Per trial, for the trials that show no slope: some direction where f's change over the
@@ -396,6 +498,9 @@ def taylor(
     main = TAYLOR_STEPS[kind.taylor_order]
     log_h = torch.log(torch.tensor(main, dtype=torch.float64))
     best: list[float | None] = [None] * x.shape[0]
+    # Per trial, the low slopes (under taylor_pass) and whether each was still rising
+    # towards the smallest step (see TAYLOR_RISE).
+    low: list[list[tuple[float, float, float]]] = [[] for _ in range(x.shape[0])]
     defined = True
     for r, floor, _, signal in runs:
         r, floor, signal = (
@@ -415,21 +520,58 @@ def taylor(
             if idx.numel() < 2:
                 continue
             lx, ly = log_h[idx], torch.log(r[idx, trial])
+            if idx.numel() == 3 and kind.taylor_pass:
+                local = ((ly[1:] - ly[:-1]) / (lx[1:] - lx[:-1])).tolist()
+            else:
+                local = []
             lx, ly = lx - lx.mean(), ly - ly.mean()
             slope = float((lx * ly).sum() / (lx * lx).sum())
+            if slope < kind.taylor_pass:
+                low[trial].append((slope, *local) if local else (slope, math.nan, math.nan))
             old = best[trial]
             best[trial] = slope if old is None else max(old, slope)
     deaf = [i for i, s in enumerate(best) if s is None and not bool(affine[i])]
-    blind = None
+    blind: Blind | None = None
     if deaf and ev.reads(var):
         i = deaf[0]
         if bool(single[i]) or bool(first_floor[i] > 0):
-            blind = (i, float(first_floor[i]), float(first_signal[i]))
+            blind = Blind(i, float(first_floor[i]), float(first_signal[i]))
+    for i, s in enumerate(best):
+        if blind is None and s is not None and s < kind.taylor_pass and _settling(low[i]):
+            # Every low slope of the trial was still rising towards the smallest step when
+            # the remainder reached the noise floor: f curves on a scale finer than the steps
+            # (a saturating tanh or sigmoid at large inputs), and the remainder had not yet
+            # reached its asymptotic slope. Not a disagreement: the test cannot judge.
+            fit, a, b = low[i][0]
+            blind = Blind(i, slopes=(a, b), fit=fit)
+        if s is not None and s < kind.taylor_pass and _settling(low[i]):
+            best[i] = None  # not judged
     return best, defined, blind
 
 
+def _settling(low: list[tuple[float, float, float]]) -> bool:
+    """Whether a trial's low slopes (fit, first and last local slope of its three points)
+    may be a right claim's remainder still settling, rather than a wrong claim's: each one
+    either rose towards the smallest step by more than :data:`TAYLOR_RISE`, to above
+    :data:`TAYLOR_SETTLING`, or was fitted on two points only (no trend to tell by).
+
+    A right claim's remainder ``|a h^2 + b h^3|`` rises towards slope 2 as the step shrinks
+    (from below where a and b have opposite signs). A wrong claim's ``|e h + a h^2|`` falls
+    towards slope 1 from above, or rises towards it from below (a and e of opposite signs):
+    its local slopes never rise above 1, and where three steps show it, it is judged."""
+    return bool(low) and all(
+        math.isnan(a) or (b - a > TAYLOR_RISE and b > TAYLOR_SETTLING) for _, a, b in low
+    )
+
+
 def _remainders(
-    ev: Evaluator, claim: Claim, bound: Bound, convention: str | None, v: Any, u: Any | None
+    ev: Evaluator,
+    claim: Claim,
+    bound: Bound,
+    convention: str | None,
+    v: Any,
+    u: Any | None,
+    rtol: float = 0.0,
 ) -> tuple[Any, Any, Any, Any]:
     """Along one direction: the remainders [K, T] at the main steps, their rounding floor
     from the size of the terms [K, T], the largest remainder at the tiny steps [T], and the
@@ -460,24 +602,36 @@ def _remainders(
 
     vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
     f0 = ev.f().reshape(1, t, -1)
-    rem, terms, pred = KINDS[claim.kind].taylor_remainder(
+    rem, terms, pred, size = KINDS[claim.kind].taylor_remainder(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u
     )
     r_all = rem.norm(dim=-1)  # [K, T]
     km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
+    if ev.reads(var):
+        # The remainder at the tiny steps shows the rounding of f only where it happens to
+        # round differently there; f's measured noise (Monte Carlo arithmetic) at each of the
+        # remainder's points bounds it however f rounds.
+        count = 2 if u is None else len(moves)  # values of f in one remainder
+        measured = ev.f_noise().reshape(t, -1).norm(dim=-1) * count
+        noise = torch.maximum(noise, measured * (TAYLOR_MEASURED_MARGIN / TAYLOR_NOISE_MARGIN))
     # the signal: the change of f over the step, at any of the moved points, or as the claim
     # predicts it (a right zero claim of an f that moves is heard through the first)
     moved = (vals[:, :km] - f0.unsqueeze(0)).norm(dim=-1).amax(dim=0)  # [K, T]
     signal = torch.maximum(moved, pred[:km].norm(dim=-1))
-    return r_all[:km], TAYLOR_FLOOR * terms[:km].norm(dim=-1), noise, signal
+    # A remainder within rtol of the predicted change is an error the check itself allows
+    # (the claim is right to rtol, entry by entry): it is not evidence of a wrong claim.
+    floor = torch.maximum(
+        TAYLOR_FLOOR * terms[:km].norm(dim=-1), rtol * size[:km].norm(dim=-1)
+    )
+    return r_all[:km], floor, noise, signal
 
 
 def taylor_result(
     claim: Claim,
     slopes: list[float | None],
     defined: bool,
-    blind: tuple[int, float, float] | None = None,
+    blind: Blind | None = None,
 ) -> WitnessResult:
     kind = KINDS[claim.kind]
     expected = kind.taylor_expected
@@ -489,14 +643,8 @@ def taylor_result(
         )
     known = [(s, i) for i, s in enumerate(slopes) if s is not None]
     if blind is not None and not any(s < need for s, _ in known):
-        trial, floor, signal = blind
         return WitnessResult(
-            "taylor", "undefined", expected_slope=expected,
-            message=f"the Taylor test {CANNOT_JUDGE}: on trial {trial} the change of f over the "
-            f"largest step, measured or predicted by the claim ({signal:.3g}), is not "
-            f"{TAYLOR_SIGNAL_MARGIN:g} times above the rounding noise of f there ({floor:.3g}), "
-            f"nor does the remainder rise above it at two steps or more; f is rounded too "
-            f"coarsely (a large constant or large cancelling terms in f): use autograd",
+            "taylor", "undefined", expected_slope=expected, message=blind.message()
         )
     if not known:
         return WitnessResult(
@@ -600,7 +748,7 @@ def judge(
         if primary is None:
             primary, reference = _as_fd(fd_res), fd_value
     if "taylor" in witnesses:
-        slopes, defined, blind_t = taylor(ev, claim, bound, convention)
+        slopes, defined, blind_t = taylor(ev, claim, bound, convention, rtol)
         results["taylor"] = taylor_result(claim, slopes, defined, blind_t)
         if convention in ("frobenius", "free") and results["taylor"].verdict == "agrees":
             # Symmetric directions only see the symmetric part (free: the upper triangle) of
