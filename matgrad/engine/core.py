@@ -31,7 +31,16 @@ from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
 from matgrad.limits import Limits
-from matgrad.results import ClaimResult, IdentityResult, Recheck, RunReport, Worst, unravel
+from matgrad.results import (
+    ClaimResult,
+    IdentityResult,
+    Number,
+    Recheck,
+    RunReport,
+    Worst,
+    fmt_number,
+    unravel,
+)
 from matgrad.settings import CONFIRM_DTYPE, DEFAULT_TOL, Settings
 from matgrad.spec.schema import (
     DEFAULT_TRIALS,
@@ -101,8 +110,8 @@ class _Run:
             draw = _guarded(compiled, _draw(compiled.identity, trials, seed), seed, dtype, tally)
         xs, ds = draw
         self.draw = draw  # float64 CPU, as drawn (witnesses and `show` start from it)
-        self.x = {k: t.to(device=device, dtype=dtype) for k, t in xs.items()}
-        self.d = {k: t.to(device=device, dtype=dtype) for k, t in ds.items()}
+        self.x = {k: tensors.cast(t, dtype, device) for k, t in xs.items()}
+        self.d = {k: tensors.cast(t, dtype, device) for k, t in ds.items()}
         self.trials = trials
         self.like = torch.zeros(trials, dtype=dtype, device=device)
         self._env: dict[str, Any] | None = None
@@ -136,6 +145,12 @@ class _Run:
         if self._env is None:
             self._env = {k: v.detach() if v.requires_grad else v for k, v in env.items()}
         value = self.f(env)
+        if value.is_complex():
+            raise EvalError(
+                "f is complex-valued: it has no gradient (a gradient needs a real f); claim "
+                "its differential instead (the change of f along a direction), or make f "
+                "real: real(f), imag(f), abs(f)**2"
+            )
         out = value.reshape(self.trials)
         grads = torch.autograd.grad(
             out.sum(), [leaves[n] for n in names], allow_unused=True
@@ -232,8 +247,14 @@ def _first_bad_trial(x: Any) -> int | None:
     return int(idx[0, 0]) if idx.numel() else None
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+def _fmt(x: Number) -> str:
+    return fmt_number(x, ".4g")
+
+
+def _item(x: Any) -> Number:
+    """One entry as a Python number: complex for a complex tensor."""
+    v = x.item()
+    return complex(v) if isinstance(v, complex) else float(v)
 
 
 def compare(
@@ -253,7 +274,8 @@ def compare(
     res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
     tr, cl = tensors.per_trial(truth, value)  # a constant scalar claim fills the whole shape
     t = tr.shape[0]
-    err = (cl - tr).abs_()
+    # |.| of the difference: the modulus for complex entries (the same rule, on the plane)
+    err = (cl - tr).abs()
     mag = tr.abs()
     bound = tensors.tolerance(mag, rtol, atol, noise)
     if slack is not None:
@@ -269,9 +291,10 @@ def compare(
     # Every number the result needs, read back in one transfer. NaN and Inf propagate into
     # the largest |autograd| and the largest error, so those two also say whether either
     # side had a non-finite entry; which trial it was is looked up only then.
-    top_mag, max_abs, max_ratio, max_rel, claimed, autograd = torch.stack(
-        [mag.max(), err.max(), ratio.max(), rel.max(), torch.take(cl, flat), torch.take(tr, flat)]
+    top_mag, max_abs, max_ratio, max_rel = torch.stack(
+        [mag.max(), err.max(), ratio.max(), rel.max()]
     ).tolist()
+    claimed, autograd = _item(torch.take(cl, flat)), _item(torch.take(tr, flat))
     if not math.isfinite(top_mag):
         res.status = "error"
         res.message = (

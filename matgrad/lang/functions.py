@@ -803,6 +803,7 @@ _elementwise(
 # axes, piecewise and order functions, constants.
 from matgrad.lang import (  # noqa: E402, F401
     fn_axes,
+    fn_complex,
     fn_constants,
     fn_decomp,
     fn_piecewise,
