@@ -287,7 +287,7 @@ class Matrix:
     """A scalar, vector or matrix of one trial: its shape and its entries, row-major."""
 
     shape: list[int]
-    values: list[float]
+    values: list[Number]  # complex for a complex quantity
 
     def index(self, flat: int) -> list[int]:
         return unravel(flat, self.shape)
