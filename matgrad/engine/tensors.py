@@ -60,8 +60,9 @@ class Perturbation:
         with _disable_current_modes():
             info = torch.finfo(x.dtype)
             s = torch.randint(0, 2, tuple(x.shape), generator=self.gen, dtype=torch.int8)
-            sign = s.to(device=x.device, dtype=x.abs().dtype) * 2 - 1
-            step = (x.abs() * info.eps).clamp_min(info.smallest_normal * info.eps)
+            size = x.abs()
+            sign = s.to(device=x.device, dtype=size.dtype) * 2 - 1
+            step = (size * info.eps).clamp_min(info.smallest_normal * info.eps)
             moved = x + sign * (PERTURBATION_ULPS * step)
             return torch.where(x == 0, x, moved)
 
@@ -109,7 +110,9 @@ class EveryOperation(TorchDispatchMode):
         return out
 
     def _moved(self, x: Any) -> Any:
-        if not _inexact(x) or x.numel() == 0:
+        # Forward-mode autograd stands for a missing tangent by an efficient zero tensor,
+        # which has no storage: reading it (abs) crashes the process. It is exact anyway.
+        if not _inexact(x) or x.numel() == 0 or x._is_zerotensor():
             return x
         return self.perturbation.move(x)
 
