@@ -66,6 +66,9 @@ class Domain:
     # draws are complex (complex128 on the CPU; the run casts them to complex64 with float32):
     # directions are complex too, and a grad claim is read in a Wirtinger convention
     complex: bool
+    # draws equal their conjugate transpose (their transpose when real): the functions of
+    # self-adjoint matrices (eigvalsh, eigh, cholesky) accept them
+    hermitian: bool
 
 
 def _any(shape: Shape) -> bool:
@@ -352,6 +355,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=_symmetric_part,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -366,6 +370,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=_symmetric_part,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -380,6 +385,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=True,
             complex=False,
         ),
         Domain(
@@ -395,6 +401,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_one_orthogonal,
             symmetrized=None,
+            hermitian=True,
             complex=False,
         ),
         Domain(
@@ -410,6 +417,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=lambda shape: (shape[-1], shape[-1]),
             symmetrized=_gram,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -424,6 +432,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_one_orthogonal,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -439,6 +448,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=True,
             complex=False,
         ),
         Domain(
@@ -454,6 +464,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=lambda shape: (shape[0], shape[1]),
             symmetrized=_gram,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -469,6 +480,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -483,6 +495,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -498,6 +511,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -512,6 +526,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -527,6 +542,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_one_orthogonal_rows,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -541,6 +557,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -556,6 +573,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -571,6 +589,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=False,
         ),
         Domain(
@@ -586,6 +605,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
             complex=True,
         ),
         Domain(
@@ -600,6 +620,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=True,
             complex=True,
         ),
         Domain(
@@ -615,6 +636,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_one_orthogonal,
             symmetrized=None,
+            hermitian=True,
             complex=True,
         ),
         Domain(
@@ -629,6 +651,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_one_orthogonal,
             symmetrized=None,
+            hermitian=False,
             complex=True,
         ),
         Domain(
@@ -644,6 +667,7 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=lambda shape: (shape[-1], shape[-1]),
             symmetrized=None,
+            hermitian=False,
             complex=True,
         ),
     ]

@@ -1066,10 +1066,16 @@ def _evaluate_node(
             return fn.impl(torch, *vals, **options)
         except ValueTooLarge as e:
             raise EvalError(f"{node.text}: {e}") from None
-        except (RuntimeError, NotImplementedError):
+        except (RuntimeError, NotImplementedError) as e:
             # torch refuses complex input for functions defined by the order of the reals
-            # (relu, sign, clamp, max, softplus): said so, not an internal error
-            refuse_complex(node.text, fn.name, *vals)
+            # (relu, sign, clamp, max, softplus) and for a few others: said so, not an
+            # internal error
+            if any(getattr(v, "is_complex", lambda: False)() for v in vals):
+                reason = str(e).split("\n")[0][:200]
+                raise EvalError(
+                    f"{node.text}: {fn.name} does not accept complex values here ({reason}); "
+                    f"apply it to real(...), imag(...) or abs(...)"
+                ) from None
             raise
     raise AssertionError(f"unhandled node {type(node).__name__}")  # pragma: no cover
 

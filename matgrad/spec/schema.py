@@ -737,7 +737,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     symmetric = {
         v.name
         for v in ident.vars.values()
-        if DOMAINS[v.domain].symmetric or v.domain == "diagonal"
+        if DOMAINS[v.domain].hermitian
     }
     for name, text, line in ident.lets:
         let_shapes = {**shapes, **{d: ident.vars[v].shape for d, v in directions.items()}}
