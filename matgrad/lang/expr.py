@@ -343,7 +343,7 @@ def _convert(
                     )
                 return Attr(seg, col, sub(owner), node.attr)
         raise _err(
-            f"attribute .{node.attr} is not allowed: the attributes are .T and "
+            f"attribute .{node.attr} is not allowed: the attributes are .T, "
             f"{', '.join('.' + a for a in ATTRIBUTES)}, and the named results of a function "
             f"with several (such as qr(A).Q)",
             src,
