@@ -21,6 +21,7 @@ class Differential(FirstOrder):
     symbol_mathml = '<mrow><mi mathvariant="normal">d</mi><mi>f</mi></mrow>'
     needs_scalar_f = False
     uses_direction = True
+    complex_ok = True
     new_help = "A differential claim."
     template_var = "X"
     template_body = """\

@@ -69,6 +69,7 @@ class Grad(FirstOrder):
     )
     needs_scalar_f = True
     joint_gradient = True
+    complex_ok = True
     shared_passes = PASSES
     new_help = "A gradient claim (default: X)."
     template_var = "X"
