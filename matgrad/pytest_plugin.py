@@ -335,12 +335,14 @@ def _failure_text(error: BaseException) -> str:
 
 
 def _claim_failure(claim: ClaimResult, result: IdentityResult, state: _State) -> str:
+    from matgrad.results import fmt_number
+
     lines = [claim.message]
     if claim.worst is not None and "claimed" not in claim.message:
         w = claim.worst
         lines.append(
             f"  worst entry: trial {w.trial}, index {w.index}: "
-            f"autograd {w.autograd:.6g}, claimed {w.claimed:.6g}"
+            f"autograd {fmt_number(w.autograd, '.6g')}, claimed {fmt_number(w.claimed, '.6g')}"
         )
     if claim.hint:
         lines.append(f"  hint: {claim.hint}")

@@ -36,6 +36,24 @@ def ravel(index: list[int], shape: list[int] | tuple[int, ...]) -> int:
         k = k * d + i
     return k
 
+Number = float | complex  # an entry of a claim or of autograd: complex for complex claims
+
+
+def fmt_number(x: Number, spec: str = ".4g") -> str:
+    """A number for people: ``1.5`` or, for a complex one, ``1.5 + 2i`` / ``1.5 - 2i``."""
+    if not isinstance(x, complex):
+        return format(x, spec)
+    sign = "-" if x.imag < 0 or (x.imag == 0 and str(x.imag).startswith("-")) else "+"
+    return f"{format(x.real, spec)} {sign} {format(abs(x.imag), spec)}i"
+
+
+def json_number(x: Number) -> Any:
+    """A number for JSON: a float as it is, a complex one as ``{"re": a, "im": b}``."""
+    if isinstance(x, complex):
+        return {"re": x.real, "im": x.imag}
+    return x
+
+
 IDENTITY_STATUSES = ("passed", "failed", "xfailed", "xpassed", "error")
 
 
@@ -45,11 +63,14 @@ class Worst:
 
     trial: int
     index: list[int]
-    autograd: float
-    claimed: float
+    autograd: Number
+    claimed: Number
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        out["autograd"] = json_number(self.autograd)
+        out["claimed"] = json_number(self.claimed)
+        return out
 
 
 @dataclasses.dataclass
@@ -266,7 +287,7 @@ class Matrix:
     """A scalar, vector or matrix of one trial: its shape and its entries, row-major."""
 
     shape: list[int]
-    values: list[float]
+    values: list[Number]  # complex for a complex quantity
 
     def index(self, flat: int) -> list[int]:
         return unravel(flat, self.shape)

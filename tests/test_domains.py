@@ -27,7 +27,7 @@ def test_every_domain_has_a_sampler() -> None:
         shape = (4, 4) if dom.fits((4, 4)) else (4,)
         x = draw(name, shape)
         assert x.shape == (T, *shape)
-        assert x.dtype == torch.float64
+        assert x.dtype == (torch.complex128 if dom.complex else torch.float64)
         assert torch.isfinite(x).all()
 
 
@@ -115,12 +115,13 @@ def test_every_domain_has_every_part(name: str) -> None:
     assert callable(dom.fits) and callable(dom.sample) and callable(dom.tangent)
     assert callable(dom.orthogonals)
     assert isinstance(dom.symmetric, bool) and isinstance(dom.conditioned, bool)
+    assert isinstance(dom.complex, bool) and isinstance(dom.hermitian, bool)
     assert dom.symmetrized is None or callable(dom.symmetrized)
     shape = _shape(dom)
     x = draw(name, shape)
     for tangent in (False, True):
         d = domains.direction(torch, name, x, torch.Generator().manual_seed(1), tangent)
-        assert d.shape == x.shape and d.dtype == torch.float64
+        assert d.shape == x.shape and d.dtype == x.dtype
 
 
 def test_a_domain_cannot_leave_out_a_part() -> None:
@@ -153,7 +154,14 @@ def test_the_declared_draw_cost_is_what_the_sampler_draws(
         sizes.append(n)
         return real(torch_, t, n, gen)
 
+    real_unitary = domains._unitary
+
+    def counting_unitary(torch_: object, t: int, n: int, gen: object) -> torch.Tensor:
+        sizes.append(n)
+        return real_unitary(torch_, t, n, gen)
+
     monkeypatch.setattr(domains, "_orthogonal", counting)
+    monkeypatch.setattr(domains, "_unitary", counting_unitary)
     draw(name, shape)
     assert sorted(sizes) == sorted(dom.orthogonals(shape))
 
@@ -166,6 +174,8 @@ def test_the_symmetric_and_conditioned_facts_hold_for_the_draws(name: str) -> No
     x = draw(name, (4, 4))
     off = x - torch.diag_embed(torch.diagonal(x, dim1=-2, dim2=-1))
     assert dom.symmetric == (torch.allclose(x, x.mT) and bool((off != 0).any()))
+    assert dom.hermitian == torch.allclose(x, x.mH)
+    assert dom.complex == x.is_complex()
     s = torch.linalg.svdvals(unscaled(x) if dom.scaled else x)
     in_range = bool((s >= domains.LO - 1e-12).all() and (s <= domains.HI + 1e-12).all())
     assert dom.conditioned == in_range
@@ -203,3 +213,48 @@ def test_conditioning_holds_at_every_scale(name: str) -> None:
     x = draw(name, (4, 4))
     s = torch.linalg.svdvals(x)
     assert (s[:, 0] / s[:, -1] <= domains.HI / domains.LO + 1e-9).all()
+
+
+# ---- complex domains ---------------------------------------------------------------------
+
+
+def test_complex_entries_are_standard_complex_normal() -> None:
+    z = unscaled(draw("complex", (400,)))
+    assert z.dtype == torch.complex128
+    power = (z.abs() ** 2).mean(dim=1)
+    assert (power > 0.75).all() and (power < 1.25).all()
+    assert abs(float((z.real * z.imag).mean())) < 0.05  # independent parts
+
+
+def test_hermitian_and_hpd() -> None:
+    h = draw("hermitian", (4, 4))
+    assert torch.allclose(h, h.mH)
+    assert (torch.linalg.eigvalsh(h) < 0).any()  # not secretly positive definite
+    assert (h.imag.abs() > 0).any()
+    p = unscaled(draw("hpd", (4, 4)))
+    assert torch.allclose(p, p.mH)
+    ev = torch.linalg.eigvalsh(p)
+    assert ev.min() >= domains.LO - 1e-12 and ev.max() <= domains.HI + 1e-12
+
+
+def test_unitary_and_complex_invertible() -> None:
+    u = draw("unitary", (4, 4))
+    eye4 = torch.eye(4, dtype=torch.complex128).expand(T, 4, 4)
+    assert torch.allclose(u.mH @ u, eye4, atol=1e-12)
+    assert not torch.allclose(u.imag, torch.zeros_like(u.imag))
+    a = unscaled(draw("complex-invertible", (4, 4)))
+    s = torch.linalg.svdvals(a)
+    assert s.min() >= domains.LO - 1e-12 and s.max() <= domains.HI + 1e-12
+    assert not torch.allclose(a, a.mH)
+
+
+def test_complex_tangent_directions() -> None:
+    gen = torch.Generator().manual_seed(0)
+    u = draw("unitary", (4, 4))
+    d = domains.direction(torch, "unitary", u, gen, tangent=True)
+    skew = u.mH @ d
+    assert torch.allclose(skew, -skew.mH, atol=1e-12)
+    h = domains.direction(torch, "hermitian", draw("hermitian", (3, 3)), gen, tangent=True)
+    assert h.is_complex() and torch.allclose(h, h.mH)
+    free = domains.direction(torch, "complex", draw("complex", (3,)), gen, tangent=False)
+    assert free.is_complex() and (free.imag != 0).all()

@@ -82,7 +82,8 @@ MESSAGES = [
     ),
     # no foreign spelling: the message is the parser's own
     pytest.param("tr(X) ^ 2", "operator ^ (use ** for powers) is not allowed", id="caret-power"),
-    pytest.param("b'x'", "constant b'x' is not allowed: only int and float numbers",
+    pytest.param("b'x'",
+                 "constant b'x' is not allowed: only int, float and imaginary (2j) numbers",
                  id="bytes-is-not-matlab"),
 ]
 

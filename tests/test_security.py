@@ -136,21 +136,21 @@ def test_the_witnesses_see_an_evaluation(evaluations: list[str]) -> None:
 
 ESCAPES = [
     pytest.param("X.__class__", "attribute .__class__ is not allowed: "
-                 "the attributes are .T and .mT, and the named results of a function with several "
+                 "the attributes are .T, .mT, .H, and the named results of a function with several "
                  "(such as qr(A).Q)",
                  id="dunder-attribute"),
     pytest.param("().__class__.__bases__",
                  "attribute .__bases__ is not allowed: "
-                 "the attributes are .T and .mT, and the named results of a function with several "
+                 "the attributes are .T, .mT, .H, and the named results of a function with several "
                  "(such as qr(A).Q)",
                  id="dunder-chain-from-tuple"),
     pytest.param("X.T.__dict__", "attribute .__dict__ is not allowed: "
-                 "the attributes are .T and .mT, and the named results of a function with several "
+                 "the attributes are .T, .mT, .H, and the named results of a function with several "
                  "(such as qr(A).Q)",
                  id="dunder-after-transpose"),
     pytest.param("inv.__globals__",
                  "attribute .__globals__ is not allowed: "
-                 "the attributes are .T and .mT, and the named results of a function with several "
+                 "the attributes are .T, .mT, .H, and the named results of a function with several "
                  "(such as qr(A).Q)",
                  id="function-globals"),
     pytest.param("__import__('os')", "unknown function '__import__'", id="__import__"),
@@ -175,7 +175,7 @@ ESCAPES = [
     pytest.param("sum(__builtins__)", "unknown name '__builtins__'; declare it under vars or dims",
                  id="builtins-name"),
     pytest.param("X.shape", "attribute .shape is not allowed: "
-                 "the attributes are .T and .mT, and the named results of a function with several "
+                 "the attributes are .T, .mT, .H, and the named results of a function with several "
                  "(such as qr(A).Q)",
                  id="attribute-other-than-T"),
     pytest.param("X.sum()", "only calls of listed functions by name are allowed",
@@ -211,11 +211,14 @@ ESCAPES = [
                  id="starred-argument"),
     pytest.param("'a'", "\"'a'\" is not a tensor: strings, True/False/None, tuples", id="string"),
     pytest.param("'x' * 10**6", "is not a tensor: strings", id="string-repeat"),
-    pytest.param("b'x'", "constant b'x' is not allowed: only int and float numbers", id="bytes"),
+    pytest.param("b'x'", "constant b'x' is not allowed: only int, float and imaginary (2j) numbers",
+                 id="bytes"),
     pytest.param("None", "'None' is not a tensor: strings, True/False/None", id="none"),
     pytest.param("True", "'True' is not a tensor: strings, True/False/None", id="bool"),
     pytest.param("...", "'...' is not a tensor: strings, True/False/None", id="ellipsis"),
-    pytest.param("1j", "constant 1j is not allowed: only int and float numbers", id="complex"),
+    # an imaginary literal is a number (1j), but never an infinite one
+    pytest.param("1e999j", "constant 1e999j is not finite", id="complex-infinite"),
+    pytest.param("X.H.__class__", "attribute .__class__ is not allowed", id="dunder-after-H"),
     pytest.param("X < X < X", "chained comparisons are not allowed", id="compare-chain"),
     pytest.param("X is X", "only <, <=, > and >= compare", id="compare-is"),
     pytest.param("X in X", "only <, <=, > and >= compare", id="compare-in"),

@@ -44,6 +44,9 @@ class ClaimKind:
     # the claimed value is autograd's own (the implementation under test), judged by the
     # witnesses that do not use autograd; written as a list of variables, with no expression
     claimed_by_autograd: ClassVar[bool] = False
+    # its truth handles complex variables and a complex f (grad: a Wirtinger convention;
+    # differential: a complex direction); other kinds refuse them with a pointer to these
+    complex_ok: ClassVar[bool] = False
     # -- witnesses
     fd_tol: ClassVar[float]  # rtol and atol (scaled) against finite differences
     fd_ratio: ClassVar[float]  # second step = first / ratio

@@ -21,6 +21,7 @@ class Differential(FirstOrder):
     symbol_mathml = '<mrow><mi mathvariant="normal">d</mi><mi>f</mi></mrow>'
     needs_scalar_f = False
     uses_direction = True
+    complex_ok = True
     new_help = "A differential claim."
     template_var = "X"
     template_body = """\
@@ -117,6 +118,8 @@ def _jvp_by_double_backward(torch: Any, run: Any, var: str) -> Any:
     out = run.f(env)
     if not out.requires_grad:
         return torch.zeros_like(out)
+    if out.is_complex() or leaves[var].is_complex():
+        return _complex_jvp(torch, out, leaves[var], run.d[var])
     # Scalar outputs only: torch.autograd.grad with explicit grad_outputs imports
     # torch.fx's symbolic shapes (and sympy) on first use, about a second.
     u = torch.zeros_like(out, requires_grad=True)
@@ -125,6 +128,26 @@ def _jvp_by_double_backward(torch: Any, run: Any, var: str) -> Any:
         return torch.zeros_like(out)
     (jv,) = torch.autograd.grad((g * run.d[var]).sum(), [u], allow_unused=True)
     return torch.zeros_like(out) if jv is None else jv
+
+
+def _complex_jvp(torch: Any, out: Any, x: Any, d: Any) -> Any:
+    """The change of f along d (J d, f or x complex), by the same two reverse passes.
+
+    f's real and imaginary parts are paired with real multipliers u, v, and
+    L = <u, re f> + <v, im f> is real. torch's gradient of a real L with respect to a complex
+    x is G = dL/dre x + i dL/dim x, so the real inner product re(sum(conj(G) d)) is the
+    directional derivative of L along d, linear in (u, v); its gradients with respect to u and
+    v are the real and imaginary parts of J d. Holomorphic or not (conj(x) in f), the same."""
+    parts = (out.real, out.imag) if out.is_complex() else (out,)
+    us = [torch.zeros_like(p, requires_grad=True) for p in parts]
+    loss = sum((p * u).sum() for p, u in zip(parts, us, strict=True))
+    (g,) = torch.autograd.grad(loss, [x], create_graph=True, allow_unused=True)
+    if g is None or not g.requires_grad:
+        return torch.zeros_like(out)
+    along = (g.conj() * d).real.sum() if g.is_complex() else (g * d).sum()
+    jv = torch.autograd.grad(along, us, allow_unused=True)
+    re, *im = (torch.zeros_like(p) if j is None else j for p, j in zip(parts, jv, strict=True))
+    return torch.complex(re, im[0]) if im else re
 
 
 KIND = Differential()

@@ -2,6 +2,12 @@
 
 For a variable drawn symmetric, the gradient is reported in the identity's ``convention``
 (entrywise, frobenius or free), for autograd and finite differences alike.
+
+For a complex variable Z = X + iY (f real), the gradient is read in one of the Wirtinger
+conventions (docs/format.md, "Complex variables"): ``conjugate-wirtinger`` df/dZ̄ =
+(df/dX + i df/dY)/2 (the default: the Matrix Cookbook's and Hjørungnes' choice, in which the
+gradient of tr(Z^H A Z) is A Z), ``wirtinger`` df/dZ = conj(df/dZ̄) for a real f, and
+``pytorch`` 2 df/dZ̄ = df/dX + i df/dY, what torch's ``.grad`` holds for a complex leaf.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from matgrad.lang.domains import DOMAINS
 from matgrad.lang.functions import Shape, numel
 
 CONVENTIONS = ("entrywise", "frobenius", "free")
+COMPLEX_CONVENTIONS = ("conjugate-wirtinger", "wirtinger", "pytorch")
+DEFAULT_COMPLEX = "conjugate-wirtinger"
 PASSES = 5  # all gradients of an identity come from one backward pass, about five over f
 
 
@@ -32,6 +40,25 @@ def _symmetric(ident: Any, var: str) -> bool:
     return DOMAINS[ident.vars[var].domain].symmetric
 
 
+def _complex(ident: Any, var: str) -> bool:
+    return DOMAINS[ident.vars[var].domain].complex
+
+
+def complex_convention(ident: Any) -> str:
+    """The Wirtinger convention of the identity's complex variables."""
+    return ident.convention if ident.convention in COMPLEX_CONVENTIONS else DEFAULT_COMPLEX
+
+
+def wirtinger(g: Any, convention: str) -> Any:
+    """torch's gradient ``g`` = df/dX + i df/dY of a real f (for a complex leaf) in
+    ``convention``."""
+    if convention == "pytorch":
+        return g
+    if convention == "wirtinger":
+        return g.conj() / 2
+    return g / 2
+
+
 class Grad(FirstOrder):
     name = "grad"
     noun = "gradient"
@@ -42,6 +69,7 @@ class Grad(FirstOrder):
     )
     needs_scalar_f = True
     joint_gradient = True
+    complex_ok = True
     shared_passes = PASSES
     new_help = "A gradient claim (default: X)."
     template_var = "X"
@@ -64,11 +92,15 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
     def truth(self, torch: Any, run: Any, var: str, first_pass: dict[str, Any]) -> Any:
         g = first_pass[var] if var in first_pass else run.gradients([var])[1][var]
         ident = run.c.identity
+        if _complex(ident, var):
+            return wirtinger(g, complex_convention(ident))
         if _symmetric(ident, var) and g.dim() == 3:
             g = apply_convention(torch, g, ident.convention)
         return g
 
     def convention(self, ident: Any, var: str, truth: Any) -> str | None:
+        if _complex(ident, var):
+            return complex_convention(ident)
         return ident.convention if _symmetric(ident, var) and truth.dim() == 3 else None
 
     def converter(self, torch: Any, ident: Any, var: str) -> Callable[[Any], Any] | None:
@@ -78,6 +110,10 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
 
     def alternatives(self, torch: Any, run: Any, var: str, truth: Any) -> dict[str, Any]:
         ident = run.c.identity
+        if _complex(ident, var):
+            raw = run.gradients([var])[1][var].detach()
+            own = complex_convention(ident)
+            return {c: wirtinger(raw, c) for c in COMPLEX_CONVENTIONS if c != own}
         if not (_symmetric(ident, var) and truth.dim() == 3):
             return {}
         raw = run.gradients([var])[1][var].detach()

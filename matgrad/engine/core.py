@@ -31,7 +31,16 @@ from matgrad.lang import domains
 from matgrad.lang.expr import Bound
 from matgrad.lang.functions import Shape, fmt_shape, is_scalar, numel
 from matgrad.limits import Limits
-from matgrad.results import ClaimResult, IdentityResult, Recheck, RunReport, Worst, unravel
+from matgrad.results import (
+    ClaimResult,
+    IdentityResult,
+    Number,
+    Recheck,
+    RunReport,
+    Worst,
+    fmt_number,
+    unravel,
+)
 from matgrad.settings import CONFIRM_DTYPE, DEFAULT_TOL, Settings
 from matgrad.spec.schema import (
     DEFAULT_TRIALS,
@@ -101,8 +110,8 @@ class _Run:
             draw = _guarded(compiled, _draw(compiled.identity, trials, seed), seed, dtype, tally)
         xs, ds = draw
         self.draw = draw  # float64 CPU, as drawn (witnesses and `show` start from it)
-        self.x = {k: t.to(device=device, dtype=dtype) for k, t in xs.items()}
-        self.d = {k: t.to(device=device, dtype=dtype) for k, t in ds.items()}
+        self.x = {k: tensors.cast(t, dtype, device) for k, t in xs.items()}
+        self.d = {k: tensors.cast(t, dtype, device) for k, t in ds.items()}
         self.trials = trials
         self.like = torch.zeros(trials, dtype=dtype, device=device)
         self._env: dict[str, Any] | None = None
@@ -136,6 +145,12 @@ class _Run:
         if self._env is None:
             self._env = {k: v.detach() if v.requires_grad else v for k, v in env.items()}
         value = self.f(env)
+        if value.is_complex():
+            raise EvalError(
+                "f is complex-valued: it has no gradient (a gradient needs a real f); claim "
+                "its differential instead (the change of f along a direction), or make f "
+                "real: real(f), imag(f), abs(f)**2"
+            )
         out = value.reshape(self.trials)
         grads = torch.autograd.grad(
             out.sum(), [leaves[n] for n in names], allow_unused=True
@@ -232,8 +247,14 @@ def _first_bad_trial(x: Any) -> int | None:
     return int(idx[0, 0]) if idx.numel() else None
 
 
-def _fmt(x: float) -> str:
-    return f"{x:.4g}"
+def _fmt(x: Number) -> str:
+    return fmt_number(x, ".4g")
+
+
+def _item(x: Any) -> Number:
+    """One entry as a Python number: complex for a complex tensor."""
+    v = x.item()
+    return complex(v) if isinstance(v, complex) else float(v)
 
 
 def compare(
@@ -253,7 +274,8 @@ def compare(
     res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
     tr, cl = tensors.per_trial(truth, value)  # a constant scalar claim fills the whole shape
     t = tr.shape[0]
-    err = (cl - tr).abs_()
+    # |.| of the difference: the modulus for complex entries (the same rule, on the plane)
+    err = (cl - tr).abs()
     mag = tr.abs()
     bound = tensors.tolerance(mag, rtol, atol, noise)
     if slack is not None:
@@ -269,9 +291,10 @@ def compare(
     # Every number the result needs, read back in one transfer. NaN and Inf propagate into
     # the largest |autograd| and the largest error, so those two also say whether either
     # side had a non-finite entry; which trial it was is looked up only then.
-    top_mag, max_abs, max_ratio, max_rel, claimed, autograd = torch.stack(
-        [mag.max(), err.max(), ratio.max(), rel.max(), torch.take(cl, flat), torch.take(tr, flat)]
+    top_mag, max_abs, max_ratio, max_rel = torch.stack(
+        [mag.max(), err.max(), ratio.max(), rel.max()]
     ).tolist()
+    claimed, autograd = _item(torch.take(cl, flat)), _item(torch.take(tr, flat))
     if not math.isfinite(top_mag):
         res.status = "error"
         res.message = (
@@ -348,6 +371,13 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
         ):
             evaluated.append(None)
             continue
+        if not kind.complex_ok and (fval.is_complex() or run.x[claim.var].is_complex()):
+            what = "a complex variable" if run.x[claim.var].is_complex() else "a complex f"
+            supported = ", ".join(k.name for k in KINDS.values() if k.complex_ok)
+            raise EvalError(
+                f"{claim.label}: a {kind.name} claim about {what} cannot be checked; claims "
+                f"about complex values are {supported} claims"
+            )
         truth = kind.truth(torch, run, claim.var, grads)
         # a claim of autograd's own value is judged by the witnesses that do not use autograd
         value = truth.detach() if kind.claimed_by_autograd else run.claim_value(claim, bound)
@@ -452,6 +482,7 @@ def check_compiled(
         # autograd's derivative is the user's implementation under test: judge every claim by
         # the witnesses that evaluate f only, too
         chosen = witness.witnesses_for(ident.witness, (*settings.witnesses, *witness.WITHOUT))
+    _refuse_complex_witnesses(ident, chosen)
     witness.check_budget(compiled, chosen, trials, settings.limits)  # before anything is drawn
     seed = identity_seed(settings.seed, ident.id)
     tally = tally if tally is not None else degeneracy.Tally()
@@ -577,6 +608,20 @@ def check_compiled(
             keep.append((run, claim, *computed, noise))
         results.append(res)
     return results
+
+
+def _refuse_complex_witnesses(ident: Identity, chosen: tuple[str, ...]) -> None:
+    """The finite-difference and Taylor witnesses step along real directions only: on a complex
+    variable they cannot judge, and say so rather than give a verdict."""
+    others = [w for w in chosen if w != "autograd"]
+    complex_vars = [v.name for v in ident.vars.values() if domains.DOMAINS[v.domain].complex]
+    if others and complex_vars:
+        raise EvalError(
+            f"the {' and '.join(others)} witness{'es' if len(others) > 1 else ''} cannot judge "
+            f"claims about complex variables ({', '.join(complex_vars)}): they step along real "
+            f"directions only; run this identity with autograd alone (without "
+            f"{' and '.join('--' + w for w in others)}, and no witness: key)"
+        )
 
 
 class _Recheck:

@@ -41,6 +41,7 @@ diagonal, fullrank) are not measured for a condition number: that keeps the guar
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -218,7 +219,15 @@ def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
         return tie_margin(torch, *values)
     fn = overlay.get(node.fn)
     assert fn.margin is not None
-    return fn.margin(torch, *values, **dict(call.options))
+    try:
+        margin = fn.margin(torch, *values, **dict(call.options))
+        return margin.real if margin.is_complex() else margin  # a complex-typed inf
+    except (RuntimeError, NotImplementedError):
+        if not any(getattr(v, "is_complex", lambda: False)() for v in values):
+            raise
+        # complex values have no order (max, sort): the evaluation refuses them, with its
+        # message; no kink to measure here
+        return torch.full((like.shape[0],), math.inf, dtype=torch.float64, device=like.device)
 
 
 def measure(site: Site, m: Any) -> Any:
@@ -229,17 +238,17 @@ def measure(site: Site, m: Any) -> Any:
     if site.sensitive == "svd":
         return _measure_svd(m)
     if site.sensitive == "branch":
-        lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
+        lam = torch.linalg.eigvalsh(0.5 * (m + m.mH))  # mH: the Hermitian part of a complex m
         scale = lam.abs().amax(dim=1)
         return torch.where(scale > 0, lam[:, 0] / scale, torch.zeros_like(scale))
     if site.sensitive == "triangular":
         m = _triangle(site, m)
     if site.sensitive == "gap":
         if site.fn in GAUGED:
-            lam, vecs = torch.linalg.eigh(0.5 * (m + m.transpose(-1, -2)))
+            lam, vecs = torch.linalg.eigh(0.5 * (m + m.mH))
             tie = gauge_margin(torch, vecs)
         else:
-            lam = torch.linalg.eigvalsh(0.5 * (m + m.transpose(-1, -2)))
+            lam = torch.linalg.eigvalsh(0.5 * (m + m.mH))
             tie = torch.full(lam.shape[:1], float("inf"), dtype=lam.dtype)
         if lam.shape[-1] < 2:
             return tie

@@ -46,6 +46,9 @@ CONVENTION_WORDS = {
     "entrywise": "entrywise gradient (what autograd returns)",
     "frobenius": "Frobenius gradient sym(G) = (G + G.T)/2",
     "free": "free-parameter gradient G + G.T - G*I",
+    "conjugate-wirtinger": "conjugate Wirtinger derivative df/dconj(Z)",
+    "wirtinger": "Wirtinger derivative df/dZ = conj(df/dconj(Z)) for a real f",
+    "pytorch": "complex gradient 2 df/dconj(Z) (torch's .grad)",
 }
 
 
@@ -101,6 +104,8 @@ def _all(truth: Any, value: Any, p: Probe) -> bool:
 
 def _fit(base: Any, value: Any) -> float | None:
     """The least-squares factor c of value ~ c * base, over every trial and entry."""
+    if base.is_complex() or value.is_complex():
+        return _complex_fit(base, value)
     b = base.reshape(-1).to(torch.float64)
     v = value.reshape(-1).to(torch.float64)
     if v.numel() == 1 and b.numel() > 1:
@@ -111,6 +116,20 @@ def _fit(base: Any, value: Any) -> float | None:
     if not den > 0:
         return None
     return float((b * v).sum()) / den
+
+
+def _complex_fit(base: Any, value: Any) -> float | None:
+    """The least-squares factor of complex values when it is real (a factor 2, a sign);
+    None for a complex factor (the conjugation hints name those mistakes)."""
+    b = base.reshape(-1).to(torch.complex128)
+    v = value.reshape(-1).to(torch.complex128)
+    if v.shape != b.shape:
+        return None
+    den = float((b.abs() ** 2).sum())
+    if not den > 0:
+        return None
+    c = complex((b.conj() * v).sum()) / den
+    return c.real if abs(c.imag) <= 1e-6 * max(1.0, abs(c.real)) else None
 
 
 def _layout(p: Probe) -> str | None:
@@ -170,6 +189,30 @@ def _convention(p: Probe) -> str | None:
                 f"convention {name}: the claim is the {CONVENTION_WORDS[name]} of {p.var}; "
                 f"set convention: {name}, or claim the gradient in the identity's convention"
             )
+    return None
+
+
+def _complex(p: Probe) -> str | None:
+    """The complex mistakes: conjugated (.T where .H was meant, or the reverse), the real or
+    the imaginary part only."""
+    truth, ref = p.truth, p.reference
+    if not truth.is_complex():
+        return None
+    if _all(truth.conj(), p.value, p):
+        return (
+            f"conjugated: the claim equals the complex conjugate of the {ref} value (.T where "
+            f".H was meant, or conj missing or extra?)"
+        )
+    square = len(p.expected) == 2 and p.expected[0] == p.expected[1] and p.expected[0] > 1
+    if square and _all(truth.conj().transpose(-1, -2), p.value, p):
+        return (
+            f"conjugate-transposed: the claim equals the {ref} value conjugate-transposed (.H "
+            f"where none was meant?)"
+        )
+    if _all(truth.real, p.value, p) and not _all(truth.real, truth, p):
+        return f"real part only: the claim equals the real part of the {ref} value"
+    if _all(1j * truth.imag, p.value, p) or _all(truth.imag, p.value, p):
+        return f"imaginary part only: the claim equals the imaginary part of the {ref} value"
     return None
 
 
@@ -285,8 +328,9 @@ def _missing(p: Probe) -> str | None:
 
 STEPS = (
     _layout,
+    _convention,  # before the factor: pytorch's .grad is 2x the conjugate Wirtinger derivative
     _linear,
-    _convention,
+    _complex,
     _symmetric,
     _some_trials,
     _swapped,

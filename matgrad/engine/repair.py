@@ -239,11 +239,15 @@ def residual(
     for name, x in named:
         if not torch.is_tensor(x) or x.dim() == 0 or x.shape[0] != t or x[0].numel() != k:
             continue
-        b = _flat(x, judge.truth).to(torch.float64)
-        den = float((b * b).sum())
+        wide = torch.complex128 if r.is_complex() or x.is_complex() else torch.float64
+        b = _flat(x, judge.truth).to(wide)
+        den = float((b.abs() ** 2).sum())
         if not den > 0:
             continue
-        c = float((b * r.to(torch.float64)).sum()) / den
+        fit = complex((b.conj() * r.to(wide)).sum()) / den
+        if abs(fit.imag) > 1e-9 * max(1.0, abs(fit.real)):
+            continue  # a complex factor is no missing term of the claim's own
+        c = fit.real
         if not abs(c) > 1e-12:
             continue
         if bool(judge.passes((c * b).to(r.dtype).unsqueeze(0))[0]):

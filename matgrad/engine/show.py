@@ -17,9 +17,16 @@ from matgrad.settings import Settings
 from matgrad.spec.schema import Identity, compile_identity
 
 
+def _wide(t: Any) -> Any:
+    """A tensor on the CPU in float64, or complex128 when it is complex."""
+    t = t.detach().to(device="cpu")
+    return t.cdouble() if t.is_complex() else t.double()
+
+
 def _matrix(t: Any) -> Matrix:
-    t = t.detach().to(device="cpu").double()
-    return Matrix(list(t.shape), [float(v) for v in t.reshape(-1).tolist()])
+    t = _wide(t)
+    cast = complex if t.is_complex() else float
+    return Matrix(list(t.shape), [cast(v) for v in t.reshape(-1).tolist()])
 
 
 def view(
@@ -141,8 +148,8 @@ def _fill(
 
     from matgrad.engine import tensors
 
-    truth = truth.detach().to(device="cpu").double()
-    value = value.detach().to(device="cpu").double()
+    truth = _wide(truth)
+    value = _wide(value)
     value = tensors.fill_like(value.unsqueeze(0), truth.unsqueeze(0))[0]
     diff = value - truth
     cv.autograd, cv.claimed, cv.difference = _matrix(truth), _matrix(value), _matrix(diff)

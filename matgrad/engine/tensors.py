@@ -60,13 +60,14 @@ class Perturbation:
         with _disable_current_modes():
             info = torch.finfo(x.dtype)
             s = torch.randint(0, 2, tuple(x.shape), generator=self.gen, dtype=torch.int8)
-            sign = s.to(device=x.device, dtype=x.dtype) * 2 - 1
-            step = (x.abs() * info.eps).clamp_min(info.smallest_normal * info.eps)
+            size = x.abs()
+            sign = s.to(device=x.device, dtype=size.dtype) * 2 - 1
+            step = (size * info.eps).clamp_min(info.smallest_normal * info.eps)
             moved = x + sign * (PERTURBATION_ULPS * step)
             return torch.where(x == 0, x, moved)
 
     def __call__(self, x: Any) -> Any:
-        if not getattr(x, "is_floating_point", lambda: False)() or x.numel() == 0:
+        if not _inexact(x) or x.numel() == 0:
             return x
         out = self.move(x) if self.forward else x
         if out.requires_grad:
@@ -77,6 +78,12 @@ class Perturbation:
         # a result of a function with several (qr(A).Q) that the expression does not use
         # receives no gradient: autograd calls the hook with None
         return None if g is None else self.move(g)
+
+
+def _inexact(x: Any) -> bool:
+    """A floating-point or complex tensor (what rounding touches)."""
+    floating = getattr(x, "is_floating_point", lambda: False)()
+    return bool(floating or getattr(x, "is_complex", lambda: False)())
 
 
 class EveryOperation(TorchDispatchMode):
@@ -103,7 +110,9 @@ class EveryOperation(TorchDispatchMode):
         return out
 
     def _moved(self, x: Any) -> Any:
-        if not x.is_floating_point() or x.numel() == 0:
+        # Forward-mode autograd stands for a missing tangent by an efficient zero tensor,
+        # which has no storage: reading it (abs) crashes the process. It is exact anyway.
+        if not _inexact(x) or x.numel() == 0 or x._is_zerotensor():
             return x
         return self.perturbation.move(x)
 
@@ -169,6 +178,17 @@ def with_lets(
     return env
 
 
+COMPLEX_OF: dict[Any, Any] = {torch.float64: torch.complex128, torch.float32: torch.complex64}
+
+
+def cast(x: Any, dtype: Any, device: Any) -> Any:
+    """A drawn tensor (float64 or complex128 on the CPU) in the run's ``dtype`` on ``device``:
+    a complex draw goes to the complex dtype of that precision (complex64 with float32)."""
+    if x.is_complex():
+        dtype = COMPLEX_OF.get(dtype, dtype)
+    return x.to(device=device, dtype=dtype)
+
+
 def per_trial(reference: Any, value: Any) -> tuple[Any, Any]:
     """``reference`` and ``value`` as ``[T, entries]``; a value with one entry per trial (a
     constant scalar claim) is expanded to every entry of the reference."""
@@ -205,7 +225,7 @@ def noise(base: Any, runs: Iterable[Any]) -> Any:
     not finite gives no estimate (0: the entry is then held to the strict test)."""
     t = base.shape[0]
     b = base.reshape(t, -1)
-    out = torch.zeros_like(b)
+    out = torch.zeros(b.shape, dtype=b.abs().dtype, device=b.device)  # real for complex too
     for r in runs:
         d = (r.reshape(t, -1).expand_as(b) - b).abs()
         out = torch.maximum(out, torch.where(torch.isfinite(d), d, torch.zeros_like(d)))

@@ -63,6 +63,12 @@ class Domain:
     # a draw -> a symmetric draw like it, for the diagnosis "symmetric inputs only"; None when
     # the domain's draws are symmetric already or have no symmetric counterpart
     symmetrized: Callable[[Any], Any] | None
+    # draws are complex (complex128 on the CPU; the run casts them to complex64 with float32):
+    # directions are complex too, and a grad claim is read in a Wirtinger convention
+    complex: bool
+    # draws equal their conjugate transpose (their transpose when real): the functions of
+    # self-adjoint matrices (eigvalsh, eigh, cholesky) accept them
+    hermitian: bool
 
 
 def _any(shape: Shape) -> bool:
@@ -205,6 +211,65 @@ def _sample_mask(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
     return (u < 0.5).to(torch.float64)
 
 
+# ---- complex samplers: real and imaginary parts drawn in float64, combined ----------------
+
+
+def _complex_normal(torch: Any, shape: tuple[int, ...], gen: Any) -> Any:
+    """Standard complex normal entries: E|z|^2 = 1, real and imaginary parts independent."""
+    re = torch.randn(shape, generator=gen, dtype=torch.float64)
+    im = torch.randn(shape, generator=gen, dtype=torch.float64)
+    return torch.complex(re, im) / 2**0.5
+
+
+def _mH(x: Any) -> Any:
+    return x.transpose(-1, -2).conj()
+
+
+def _unitary(torch: Any, t: int, n: int, gen: Any) -> Any:
+    q, r = torch.linalg.qr(_complex_normal(torch, (t, n, n), gen))
+    # Haar: divide each column by the phase of R's diagonal entry (a zero counts as 1)
+    d = torch.diagonal(r, dim1=-2, dim2=-1)
+    phase = torch.where(d.abs() > 0, d / d.abs(), torch.ones_like(d))
+    return q * phase.unsqueeze(-2)
+
+
+def _sample_complex(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    return _complex_normal(torch, (trials, *shape), gen)
+
+
+def _sample_hermitian(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    a = _complex_normal(torch, (trials, *shape), gen)
+    return (a + _mH(a)) / 2**0.5
+
+
+def _sample_hpd(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    u = _unitary(torch, trials, n, gen)
+    s = _uniform(torch, (trials, n), gen).to(u.dtype)
+    x = (u * s.unsqueeze(-2)) @ _mH(u)
+    return 0.5 * (x + _mH(x))
+
+
+def _sample_unitary(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    return _unitary(torch, trials, shape[0], gen)
+
+
+def _sample_complex_invertible(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
+    n = shape[0]
+    u = _unitary(torch, trials, n, gen)
+    v = _unitary(torch, trials, n, gen)
+    s = _uniform(torch, (trials, n), gen).to(u.dtype)
+    return (u * s.unsqueeze(-2)) @ _mH(v)
+
+
+def _hermitian_direction(d: Any, point: Any) -> Any:
+    return (d + _mH(d)) / 2**0.5
+
+
+def _unitary_direction(d: Any, point: Any) -> Any:
+    return point @ ((d - _mH(d)) / 2**0.5)  # X S with S skew-Hermitian
+
+
 # ---- tangent directions, draw costs, symmetric counterparts ----------------------------------
 
 
@@ -290,6 +355,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=_symmetric_part,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "positive",
@@ -303,6 +370,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=_symmetric_part,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "symmetric",
@@ -316,6 +385,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=True,
+            complex=False,
         ),
         Domain(
             "spd",
@@ -330,6 +401,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_one_orthogonal,
             symmetrized=None,
+            hermitian=True,
+            complex=False,
         ),
         Domain(
             "invertible",
@@ -344,6 +417,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=lambda shape: (shape[-1], shape[-1]),
             symmetrized=_gram,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "orthogonal",
@@ -357,6 +432,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_one_orthogonal,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "diagonal",
@@ -371,6 +448,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=True,
+            complex=False,
         ),
         Domain(
             "fullrank",
@@ -385,6 +464,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=lambda shape: (shape[0], shape[1]),
             symmetrized=_gram,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "lower",
@@ -399,6 +480,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "upper",
@@ -412,6 +495,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "positive-diagonal",
@@ -426,6 +511,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=True,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "unit-lower",
@@ -439,6 +526,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "stiefel",
@@ -453,6 +542,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_one_orthogonal_rows,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "sphere",
@@ -466,6 +557,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "simplex",
@@ -480,6 +573,8 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
         ),
         Domain(
             "mask",
@@ -494,6 +589,86 @@ DOMAINS: dict[str, Domain] = {
             scaled=False,
             orthogonals=_no_orthogonals,
             symmetrized=None,
+            hermitian=False,
+            complex=False,
+        ),
+        Domain(
+            "complex",
+            "independent complex normal entries (real and imaginary parts normal, E|z|^2 the "
+            "trial's scale squared)",
+            "any",
+            _any,
+            sample=_sample_complex,
+            tangent=_free,
+            symmetric=False,
+            conditioned=False,
+            scaled=True,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+            hermitian=False,
+            complex=True,
+        ),
+        Domain(
+            "hermitian",
+            "X = (A + A^H)/sqrt(2), A complex normal at the trial's scale",
+            "square [n, n]",
+            _square,
+            sample=_sample_hermitian,
+            tangent=_hermitian_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=True,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+            hermitian=True,
+            complex=True,
+        ),
+        Domain(
+            "hpd",
+            f"Hermitian positive definite, U diag(s) U^H with U random unitary, s uniform in "
+            f"[{LO}, {HI}] times the trial's scale",
+            "square [n, n]",
+            _square,
+            sample=_sample_hpd,
+            tangent=_hermitian_direction,
+            symmetric=False,
+            conditioned=True,
+            scaled=True,
+            orthogonals=_one_orthogonal,
+            symmetrized=None,
+            hermitian=True,
+            complex=True,
+        ),
+        Domain(
+            "unitary",
+            "Haar-random unitary matrix (not scaled); tangent directions X S, S skew-Hermitian",
+            "square [n, n]",
+            _square,
+            sample=_sample_unitary,
+            tangent=_unitary_direction,
+            symmetric=False,
+            conditioned=True,
+            scaled=False,
+            orthogonals=_one_orthogonal,
+            symmetrized=None,
+            hermitian=False,
+            complex=True,
+        ),
+        Domain(
+            "complex-invertible",
+            f"U diag(s) V^H, U, V random unitary, s uniform in [{LO}, {HI}] times the trial's "
+            "scale (not Hermitian)",
+            "square [n, n]",
+            _square,
+            sample=_sample_complex_invertible,
+            tangent=_free,
+            symmetric=False,
+            conditioned=True,
+            scaled=True,
+            orthogonals=lambda shape: (shape[-1], shape[-1]),
+            symmetrized=None,
+            hermitian=False,
+            complex=True,
         ),
     ]
 }
@@ -514,8 +689,8 @@ def rescale(torch: Any, domain: str, x: Any, factor: Any) -> Any:
 
 
 def sample(torch: Any, domain: str, shape: Shape, trials: int, gen: Any) -> Any:
-    """A float64 CPU tensor of shape ``[trials, *shape]`` drawn from ``domain``, trial i at
-    the scale ``SCALES[i % 3]`` when the domain is scaled."""
+    """A float64 (complex128 for a complex domain) CPU tensor of shape ``[trials, *shape]``
+    drawn from ``domain``, trial i at the scale ``SCALES[i % 3]`` when the domain is scaled."""
     x = DOMAINS[domain].sample(torch, shape, trials, gen)
     return rescale(torch, domain, x, trial_scales(torch, trials))
 
@@ -525,9 +700,12 @@ def direction(torch: Any, domain: str, point: Any, gen: Any, tangent: bool) -> A
 
     Unconstrained (standard normal) unless ``tangent``: then the domain's own tangent
     direction (symmetric for symmetric/spd, diagonal for diagonal, X S with S skew-symmetric
-    for orthogonal X).
+    for orthogonal X). Complex (standard complex normal) for a complex domain.
     """
-    d = torch.randn(point.shape, generator=gen, dtype=torch.float64)
+    if DOMAINS[domain].complex:
+        d = _complex_normal(torch, tuple(point.shape), gen)
+    else:
+        d = torch.randn(point.shape, generator=gen, dtype=torch.float64)
     if not tangent:
         return d
     return DOMAINS[domain].tangent(d, point)

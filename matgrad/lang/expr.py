@@ -72,7 +72,7 @@ COMPARISONS: dict[type, str] = {
 
 # Attributes: ``.T`` (a matrix transpose) has its own node; these are the others besides the
 # named parts of a function with several results (``qr(A).Q``).
-ATTRIBUTES = {"mT": "swap the last two axes"}
+ATTRIBUTES = {"mT": "swap the last two axes", "H": "conjugate transpose (.T stays plain)"}
 
 MAX_STRING = 64  # characters of a string argument (an einsum specification)
 
@@ -90,6 +90,13 @@ class Node:
 class Num(Node):
     value: float
     is_int: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Imag(Node):
+    """An imaginary literal such as ``2j`` (``value`` is 2.0): ``1 + 2j`` is a sum."""
+
+    value: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,9 +295,14 @@ def _convert(
             return Str(seg, col, v)
         if v is Ellipsis:
             return Dots(seg, col)
+        if isinstance(v, complex):  # Python's literal is purely imaginary: 2j, 1.5e-3j
+            if not math.isfinite(v.imag):
+                raise _err(f"constant {seg} is not finite", src, node)
+            return Imag(seg, col, float(v.imag))
         if not isinstance(v, (int, float)):
             raise _err(
-                f"constant {_show_value(v)} is not allowed: only int and float numbers",
+                f"constant {_show_value(v)} is not allowed: only int, float and imaginary "
+                f"(2j) numbers",
                 src,
                 node,
             )
@@ -331,7 +343,7 @@ def _convert(
                     )
                 return Attr(seg, col, sub(owner), node.attr)
         raise _err(
-            f"attribute .{node.attr} is not allowed: the attributes are .T and "
+            f"attribute .{node.attr} is not allowed: the attributes are .T, "
             f"{', '.join('.' + a for a in ATTRIBUTES)}, and the named results of a function "
             f"with several (such as qr(A).Q)",
             src,
@@ -526,6 +538,8 @@ _NOT_A_TENSOR = (Str, Const, TupleLit, Dots, Slice)
 def _bind_node(node: Node, scope: Scope, limits: Limits) -> Bound:
     if isinstance(node, Num):
         return Bound(node, (), node.value)
+    if isinstance(node, Imag):  # a tensor at evaluation (complex), never folded
+        return Bound(node, (), None)
     if isinstance(node, Name):
         if node.name in scope.shapes:
             shape = scope.shapes[node.name]
@@ -685,6 +699,15 @@ def _matmul_shape(a: Bound, b: Bound, node: BinOp) -> Shape:
 
 
 def _bind_attr(node: Attr, scope: Scope, limits: Limits) -> Bound:
+    if node.attr == "H":  # the shape rule of .T
+        a = _bind(node.operand, scope, limits)
+        if len(a.shape) > 2:
+            raise ExprError(
+                f"in {node.text!r}: .H conjugate-transposes a matrix, but {node.operand.text!r} "
+                f"has shape {fmt_shape(a.shape)}"
+            )
+        flipped: Shape = (a.shape[1], a.shape[0]) if len(a.shape) == 2 else a.shape
+        return Bound(node, flipped, a.static, (a,), a.max_numel)
     if node.attr == "mT":
         a = _bind(node.operand, scope, limits)
         if len(a.shape) < 2:
@@ -998,9 +1021,17 @@ def _evaluate_node(
     if isinstance(node, Transpose):
         x = ev(b.args[0])
         return x.transpose(-1, -2) if len(b.args[0].shape) == 2 else x
+    if isinstance(node, Imag):
+        return torch.full(
+            (like.shape[0],), complex(0.0, node.value), dtype=complex_dtype(torch, like.dtype),
+            device=like.device,
+        )
     if isinstance(node, Attr):
         if node.attr == "mT":
             return as_tensor(ev(b.args[0]), b.args[0].shape, torch, like).transpose(-1, -2)
+        if node.attr == "H":
+            x = ev(b.args[0])
+            return x.mH if len(b.args[0].shape) == 2 else x.conj()
         call = b.args[0]
         assert isinstance(call.node, Call)
         return ev(call)[overlay.get(call.node.fn).parts.index(node.attr)]
@@ -1008,6 +1039,7 @@ def _evaluate_node(
         return _eval_binop(b, env, torch, like, memo, perturb)
     if isinstance(node, Compare):
         x, y = (_aligned(ev(a), a.shape, b.shape, torch, like) for a in b.args)
+        refuse_complex(node.text, f"the comparison {node.op}", x, y)
         mask = _COMPARE[node.op](x, y)
         return mask.to(like.dtype)
     if isinstance(node, Index):
@@ -1025,6 +1057,8 @@ def _evaluate_node(
             else:
                 vals.append(as_tensor(ev(a), a.shape, torch, like))
         options = dict(b.options)
+        if fn.category in REAL_ONLY:
+            refuse_complex(node.text, fn.name, *vals)
         if fn.category == "constructor":
             out = fn.impl(torch, *vals, like=like, **options)
             return out.expand(like.shape[0], *out.shape)
@@ -1032,7 +1066,40 @@ def _evaluate_node(
             return fn.impl(torch, *vals, **options)
         except ValueTooLarge as e:
             raise EvalError(f"{node.text}: {e}") from None
+        except (RuntimeError, NotImplementedError) as e:
+            # torch refuses complex input for functions defined by the order of the reals
+            # (relu, sign, clamp, max, softplus) and for a few others: said so, not an
+            # internal error
+            if any(getattr(v, "is_complex", lambda: False)() for v in vals):
+                reason = str(e).split("\n")[0][:200]
+                raise EvalError(
+                    f"{node.text}: {fn.name} does not accept complex values here ({reason}); "
+                    f"apply it to real(...), imag(...) or abs(...)"
+                ) from None
+            raise
     raise AssertionError(f"unhandled node {type(node).__name__}")  # pragma: no cover
+
+
+def complex_dtype(torch: Any, dtype: Any) -> Any:
+    """The complex dtype of the precision of ``dtype`` (complex128 for float64)."""
+    if dtype.is_complex:
+        return dtype
+    return torch.complex64 if dtype in (torch.float32, torch.float16) else torch.complex128
+
+
+# Function families defined by an order of the reals (kinks, ties, comparisons): refused on
+# complex values, which have no order.
+REAL_ONLY = frozenset({"order"})
+
+
+def refuse_complex(text: str, what: str, *values: Any) -> None:
+    """Raise :class:`EvalError` when a value given to ``what`` (defined by the order of the
+    reals) is complex."""
+    if any(getattr(v, "is_complex", lambda: False)() for v in values):
+        raise EvalError(
+            f"{text}: {what} needs real values, but an argument is complex (complex numbers "
+            f"have no order); compare or clamp real(...), imag(...) or abs(...) instead"
+        )
 
 
 _COMPARE: dict[str, Callable[[Any, Any], Any]] = {

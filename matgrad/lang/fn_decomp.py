@@ -41,7 +41,7 @@ def _mT(x: Any) -> Any:
 
 
 def _sym(m: Any) -> Any:
-    return 0.5 * (m + _mT(m))
+    return 0.5 * (m + m.mH)  # the Hermitian part (the symmetric part of a real m)
 
 
 def _matrix(a: Arg, what: str = "a matrix [m, n]") -> tuple[int, int]:
@@ -71,9 +71,14 @@ def _svd_cost(factor: int) -> Any:
 
 
 def gauge_signs(torch: Any, vecs: Any) -> Any:
-    """[T, k]: the sign that makes the entry of largest size of each column positive."""
+    """[T, k]: the sign that makes the entry of largest size of each column positive; for
+    complex columns the phase that makes it real and positive (not detached: it varies
+    smoothly with the columns, and the gauged columns are then a function of the matrix)."""
     idx = vecs.abs().argmax(dim=-2, keepdim=True)
     top = vecs.gather(-2, idx).squeeze(-2)
+    if vecs.is_complex():
+        size = top.abs()
+        return torch.where(size > 0, size / top, torch.ones_like(top))
     return torch.where(top < 0, -1.0, 1.0).to(vecs.dtype).detach()
 
 
@@ -172,7 +177,7 @@ def _svd_infer(args: Sequence[Arg]) -> tuple[Shape, Shape, Shape]:
 def _svd(torch: Any, a: Any) -> tuple[Any, Any, Any]:
     u, s, vh = torch.linalg.svd(a, full_matrices=False)
     signs = gauge_signs(torch, u)
-    return u * signs.unsqueeze(-2), s, vh * signs.unsqueeze(-1)
+    return u * signs.unsqueeze(-2), s, vh * signs.conj().unsqueeze(-1)
 
 
 @register(
@@ -335,14 +340,14 @@ def _sym_function(torch: Any, name: str, m: Any) -> Any:
                 ctx.save_for_backward(a)
                 lam, q = torch.linalg.eigh(a)
                 f, _ = _divided(torch, name, lam)
-                return (q * f.unsqueeze(-2)) @ _mT(q)
+                return (q * f.to(q.dtype).unsqueeze(-2)) @ q.mH  # mH: Hermitian S too
 
             @staticmethod
             def backward(ctx: Any, g: Any) -> Any:
                 (a,) = ctx.saved_tensors
                 lam, q = torch.linalg.eigh(a)
                 _, div = _divided(torch, name, lam)
-                return q @ (div * (_mT(q) @ _sym(g) @ q)) @ _mT(q)
+                return q @ (div * (q.mH @ _sym(g) @ q)) @ q.mH
 
         fn = _SYM_FUNCTIONS[key] = SymFunction
     return fn.apply(_sym(m))

@@ -632,7 +632,7 @@ def _matpow(torch: Any, m: Any, k: int) -> Any:
     symmetric_arg=True,
 )
 def _eigvalsh(torch: Any, m: Any) -> Any:
-    return torch.linalg.eigvalsh(0.5 * (m + _mT(m)))
+    return torch.linalg.eigvalsh(0.5 * (m + m.mH))  # mH: a Hermitian m may be complex
 
 
 @register(
@@ -803,6 +803,7 @@ _elementwise(
 # axes, piecewise and order functions, constants.
 from matgrad.lang import (  # noqa: E402, F401
     fn_axes,
+    fn_complex,
     fn_constants,
     fn_decomp,
     fn_piecewise,

@@ -2,7 +2,8 @@
 fields and the claim's, named as in the JSON report with nesting flattened by dots
 (``claim.worst.autograd``).
 
-Floats keep full precision (``repr``); an empty cell is a missing value; lists are JSON. User
+Floats keep full precision (``repr``), a complex number reads ``a + bi`` (``a - bi``) with
+both parts at full precision; an empty cell is a missing value; lists are JSON. User
 text is quoted by the csv module and escaped by :func:`matgrad.report.escape.csv_cell`
 (control characters written out; a leading ``'`` on a text cell that a spreadsheet would run
 as a formula, as OWASP advises for CSV injection; no line a CI log would run).
@@ -18,7 +19,14 @@ import math
 from typing import Any
 
 from matgrad.report.escape import csv_cell
-from matgrad.results import ClaimResult, IdentityResult, Recheck, RunReport, Worst
+from matgrad.results import (
+    ClaimResult,
+    IdentityResult,
+    Recheck,
+    RunReport,
+    Worst,
+    fmt_number,
+)
 
 # Fields that hold a record of their own, flattened into a column per field.
 NESTED: dict[str, type] = {"worst": Worst, "recheck": Recheck}
@@ -62,7 +70,9 @@ def cell(value: Any) -> str:
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for k, v in d.items():
-        if isinstance(v, dict):
+        if isinstance(v, dict) and set(v) == {"re", "im"}:  # a complex number (json_number)
+            out[prefix + k] = fmt_number(complex(v["re"], v["im"]), "")
+        elif isinstance(v, dict):
             out.update(_flat(v, f"{prefix}{k}."))
         else:
             out[prefix + k] = v

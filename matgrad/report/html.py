@@ -33,7 +33,7 @@ from matgrad.report.text import (
     verdict,
     where,
 )
-from matgrad.results import ClaimResult, IdentityResult, RunReport
+from matgrad.results import ClaimResult, IdentityResult, RunReport, fmt_number
 from matgrad.settings import Settings
 
 
@@ -321,8 +321,8 @@ def _worst_table(c: ClaimResult) -> str:
         '<div class="wide"><table class="worst"><tr><th>worst entry</th><th>trial</th>'
         "<th>autograd</th><th>claimed</th><th>|difference|</th></tr>"
         f'<tr><td>{esc(w.index)}</td><td class="num">{w.trial}</td>'
-        f'<td class="num">{esc(f"{w.autograd:.10g}")}</td>'
-        f'<td class="num">{esc(f"{w.claimed:.10g}")}</td>'
+        f'<td class="num">{esc(fmt_number(w.autograd, ".10g"))}</td>'
+        f'<td class="num">{esc(fmt_number(w.claimed, ".10g"))}</td>'
         f'<td class="num">{esc(f"{diff:.3g}")}</td></tr></table></div>'
     )
 

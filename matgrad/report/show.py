@@ -14,7 +14,7 @@ from rich.text import Text
 from matgrad.report.escape import terminal
 from matgrad.report.table import STYLE
 from matgrad.report.text import VERDICT
-from matgrad.results import ClaimView, Matrix, View
+from matgrad.results import ClaimView, Matrix, Number, View, fmt_number
 
 FULL_ROWS = 8  # matrices with at most this many rows and columns are printed in full
 FULL_VECTOR = 16  # vectors up to this length are printed in full
@@ -22,7 +22,11 @@ WINDOW = 6  # otherwise: a window this wide around the entry of interest
 MARK = "bold white on red"
 
 
-def _num(x: float) -> str:
+def _num(x: Number) -> str:
+    if isinstance(x, complex):
+        if x.imag == 0:
+            return _num(x.real)
+        return fmt_number(x, ".4g")
     if math.isnan(x):
         return "nan"
     if math.isinf(x):
@@ -67,7 +71,9 @@ def matrix_text(m: Matrix, worst: list[int] | None = None) -> Text:
     out = Text(no_wrap=True)
     summarised = len(rr) < rows or len(cc) < cols
     if summarised:
-        finite = [v for v in m.values if math.isfinite(v)]
+        # complex entries are summarised by their moduli
+        finite = [abs(v) if isinstance(v, complex) else v for v in m.values]
+        finite = [v for v in finite if math.isfinite(v)]
         norm = math.sqrt(sum(v * v for v in finite))
         lo = min(finite, default=float("nan"))
         hi = max(finite, default=float("nan"))

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 import shlex
 
-from matgrad.results import INLINE_FILE, STDIN_FILE, ClaimResult, IdentityResult, RunReport
+from matgrad.results import (
+    INLINE_FILE,
+    STDIN_FILE,
+    ClaimResult,
+    IdentityResult,
+    RunReport,
+    fmt_number,
+)
 from matgrad.settings import Settings
 
 VERDICT = {
@@ -140,7 +147,7 @@ def worst_line(c: ClaimResult) -> str | None:
     w = c.worst
     return (
         f"worst entry: trial {w.trial}, index {w.index}: "
-        f"autograd {w.autograd:.6g}, claimed {w.claimed:.6g}"
+        f"autograd {fmt_number(w.autograd, '.6g')}, claimed {fmt_number(w.claimed, '.6g')}"
     )
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from matgrad.claims import KINDS
-from matgrad.claims.grad import CONVENTIONS
+from matgrad.claims.grad import COMPLEX_CONVENTIONS, CONVENTIONS, DEFAULT_COMPLEX
 from matgrad.errors import ExprError, LimitError, SpecError, closest, did_you_mean
 from matgrad.lang import overlay
 from matgrad.lang.domains import DEFAULT as DEFAULT_DOMAIN
@@ -442,10 +442,20 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
     expect = fs.text("expect") or "pass"
     if expect not in ("pass", "fail"):
         raise fs.err("expect", f"expect must be pass or fail, got {expect!r}")
-    convention = fs.text("convention") or "entrywise"
-    if convention not in CONVENTIONS:
+    complex_vars = [v for v in vars_.values() if DOMAINS[v.domain].complex]
+    convention = fs.text("convention") or (DEFAULT_COMPLEX if complex_vars else "entrywise")
+    if convention not in (*CONVENTIONS, *COMPLEX_CONVENTIONS):
         raise fs.err(
-            "convention", f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}"
+            "convention",
+            f"convention must be one of {', '.join(CONVENTIONS)} (symmetric variables) or "
+            f"{', '.join(COMPLEX_CONVENTIONS)} (complex variables), got {convention!r}",
+        )
+    if convention in COMPLEX_CONVENTIONS and not complex_vars:
+        raise fs.err(
+            "convention",
+            f"convention {convention} is a gradient convention for complex variables, and this "
+            f"identity has none (give a variable a complex domain, e.g. domain: complex, or use "
+            f"{', '.join(CONVENTIONS)} for symmetric variables)",
         )
     directions = fs.text("directions") or "free"
     if directions not in DIRECTIONS:
@@ -727,7 +737,7 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     symmetric = {
         v.name
         for v in ident.vars.values()
-        if DOMAINS[v.domain].symmetric or v.domain == "diagonal"
+        if DOMAINS[v.domain].hermitian
     }
     for name, text, line in ident.lets:
         let_shapes = {**shapes, **{d: ident.vars[v].shape for d, v in directions.items()}}
