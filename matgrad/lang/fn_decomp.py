@@ -74,12 +74,18 @@ def gauge_signs(torch: Any, vecs: Any) -> Any:
     """[T, k]: the sign that makes the entry of largest size of each column positive; for
     complex columns the phase that makes it real and positive (not detached: it varies
     smoothly with the columns, and the gauged columns are then a function of the matrix)."""
-    idx = vecs.abs().argmax(dim=-2, keepdim=True)
-    top = vecs.gather(-2, idx).squeeze(-2)
     if vecs.is_complex():
+        idx = vecs.abs().argmax(dim=-2, keepdim=True)
+        top = vecs.gather(-2, idx).squeeze(-2)
         size = top.abs()
         return torch.where(size > 0, size / top, torch.ones_like(top))
-    return torch.where(top < 0, -1.0, 1.0).to(vecs.dtype).detach()
+    # A real sign is a choice, not a rounded result: it is made outside any rounding-noise
+    # estimate (Monte Carlo arithmetic would move the entries it compares and flip it).
+    with torch.no_grad(), torch.utils._python_dispatch._disable_current_modes():
+        plain = vecs.detach()
+        idx = plain.abs().argmax(dim=-2, keepdim=True)
+        top = plain.gather(-2, idx).squeeze(-2)
+        return torch.where(top < 0, -1.0, 1.0).to(vecs.dtype)
 
 
 def gauge_margin(torch: Any, vecs: Any) -> Any:
