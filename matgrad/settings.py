@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import shlex
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -73,6 +74,9 @@ class Settings:
     atol: float | None = None
     limits: Limits = DEFAULT_LIMITS
     witnesses: tuple[str, ...] = ()
+    # the --functions MODULE:NAME the command line imported (user code is trusted only through
+    # that flag): written into reproduce and show commands so they find the same functions
+    functions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
@@ -158,6 +162,7 @@ class Settings:
             if value != getattr(DEFAULT_LIMITS, f.name):
                 out.append(f"--limit {f.name}={value}")
         out += [f"--{w}" for w in self.witnesses]
+        out += [f"--functions {shlex.quote(spec)}" for spec in self.functions]
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -170,6 +175,7 @@ class Settings:
             "atol": self.atol,
             "limits": dataclasses.asdict(self.limits),
             "witnesses": list(self.witnesses),
+            "functions": list(self.functions),
         }
 
 
@@ -184,6 +190,7 @@ def resolve(
     atol: float | None = None,
     limits: Limits | None = None,
     witnesses: Sequence[str] = (),
+    functions: Sequence[str] = (),
 ) -> Settings:
     """The settings of a run: each argument given (not None) wins over ``config`` (the
     ``[tool.matgrad]`` table, see :func:`matgrad.config.load_config`), which wins over the
@@ -210,6 +217,7 @@ def resolve(
         atol=pick(atol, "atol"),
         limits=pick(limits, "limits") or DEFAULT_LIMITS,
         witnesses=tuple(witnesses),
+        functions=tuple(functions),
     )
 
 

@@ -120,6 +120,7 @@ NON_DEFAULT = {
     "atol": 0.025,
     "limits": DEFAULT_LIMITS.replace(max_dim=8),
     "witnesses": ("taylor",),
+    "functions": ("customops:FUNCTIONS",),
 }
 
 
@@ -135,7 +136,7 @@ def test_every_setting_is_resolved_recorded_and_reprinted() -> None:
             assert resolve(Config(**{name: value})) == s, f"{name}: not read from [tool.matgrad]"
         recorded = s.to_dict()[name]
         assert recorded == (dataclasses.asdict(value) if name == "limits" else
-                            list(value) if name == "witnesses" else value), name
+                            list(value) if name in ("witnesses", "functions") else value), name
         flags = [f"--seed {value}"] if name == "seed" else s.flags()
         assert flags, f"{name}: not written out in reproduce lines"
         for cmd, text in helps.items():
@@ -168,6 +169,7 @@ def test_report_records_the_settings_whole(write) -> None:
         "atol": 1e-12,
         "limits": {**json.loads(json.dumps(DEFAULT_LIMITS.__dict__)), "max_dim": 64},
         "witnesses": ["taylor"],
+        "functions": [],
     }
 
 

@@ -296,6 +296,25 @@ def test_the_cli_takes_functions_only_from_the_flag(tmp_path: Path, monkeypatch:
     assert valid.exit_code == 0, valid.output
 
 
+def test_reproduce_and_show_commands_import_the_same_functions(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    path = tmp_path / "ids.yaml"
+    path.write_text(IDENTITY)
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    r = CliRunner().invoke(app, ["check", str(path), "--functions", "customops:FUNCTIONS"])
+    assert r.exit_code == 1, r.output
+    lines = [ln.strip() for ln in r.stdout.splitlines()]
+    reproduce = next(ln for ln in lines if ln.startswith("reproduce:"))
+    show = next(ln for ln in lines if ln.startswith("show:"))
+    assert reproduce.endswith("--functions customops:FUNCTIONS")
+    assert show.endswith("--functions customops:FUNCTIONS")
+    # and the printed show command runs as printed
+    args = show.removeprefix("show: matgrad ").split()
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+
+
 @pytest.mark.parametrize(
     ("spec", "message"),
     [

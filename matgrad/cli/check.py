@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -127,6 +128,8 @@ def check(
     settings = common.run_settings(
         config, seed, trials, dtype, device, rtol, atol, limit, fd=fd, taylor=taylor
     )
+    if functions:  # the reproduce and show commands import them again
+        settings = dataclasses.replace(settings, functions=tuple(functions))
     targets = common.report_targets(report or [])
     chosen_shard = common.parse_shard(shard)
     user_functions = common.load_functions(functions)

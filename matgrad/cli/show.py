@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -71,6 +72,8 @@ def show(
     settings = common.run_settings(
         config, seed, trials, dtype, device, rtol, atol, limit, fd=fd, taylor=taylor
     )
+    if functions:  # the reproduce and show commands import them again
+        settings = dataclasses.replace(settings, functions=tuple(functions))
     from matgrad.api import using_functions
     from matgrad.report.escape import markup
     from matgrad.spec.schema import Invalid, load_all
