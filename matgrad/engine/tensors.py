@@ -57,14 +57,17 @@ class Perturbation:
         """``x`` with each nonzero entry moved by PERTURBATION_ULPS ulps, at least that many
         steps of the smallest subnormal (where a relative move would round away)."""
         # Outside EveryOperation: its own steps moved again could cancel the move.
+        # In place where it can be: the estimate runs on every intermediate of f, and a
+        # temporary per step of this formula would make it the memory peak of a witness.
         with _disable_current_modes():
             info = torch.finfo(x.dtype)
             s = torch.randint(0, 2, tuple(x.shape), generator=self.gen, dtype=torch.int8)
-            size = x.abs()
-            sign = s.to(device=x.device, dtype=size.dtype) * 2 - 1
-            step = (size * info.eps).clamp_min(info.smallest_normal * info.eps)
-            moved = x + sign * (PERTURBATION_ULPS * step)
-            return torch.where(x == 0, x, moved)
+            step = x.abs().mul_(info.eps).clamp_min_(info.smallest_normal * info.eps)
+            sign = s.to(device=x.device, dtype=step.dtype)
+            del s
+            step.mul_(PERTURBATION_ULPS).mul_(sign.mul_(2).sub_(1))
+            del sign
+            return torch.where(x == 0, x, step.add_(x) if not x.is_complex() else x + step)
 
     def __call__(self, x: Any) -> Any:
         if not _inexact(x) or x.numel() == 0:
