@@ -308,10 +308,14 @@ class ClaimView:
     convention: str | None = None
     agreement: str | None = None
     witnesses: list[str] = dataclasses.field(default_factory=list)  # one line each
-    autograd: Matrix | None = None
+    autograd: Matrix | None = None  # the reference the claim is judged against
     claimed: Matrix | None = None
     difference: Matrix | None = None  # claimed - autograd
     fd: Matrix | None = None
+    # what the reference and the claimed value are: for an implementation claim the claimed
+    # value is autograd's (the user's backward) and the reference is finite differences
+    reference_name: str = "autograd"
+    claimed_name: str = "claimed"
     direction: Matrix | None = None  # dVAR of a differential claim
     worst: list[int] | None = None  # largest error relative to its tolerance, as in check
     max_abs_err: float | None = None  # of this trial

@@ -309,10 +309,15 @@ def test_reproduce_and_show_commands_import_the_same_functions(
     show = next(ln for ln in lines if ln.startswith("show:"))
     assert reproduce.endswith("--functions customops:FUNCTIONS")
     assert show.endswith("--functions customops:FUNCTIONS")
-    # and the printed show command runs as printed
+    # and the printed show command runs as printed; it sets the implementation's autograd
+    # value beside finite differences (not beside itself)
     args = show.removeprefix("show: matgrad ").split()
-    shown = CliRunner().invoke(app, args)
+    shown = CliRunner().invoke(app, args, env={"COLUMNS": "240"})
     assert shown.exit_code == 0, shown.output
+    assert "autograd - finite differences" in shown.stdout
+    worst = next(ln for ln in shown.stdout.splitlines() if "worst entry" in ln)
+    assert "finite differences" in worst and "autograd" in worst
+    assert float(worst.rsplit("difference ", 1)[1]) != 0.0
 
 
 @pytest.mark.parametrize(

@@ -90,6 +90,20 @@ def view(
         k = kept.get(id(claim))
         if k is not None:
             claim_run, _, truth, value, noise = k
+            if KINDS[claim.kind].claimed_by_autograd:
+                # the claimed value is autograd's own (a user backward): its reference is
+                # finite differences, as in the check
+                ev = witness.Evaluator(compiled, claim_run.draw, device)
+                try:
+                    truth, _ = witness.finite_differences(
+                        ev, claim, KINDS[claim.kind].converter(torch, ident, claim.var),
+                        settings.limits,
+                    )
+                except LimitError:
+                    out.claims.append(cv)  # the claim's message already says why
+                    continue
+                cv.reference_name, cv.claimed_name = "finite differences", "autograd"
+                noise = None
             _fill(cv, truth[trial], value[trial], res.rtol, res.atol,
                   None if noise is None else noise[trial])
             if res.worst is not None and res.worst.trial == trial and cv.claimed is not None:
@@ -99,7 +113,7 @@ def view(
             if KINDS[claim.kind].uses_direction:
                 cv.direction = _matrix(claim_run.d[claim.var][trial])
             chosen = witness.witnesses_for(ident.witness, settings.witnesses)
-            if "fd" in chosen:
+            if "fd" in chosen and not KINDS[claim.kind].claimed_by_autograd:
                 ev = witness.Evaluator(compiled, claim_run.draw, device)
                 try:
                     fd, _ = witness.finite_differences(

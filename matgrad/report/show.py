@@ -159,10 +159,14 @@ def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
         out.append(t)
     if c.claimed is None or c.autograd is None or c.difference is None:
         return out
-    reference = "autograd"
+    reference = c.reference_name
     if c.convention and c.convention != "entrywise":
-        reference = f"autograd, {c.convention}"  # autograd's gradient in the identity's convention
-    cols = [(reference, c.autograd), ("claimed", c.claimed), ("claimed - autograd", c.difference)]
+        reference = f"{reference}, {c.convention}"  # the gradient in the identity's convention
+    cols = [
+        (reference, c.autograd),
+        (c.claimed_name, c.claimed),
+        (f"{c.claimed_name} - {c.reference_name}", c.difference),
+    ]
     if c.fd is not None:
         cols.append(("finite differences", c.fd))
     texts = [(name, matrix_text(m, c.worst)) for name, m in cols]
@@ -183,8 +187,9 @@ def _claim(c: ClaimView, width: int | None) -> list[RenderableType]:
         k = c.claimed.flat(c.worst)
         out.append(
             Text(
-                f"  worst entry {c.worst}: autograd {_num(c.autograd.values[k])}, claimed "
-                f"{_num(c.claimed.values[k])}, difference {_num(c.difference.values[k])}"
+                f"  worst entry {c.worst}: {c.reference_name} {_num(c.autograd.values[k])}, "
+                f"{c.claimed_name} {_num(c.claimed.values[k])}, difference "
+                f"{_num(c.difference.values[k])}"
                 + (f", finite differences {_num(c.fd.values[k])}" if c.fd is not None else "")
             )
         )
