@@ -24,6 +24,7 @@ from matgrad.lang.functions import (
     entrywise,
     fmt_shape,
     register,
+    register_elementwise,
 )
 
 TINY = 1e-300
@@ -41,32 +42,21 @@ def relative_gap(torch: Any, dist: Any, size: Any) -> Any:
     return rel.amin(dim=1)
 
 
-def _same(args: Sequence[Arg]) -> Shape:
-    return args[0].shape
-
-
 def _kink_at_zero(torch: Any, x: Any) -> Any:
     return relative_gap(torch, x, x)
 
 
-def _elementwise(name: str, summary: str, op: Any) -> None:
-    register(
-        name,
-        f"{name}(x)",
-        summary,
-        "shape of x",
-        _same,
-        category="elementwise",
-        cost=entrywise,
-        sensitive="kink",
-        margin=_kink_at_zero,
-    )(op)
-
-
-_elementwise("relu", "Elementwise max(x, 0)", lambda torch, x: torch.relu(x))
-_elementwise("abs", "Elementwise absolute value", lambda torch, x: torch.abs(x))
-_elementwise(
-    "sign", "Elementwise sign: -1, 0 or 1 (derivative 0 away from 0)", lambda t, x: t.sign(x)
+register_elementwise(
+    "relu", "Elementwise max(x, 0)", lambda torch, x: torch.relu(x), _kink_at_zero
+)
+register_elementwise(
+    "abs", "Elementwise absolute value", lambda torch, x: torch.abs(x), _kink_at_zero
+)
+register_elementwise(
+    "sign",
+    "Elementwise sign: -1, 0 or 1 (derivative 0 away from 0)",
+    lambda t, x: t.sign(x),
+    _kink_at_zero,
 )
 
 

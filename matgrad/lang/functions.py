@@ -772,7 +772,14 @@ def _zeros(torch: Any, *sizes: int, like: Any) -> Any:
 # ---- elementwise ----------------------------------------------------------------------------
 
 
-def _elementwise(name: str, summary: str, op: Callable[[Any, Any], Any]) -> None:
+def register_elementwise(
+    name: str,
+    summary: str,
+    op: Callable[[Any, Any], Any],
+    margin: Callable[..., Any] | None = None,
+) -> None:
+    """A function of one tensor applied entry by entry (its result has the argument's shape);
+    with a ``margin``, one with kinks that the degeneracy guard keeps draws away from."""
     register(
         name,
         f"{name}(x)",
@@ -780,19 +787,22 @@ def _elementwise(name: str, summary: str, op: Callable[[Any, Any], Any]) -> None
         "shape of x",
         _same,
         cost=entrywise,
-        sensitive=None,
+        sensitive=None if margin is None else "kink",
+        margin=margin,
         category="elementwise",
     )(op)
 
 
-_elementwise("exp", "Elementwise exponential", lambda torch, x: torch.exp(x))
-_elementwise("log", "Elementwise natural logarithm", lambda torch, x: torch.log(x))
-_elementwise("sin", "Elementwise sine", lambda torch, x: torch.sin(x))
-_elementwise("cos", "Elementwise cosine", lambda torch, x: torch.cos(x))
-_elementwise("tanh", "Elementwise hyperbolic tangent", lambda torch, x: torch.tanh(x))
-_elementwise("sqrt", "Elementwise square root", lambda torch, x: torch.sqrt(x))
-_elementwise("sigmoid", "Elementwise logistic 1/(1+exp(-x))", lambda torch, x: torch.sigmoid(x))
-_elementwise(
+register_elementwise("exp", "Elementwise exponential", lambda torch, x: torch.exp(x))
+register_elementwise("log", "Elementwise natural logarithm", lambda torch, x: torch.log(x))
+register_elementwise("sin", "Elementwise sine", lambda torch, x: torch.sin(x))
+register_elementwise("cos", "Elementwise cosine", lambda torch, x: torch.cos(x))
+register_elementwise("tanh", "Elementwise hyperbolic tangent", lambda torch, x: torch.tanh(x))
+register_elementwise("sqrt", "Elementwise square root", lambda torch, x: torch.sqrt(x))
+register_elementwise(
+    "sigmoid", "Elementwise logistic 1/(1+exp(-x))", lambda torch, x: torch.sigmoid(x)
+)
+register_elementwise(
     "softplus",
     "Elementwise log(1 + exp(x))",
     lambda torch, x: torch.nn.functional.softplus(x),

@@ -318,8 +318,11 @@ def _replace(root: Bound, target: Bound, new: Node) -> Node:
         return new
     if not root.args:
         return root.node
-    node = root.node
-    args = [_replace(a, target, new) for a in root.args]
+    return _rebuilt(root.node, [_replace(a, target, new) for a in root.args])
+
+
+def _rebuilt(node: Node, args: list[Node]) -> Node:
+    """``node`` over the (edited) children ``args``."""
     if isinstance(node, BinOp):
         return _bin(node.op, args[0], args[1])
     if isinstance(node, Neg):
@@ -448,18 +451,7 @@ def _flip(b: Bound, name: str) -> Node:
         return _swap(node, b.shape) if node.name == name else node
     if not b.args:
         return node
-    args = [_flip(a, name) for a in b.args]
-    if isinstance(node, BinOp):
-        return _bin(node.op, args[0], args[1])
-    if isinstance(node, Neg):
-        return Neg("", 0, args[0])
-    if isinstance(node, Transpose):
-        return Transpose("", 0, args[0])
-    if isinstance(node, Call):  # its options unchanged: an edit never drops axis= and the like
-        return Call("", 0, node.fn, tuple(args), node.kwargs)
-    if isinstance(node, Attr) and node.attr == "mT":
-        return Attr("", 0, args[0], "mT")
-    return node  # indexing and the like: no edit reaches inside them
+    return _rebuilt(node, [_flip(a, name) for a in b.args])
 
 
 def _transposes(b: Bound) -> list[tuple[str, Node]]:
