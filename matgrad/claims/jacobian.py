@@ -8,9 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from matgrad.claims.base import (
-    EPS,
     FIRST_STEP,
-    ROUNDING,
     FirstOrder,
     row_major,
     vec,
@@ -147,7 +145,7 @@ jacobian:  # d vec f / d (vec $var)^T: [numel(f), numel($var)], vec stacks the c
         fp, fm = vals[:, 0].permute(1, 2, 0), vals[:, 1].permute(1, 2, 0)  # [T, m, n]
         den = (hp + hm).unsqueeze(1)  # [T, 1, n]
         jac = (fp - fm) / den
-        slack = (self._rounding(torch, ev, var, fp) + self._rounding(torch, ev, var, fm)) / den
+        slack = (ev.rounding(var, fp) + ev.rounding(var, fm)) / den
         f0 = ev.f().reshape(t, -1, 1)
         change = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / torch.minimum(
             hp, hm
@@ -157,16 +155,6 @@ jacobian:  # d vec f / d (vec $var)^T: [numel(f), numel($var)], vec stacks the c
             vec_matrix(a.reshape(t, *f_shape, *shape), f_shape, shape)
             for a in (jac, slack, change)
         )
-
-    @staticmethod
-    def _rounding(torch: Any, ev: Any, var: str, values: Any) -> Any:
-        """The rounding noise of f's values [T, m, n] (entry i of f at n points): the least,
-        ROUNDING * eps * |value|, or f's measured noise at x (entry by entry) where larger."""
-        floor = ROUNDING * EPS * values.abs()
-        if not ev.reads(var):
-            return floor
-        noise = ev.f_noise().reshape(values.shape[0], -1, 1)
-        return torch.maximum(floor, noise)
 
     def taylor_remainder(
         self, torch: Any, ev: Any, claim: Any, bound: Any, convention: str | None,

@@ -217,8 +217,10 @@ class Evaluator:
         s = self.f_noise()
         if s[0].numel() == 1:  # a scalar f (also as a 1 x 1 matrix): the same for every entry
             s = s.reshape(s.shape[0], *([1] * (values.dim() - 1)))
-        else:  # values of f itself, entry by entry
+        elif s[0].numel() == values[0].numel():  # values of f itself, entry by entry
             s = s.reshape_as(values)
+        else:  # [T, entries of f, points]: entry i of f at several points (a Jacobian)
+            s = s.reshape(s.shape[0], -1, *([1] * (values.dim() - 2)))
         return torch.maximum(floor, s)
 
     def _env(self, xs: dict[str, Any], batch: int) -> tuple[dict[str, Any], Any]:

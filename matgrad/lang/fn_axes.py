@@ -67,7 +67,8 @@ def _check_keepdim(keepdim: Any) -> None:
         raise ShapeError(f"keepdim= must be True or False, got {keepdim!r}")
 
 
-def _reduce_infer(args: Sequence[Arg], axis: Any = None, keepdim: Any = False, **_: Any) -> Shape:
+def reduce_infer(args: Sequence[Arg], axis: Any = None, keepdim: Any = False, **_: Any) -> Shape:
+    """The shape of a reduction over every entry (``axis=None``) or along ``axis=``."""
     _check_keepdim(keepdim)
     shape = args[0].shape
     return _reduced(shape, normalize_axes(axis, shape), keepdim)
@@ -93,7 +94,7 @@ def _reduction(name: str, summary: str, op: Any, extra: dict[str, Any] | None = 
         f"{name}(x, {options})",
         summary,
         "[] (all entries) or the shape without axis",
-        _reduce_infer,
+        reduce_infer,
         category="reduction",
         cost=entrywise,
         sensitive=None,
@@ -146,14 +147,17 @@ def _softmax_axis(shape: Shape, axis: Any) -> int | None:
     """The sample axis a softmax runs along; None: over every entry (a vector [n] or a column
     [n, 1], as before axes existed)."""
     if axis is not None:
-        return normalize_axes(axis, shape)[0] if not isinstance(axis, tuple) else _one(axis)
+        return one_axis(shape, axis)
     if len(shape) <= 1 or (len(shape) == 2 and shape[1] == 1):
         return None
     return len(shape) - 1
 
 
-def _one(axis: tuple[Any, ...]) -> int:
-    raise ShapeError(f"axis= must be one integer here, got {axis!r}")
+def one_axis(shape: Shape, axis: Any) -> int:
+    """``axis`` as the one non-negative sample axis of ``shape`` it names (a tuple refused)."""
+    if isinstance(axis, tuple):
+        raise ShapeError(f"axis= must be one integer here, got {axis!r}")
+    return normalize_axes(axis, shape)[0]
 
 
 def _softmax_infer(args: Sequence[Arg], axis: Any = None) -> Shape:
@@ -199,9 +203,7 @@ _along(
 def _cumsum_infer(args: Sequence[Arg], axis: Any = None) -> Shape:
     if axis is None:
         raise ShapeError("needs axis=, the axis to accumulate along")
-    if isinstance(axis, tuple):
-        _one(axis)
-    normalize_axes(axis, args[0].shape)
+    one_axis(args[0].shape, axis)
     return args[0].shape
 
 

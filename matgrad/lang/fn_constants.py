@@ -108,33 +108,22 @@ def _tri_infer(args: Sequence[Arg]) -> Shape:
     return shape
 
 
-@register(
-    "tril",
-    "tril(M, k=0)",
-    "The lower-triangular part: entries on and below diagonal k, zeros above",
-    "shape of M",
-    _tri_infer,
-    nargs=(1, 2),
-    static=(1,),
-    category="matrix",
-    cost=entrywise,
-    sensitive=None,
-)
-def _tril(torch: Any, m: Any, k: int = 0) -> Any:
-    return torch.tril(m, k)
+def _triangle(name: str, where: str) -> None:
+    """``tril``/``triu``: the entries on and ``where`` diagonal k, zeros elsewhere."""
+    register(
+        name,
+        f"{name}(M, k=0)",
+        f"The {'lower' if name == 'tril' else 'upper'}-triangular part: entries on and {where} "
+        f"diagonal k, zeros {'above' if name == 'tril' else 'below'}",
+        "shape of M",
+        _tri_infer,
+        nargs=(1, 2),
+        static=(1,),
+        category="matrix",
+        cost=entrywise,
+        sensitive=None,
+    )(lambda torch, m, k=0: getattr(torch, name)(m, k))
 
 
-@register(
-    "triu",
-    "triu(M, k=0)",
-    "The upper-triangular part: entries on and above diagonal k, zeros below",
-    "shape of M",
-    _tri_infer,
-    nargs=(1, 2),
-    static=(1,),
-    category="matrix",
-    cost=entrywise,
-    sensitive=None,
-)
-def _triu(torch: Any, m: Any, k: int = 0) -> Any:
-    return torch.triu(m, k)
+_triangle("tril", "below")
+_triangle("triu", "above")

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from matgrad.lang import shapes
-from matgrad.lang.fn_axes import normalize_axes
+from matgrad.lang.fn_axes import normalize_axes, one_axis, reduce_infer
 from matgrad.lang.functions import (
     Arg,
     Shape,
@@ -165,11 +165,9 @@ def _where(torch: Any, c: Any, a: Any, b: Any) -> Any:
 
 
 def _one_axis(shape: Shape, axis: Any) -> int:
-    if isinstance(axis, tuple):
-        raise ShapeError(f"axis= must be one integer here, got {axis!r}")
-    if not shape:
+    if not shape and not isinstance(axis, tuple):
         raise ShapeError("needs a tensor with at least one axis, got a scalar")
-    return normalize_axes(axis, shape)[0]
+    return one_axis(shape, axis)
 
 
 def _sorted_gaps(torch: Any, x: Any, dim: int) -> Any:
@@ -191,15 +189,6 @@ def _top2_gap(torch: Any, x: Any, dim: int, largest: bool = True) -> Any:
 
 
 def _extreme(name: str, summary: str, largest: bool) -> None:
-    def infer(args: Sequence[Arg], axis: Any = None, keepdim: Any = False) -> Shape:
-        if not isinstance(keepdim, bool):
-            raise ShapeError(f"keepdim= must be True or False, got {keepdim!r}")
-        shape = args[0].shape
-        axes = normalize_axes(axis, shape)
-        if keepdim:
-            return tuple(1 if i in axes else d for i, d in enumerate(shape))
-        return tuple(d for i, d in enumerate(shape) if i not in axes)
-
     def flat(x: Any, axis: Any) -> tuple[Any, int]:
         """x with the reduced axes moved last and merged, and the batched dim to reduce."""
         shape = tuple(x.shape[1:])
@@ -230,7 +219,7 @@ def _extreme(name: str, summary: str, largest: bool) -> None:
         f"{name}(x, axis=None, keepdim=False)",
         summary,
         "[] (all entries) or the shape without axis",
-        infer,
+        reduce_infer,
         category="reduction",
         cost=entrywise,
         sensitive="kink",
