@@ -23,6 +23,11 @@ class Hessian(ClaimKind):
     )
     symbol = "∇²_{var} f"
     symbol_mathml = '<mrow><msubsup><mo>∇</mo>{var}<mn>2</mn></msubsup><mi>f</mi></mrow>'
+    symbol2 = "∂²f/∂{var}∂{var2}ᵀ"
+    symbol2_mathml = (
+        '<mfrac><mrow><msup><mo>∂</mo><mn>2</mn></msup><mi>f</mi></mrow>'
+        '<mrow><mo>∂</mo>{var}<mo>∂</mo><msup>{var2}<mi>T</mi></msup></mrow></mfrac>'
+    )
     needs_scalar_f = True
     fd_tol = 1e-4
     fd_ratio = 2.0
@@ -71,6 +76,12 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
 
     def truth_elements(self, var_shape: Shape, f_shape: Shape) -> int:
         return numel(var_shape) ** 2
+
+    def paired(self, var2: str, shape2: Shape) -> ClaimKind | None:
+        # the mixed form (claims/mixed_hessian.py) builds on this one: imported here, not above
+        from matgrad.claims.mixed_hessian import MixedHessian
+
+        return MixedHessian(var2, shape2)
 
     def truth(self, torch: Any, run: Any, var: str, first_pass: dict[str, Any]) -> Any:
         leaves, env = run.leaves([var])
@@ -165,12 +176,13 @@ hessian:  # the $dim x $dim matrix of second derivatives of f with respect to $v
     ) -> tuple[Any, Any, Any, Any]:
         # With a second unit direction u, the mixed second difference
         # r(h) = |f(x+hu+hv) - f(x+hu-hv) - f(x-hu+hv) + f(x-hu-hv) - 4h^2 u^T H v|
+        # (for a mixed hessian, u moves the first variable and v the second)
         assert u is not None
         t = ev.x[claim.var].shape[0]
         hess = ev.claim(claim, bound)
         vf, uf = vec(v), vec(u)  # the vec layout of the claim
-        n = vf.shape[1]
-        hess = fill_like(hess, torch.empty(t, n, n)).reshape(t, n, n)
+        n, m = uf.shape[1], vf.shape[1]
+        hess = fill_like(hess, torch.empty(t, n, m)).reshape(t, n, m)
         mixed = torch.einsum("ti,tij,tj->t", uf, hess, vf)
         q = (4 * hs**2 * mixed.unsqueeze(0)).unsqueeze(-1)
         rem = vals[0] - vals[1] - vals[2] + vals[3] - q

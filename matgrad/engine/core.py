@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     import torch
 
 from matgrad._version import __version__
-from matgrad.claims import KINDS
+from matgrad.claims import KINDS, kind_of
 from matgrad.engine import degeneracy, diagnose, repair, tensors, userfn, witness
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
@@ -232,7 +232,7 @@ def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
 
 def _expected_shape(claim: Claim, compiled: Compiled) -> Shape:
     var = compiled.identity.vars[claim.var]
-    return KINDS[claim.kind].expected_shape(var.shape, compiled.f.shape)
+    return kind_of(claim, compiled.identity).expected_shape(var.shape, compiled.f.shape)
 
 
 def _shapes_agree(claimed: Shape, expected: Shape) -> bool:
@@ -271,7 +271,7 @@ def compare(
     ``tensors.tolerance``. ``slack`` ([T, ...]) widens the bound entrywise (the error estimate
     of a finite difference); ``noise`` ([T, entries]) is the estimated rounding noise of each
     entry (see :func:`rounding_noise`)."""
-    res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
+    res = ClaimResult(claim.kind, claim.subject, "passed", line=claim.line, rtol=rtol, atol=atol)
     tr, cl = tensors.per_trial(truth, value)  # a constant scalar claim fills the whole shape
     t = tr.shape[0]
     # |.| of the difference: the modulus for complex entries (the same rule, on the plane)
@@ -364,15 +364,16 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
             fval = run.f(run.env)
     evaluated: list[Any] = []
     for claim, bound in compiled.claims:
-        kind = KINDS[claim.kind]
+        kind = kind_of(claim, compiled.identity)
         expected = _expected_shape(claim, compiled)
         if not kind.claimed_by_autograd and not _shapes_agree(bound.shape, expected) and not (
             bound.static is not None and bound.shape == ()
         ):
             evaluated.append(None)
             continue
-        if not kind.complex_ok and (fval.is_complex() or run.x[claim.var].is_complex()):
-            what = "a complex variable" if run.x[claim.var].is_complex() else "a complex f"
+        complex_var = any(run.x[v].is_complex() for v in claim.vars)
+        if not kind.complex_ok and (fval.is_complex() or complex_var):
+            what = "a complex variable" if complex_var else "a complex f"
             supported = ", ".join(k.name for k in KINDS.values() if k.complex_ok)
             raise EvalError(
                 f"{claim.label}: a {kind.name} claim about {what} cannot be checked; claims "
@@ -539,14 +540,14 @@ def check_compiled(
 
     results: list[ClaimResult] = []
     for (claim, bound), pair in zip(compiled.claims, evaluated, strict=True):
-        kind = KINDS[claim.kind]
+        kind = kind_of(claim, ident)
         expected = _expected_shape(claim, compiled)
         if pair is None:
             hint = kind.shape_hint(claim.var, bound.shape, expected)
             results.append(
                 ClaimResult(
                     claim.kind,
-                    claim.var,
+                    claim.subject,
                     "failed",
                     line=claim.line,
                     message=(
@@ -683,7 +684,7 @@ class _Recheck:
         """The result of ``claim`` after the re-check, and the truth and claim values that
         the witnesses and the diagnosis should use (float64 when the failure stands)."""
         run64, grads = self._float64()
-        truth64 = KINDS[claim.kind].truth(torch, run64, claim.var, grads).detach()
+        truth64 = kind_of(claim, run64.c.identity).truth(torch, run64, claim.var, grads).detach()
         value64 = run64.claim_value(claim, bound)
         second = compare(claim, truth64, value64, expected, self.rtol, self.atol)
         if second.status == "failed":  # within the rounding noise of float64?
@@ -770,7 +771,7 @@ def rounding_noise(
                 perturb=tensors.Perturbation(seed + 7919 * (k + 1), forward=False),
             )
             with tensors.EveryOperation(moved):
-                truths.append(_truth_of(other, claim.kind, claim.var))
+                truths.append(_truth_of(other, claim))
                 values.append(other.claim_value(claim, bound))
     except (EvalError, RuntimeError, ValueError):
         return None
@@ -789,9 +790,11 @@ def _symmetrised(noise: Any, expected: Shape) -> Any:
     return torch.maximum(m, m.transpose(-1, -2)).reshape(t, -1)
 
 
-def _truth_of(run: _Run, kind: str, var: str) -> Any:
-    """The autograd value of a claim of ``kind`` about ``var`` (grad in its convention)."""
-    return KINDS[kind].truth(torch, run, var, {}).detach()
+def _truth_of(run: _Run, claim: Claim, var: str | None = None) -> Any:
+    """The autograd value of ``claim`` (grad in its convention), or of a claim of its kind
+    about ``var`` instead."""
+    kind = kind_of(claim, run.c.identity)
+    return kind.truth(torch, run, claim.var if var is None else var, {}).detach()
 
 
 def _repair_inputs(
@@ -840,7 +843,7 @@ def _probe(
     probe = diagnose.Probe(
         claim.kind, claim.var, truth, value, expected, rtol, atol,
         reference="autograd" if autograd else "finite differences",
-        layouts=KINDS[claim.kind].layouts(
+        layouts=kind_of(claim, ident).layouts(
             claim.var,
             ident.vars[claim.var].shape,
             run.c.f.shape,
@@ -849,7 +852,7 @@ def _probe(
     )
     if not autograd:
         return probe
-    alternatives = KINDS[claim.kind].alternatives(torch, run, claim.var, truth)
+    alternatives = kind_of(claim, ident).alternatives(torch, run, claim.var, truth)
     if alternatives:
         probe.conventions = alternatives
 
@@ -872,10 +875,12 @@ def _probe(
         for names in tries:
             draw = ({**xs, **{k: changed[k] for k in names}}, ds)
             other = _Run(run.c, run.trials, 0, run.like.dtype, str(run.like.device), draw=draw)
-            yield names, _truth_of(other, claim.kind, claim.var), other.claim_value(claim, bound)
+            yield names, _truth_of(other, claim), other.claim_value(claim, bound)
 
     def swapped() -> list[tuple[str, Any, Any]]:
         out = []
+        if claim.var2 is not None:
+            return []  # its variables swapped: the transposed orientation, a layout
         shape = ident.vars[claim.var].shape
         others = [v for v in ident.vars.values() if v.name != claim.var and v.shape == shape]
         if not diagnosis_affordable("swapped variables", len(others)):
@@ -886,7 +891,7 @@ def _probe(
                 env["d" + claim.var] = run.d[v.name]
             with torch.no_grad():
                 value_o = run.compute(bound, env)
-            out.append((v.name, _truth_of(run, claim.kind, v.name), value_o))
+            out.append((v.name, _truth_of(run, claim, v.name), value_o))
         return out
 
     def diagnosis_affordable(what: str, candidates: int) -> bool:
@@ -945,7 +950,7 @@ def check_identity(
         tally = degeneracy.Tally()
         try:
             result.claims = check_compiled(compiled, settings, device, tally=tally)
-            written = {(c.kind, c.var): c.text for c in ident.claims}
+            written = {(c.kind, c.subject): c.text for c in ident.claims}
             for c in result.claims:  # autograd's own gradient has no expression to show
                 own = KINDS[c.kind].claimed_by_autograd
                 c.expr = None if own else written.get((c.kind, c.var))

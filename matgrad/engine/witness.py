@@ -63,7 +63,7 @@ from typing import Any
 
 import torch
 
-from matgrad.claims import KINDS
+from matgrad.claims import KINDS, ClaimKind, kind_of
 from matgrad.claims.base import EPS, ROUNDING
 from matgrad.engine import tensors
 from matgrad.errors import LimitError
@@ -238,16 +238,24 @@ class Evaluator:
     def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:
         """f with ``var`` replaced by ``points(start, stop)`` ([k, T, *shape]) for
         start..stop covering range(count); returns [count, T, *f.shape]."""
+        return self.f_along_each(count, lambda start, stop: {var: points(start, stop)})
+
+    @torch.no_grad()
+    def f_along_each(
+        self, count: int, points: Callable[[int, int], dict[str, Any]]
+    ) -> Any:
+        """As :meth:`f_along`, moving several variables at once: ``points(start, stop)``
+        gives each moved variable's points ([k, T, *shape]); the others stay."""
         t = self.trials
         per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
         outs = []
         for start in range(0, count, per):
             stop = min(count, start + per)
-            p = points(start, stop)
+            moved = points(start, stop)
             k = stop - start
             xs = {
-                n: p.reshape(k * t, *v.shape[1:])
-                if n == var
+                n: moved[n].reshape(k * t, *v.shape[1:])
+                if n in moved
                 else v.repeat(k, *([1] * (v.dim() - 1)))
                 for n, v in self.x.items()
             }
@@ -289,15 +297,17 @@ def _width(compiled: Compiled) -> int:
     return max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
 
 
-def evaluations(kind: str, shape: Shape, name: str) -> int:
-    """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind``."""
+def evaluations(kind: str | ClaimKind, shape: Shape, name: str) -> int:
+    """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind`` (a
+    name, or the kind object of a claim: ``kind_of``)."""
     # Both also measure f's rounding noise at the point: f and NOISE_RUNS perturbed runs.
     noise = tensors.NOISE_RUNS + 1
     if name == "fd":
         return fd_evals(kind, shape) + 1 + noise  # and f at the point (second differences)
     if name == "taylor":
-        moves = 4 if KINDS[kind].taylor_order == "second" else 1
-        steps = len(TAYLOR_STEPS[KINDS[kind].taylor_order]) + len(TAYLOR_TINY)
+        order = (KINDS[kind] if isinstance(kind, str) else kind).taylor_order
+        moves = 4 if order == "second" else 1
+        steps = len(TAYLOR_STEPS[order]) + len(TAYLOR_TINY)
         return TAYLOR_DIRECTIONS * (moves * steps + 1) + noise
     return 0  # autograd: counted by the check itself
 
@@ -309,7 +319,7 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
     for claim, _ in compiled.claims:
         shape = compiled.identity.vars[claim.var].shape
         for name in for_claim(claim.kind, witnesses):
-            evals = evaluations(claim.kind, shape, name)
+            evals = evaluations(kind_of(claim, compiled.identity), shape, name)
             if evals:
                 chunks = -(-evals // per)
                 work += budget.evaluations_work(evals, trials, compiled.estimate, chunks)
@@ -334,10 +344,10 @@ def check_budget(
 # ---- finite differences ---------------------------------------------------------------------
 
 
-def fd_evals(kind: str, shape: Shape) -> int:
+def fd_evals(kind: str | ClaimKind, shape: Shape) -> int:
     """Evaluations of f per trial that the finite-difference witness needs (two step sizes)."""
     n = numel(shape)
-    return 2 * KINDS[kind].fd_points(n)
+    return 2 * (KINDS[kind] if isinstance(kind, str) else kind).fd_points(n)
 
 
 def finite_differences(
@@ -356,14 +366,14 @@ def _finite_differences(
     (what the rounding of f at the steps makes of the difference quotient, its noise floor)
     and the change of f over the steps, in the same units."""
     shape = tuple(ev.x[claim.var].shape[1:])
-    needed = fd_evals(claim.kind, shape)
+    kind = kind_of(claim, ev.c.identity)
+    needed = fd_evals(kind, shape)
     if needed > limits.max_fd_evals:
         raise LimitError(
             f"{claim.label}: finite differences need {needed} evaluations of f per trial, over "
             f"the limit max_fd_evals={limits.max_fd_evals} (raise it with --limit "
             f"max_fd_evals=N, or use the Taylor test, which needs a handful)"
         )
-    kind = KINDS[claim.kind]
 
     def one(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any, Any]:
         return kind.fd_estimate(torch, ev, var, scale)
@@ -478,7 +488,7 @@ def taylor(
     var = claim.var
     x = ev.x[var]
     gen = torch.Generator().manual_seed(ev.seed)
-    kind = KINDS[claim.kind]
+    kind = kind_of(claim, ev.c.identity)
 
     def draw() -> Any:
         return kind.taylor_draw(torch, ev, var, gen, convention)
@@ -578,6 +588,8 @@ def _remainders(
     """Along one direction: the remainders [K, T] at the main steps, their rounding floor
     from the size of the terms [K, T], the largest remainder at the tiny steps [T], and the
     signal [K, T] at the main steps: the larger of the measured and the predicted change."""
+    if claim.var2 is not None:
+        return _mixed_remainders(ev, claim, bound, convention, v, u, rtol)
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
@@ -603,18 +615,84 @@ def _remainders(
         return torch.stack(moved)
 
     vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
+    count = 2 if u is None else len(moves)  # values of f in one remainder
+    return _remainder_parts(
+        ev, claim, bound, convention, vals, hs, v, u, rtol, ev.reads(var), count
+    )
+
+
+def _mixed_remainders(
+    ev: Evaluator,
+    claim: Claim,
+    bound: Bound,
+    convention: str | None,
+    v: Any,
+    u: Any | None,
+    rtol: float = 0.0,
+) -> tuple[Any, Any, Any, Any]:
+    """As :func:`_remainders`, for a claim about two variables: ``u`` moves the first, ``v``
+    the second, at the points (x +- h u, y +- h v), whose mixed second difference is
+    4 h^2 u^T H v."""
+    assert u is not None and claim.var2 is not None
+    var, var2 = claim.var, claim.var2
+    x, y = ev.x[var], ev.x[var2]
+    t = x.shape[0]
+    u = u / tensors.rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
+    v = v / tensors.rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
+    scale = torch.maximum(
+        x.reshape(t, -1).abs().amax(dim=1), y.reshape(t, -1).abs().amax(dim=1)
+    ).clamp(min=1.0)
+    main = TAYLOR_STEPS[kind_of(claim, ev.c.identity).taylor_order]
+    steps = torch.tensor(main + TAYLOR_TINY, dtype=torch.float64, device=x.device)
+    hs = steps.unsqueeze(1) * scale.unsqueeze(0)  # [K, T]
+    k = steps.shape[0]
+    signs = ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0))  # the order taylor_remainder reads
+
+    def points(start: int, stop: int) -> dict[str, Any]:
+        xs, ys = [], []
+        for i in range(start, stop):
+            a, b = signs[i // k]
+            h = hs[i % k]
+            xs.append(x + a * tensors.rows(h, x) * u)
+            ys.append(y + b * tensors.rows(h, y) * v)
+        return {var: torch.stack(xs), var2: torch.stack(ys)}
+
+    vals = ev.f_along_each(k * len(signs), points).reshape(len(signs), k, t, -1)
+    reads = ev.reads(var) or ev.reads(var2)
+    return _remainder_parts(
+        ev, claim, bound, convention, vals, hs, v, u, rtol, reads, len(signs)
+    )
+
+
+def _remainder_parts(
+    ev: Evaluator,
+    claim: Claim,
+    bound: Bound,
+    convention: str | None,
+    vals: Any,
+    hs: Any,
+    v: Any,
+    u: Any | None,
+    rtol: float,
+    reads: bool,
+    count: int,
+) -> tuple[Any, Any, Any, Any]:
+    """What :func:`_remainders` returns, from f at the moved points ``vals`` [moves, K, T, -1]
+    at the steps ``hs`` [K, T]; ``reads``: whether f reads a moved variable; ``count``: the
+    values of f in one remainder."""
+    t = hs.shape[1]
     f0 = ev.f().reshape(1, t, -1)
-    rem, terms, pred, size = KINDS[claim.kind].taylor_remainder(
+    kind = kind_of(claim, ev.c.identity)
+    rem, terms, pred, size = kind.taylor_remainder(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u
     )
     r_all = rem.norm(dim=-1)  # [K, T]
-    km = len(main)
+    km = len(TAYLOR_STEPS[kind.taylor_order])
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
-    if ev.reads(var):
+    if reads:
         # The remainder at the tiny steps shows the rounding of f only where it happens to
         # round differently there; f's measured noise (Monte Carlo arithmetic) at each of the
         # remainder's points bounds it however f rounds.
-        count = 2 if u is None else len(moves)  # values of f in one remainder
         measured = ev.f_noise().reshape(t, -1).norm(dim=-1) * count
         noise = torch.maximum(noise, measured * (TAYLOR_MEASURED_MARGIN / TAYLOR_NOISE_MARGIN))
     # the signal: the change of f over the step, at any of the moved points, or as the claim
@@ -829,7 +907,7 @@ def _as_fd(res: ClaimResult) -> ClaimResult:
 def _taylor_only(
     claim: Claim, w: WitnessResult, rtol: float, atol: float, convention: str | None
 ) -> ClaimResult:
-    res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
+    res = ClaimResult(claim.kind, claim.subject, "passed", line=claim.line, rtol=rtol, atol=atol)
     res.convention = convention
     if w.verdict == "disagrees":
         res.status = "failed"
