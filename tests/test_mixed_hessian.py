@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from matgrad.claims import KINDS, missing_parts
-from matgrad.claims.mixed_hessian import MixedHessian
+from matgrad.claims.hessian import MixedHessian
 from matgrad.engine.core import check_identity
 from matgrad.limits import Limits
 from matgrad.report.formula import claim as claim_mathml
