@@ -16,7 +16,7 @@ from matgrad.report.formula import claim as claim_mathml
 from matgrad.report.formula import claim_text
 from matgrad.results import IdentityResult
 from matgrad.settings import Settings
-from matgrad.spec.schema import load_text, validate
+from matgrad.spec.schema import Identity, load_text, validate
 
 BILINEAR = "dims: {n: 3, m: 2}\nvars: {x: [n, 1], y: [m, 1], A: [n, m]}\nf: x.T @ A @ y\n"
 SQUARE = "dims: {n: 3}\nvars: {x: [n, 1], y: [n, 1], A: [n, n]}\nf: x.T @ A @ y\n"
@@ -336,3 +336,35 @@ def test_the_label_and_the_formula_name_both_variables() -> None:
     assert claim_text("hessian", "x, y", "A") == "∂²f/∂x∂yᵀ = A"
     mathml = claim_mathml("hessian", "x, y", "A")
     assert "<mi>x</mi>" in mathml and "<mi>y</mi>" in mathml and "x, y" not in mathml
+
+
+def test_the_api_and_try_take_the_two_variable_key() -> None:
+    from typer.testing import CliRunner
+
+    import matgrad
+    from matgrad.cli import app
+
+    r = matgrad.check_identity(
+        f="x.T @ A @ y", vars={"x": [3, 1], "y": [2, 1], "A": [3, 2]}, hessian={"x, y": "A"}
+    )
+    assert (r.status, [c.label for c in r.claims]) == ("passed", ["hessian x, y"])
+    out = CliRunner().invoke(app, [
+        "try", "--f", "x.T @ A @ y", "--var", "x:3,1", "--var", "y:2,1", "--var", "A:3,2",
+        "--hessian", "x, y=A.T",
+    ])
+    assert out.exit_code == 1
+    assert "hint: transposed orientation: the claim is d^2 f / (d vec y d (vec x)^T)" in out.stdout
+
+
+def test_json_reports_and_the_catalogue_give_the_key_as_var() -> None:
+    import json
+
+    from matgrad.report.catalogue import render_json
+
+    (item,) = load_text("id: t\n" + BILINEAR + 'hessian: {"x, y": A}\n', "t.yaml")
+    assert isinstance(item, Identity)
+    assert json.loads(render_json([item]))[0]["claims"] == [
+        {"kind": "hessian", "var": "x, y", "expr": "A"}
+    ]
+    r = result(BILINEAR + 'hessian: {"x, y": A}\n')
+    assert r.claims[0].to_dict()["var"] == "x, y"
