@@ -368,3 +368,17 @@ def test_json_reports_and_the_catalogue_give_the_key_as_var() -> None:
     ]
     r = result(BILINEAR + 'hessian: {"x, y": A}\n')
     assert r.claims[0].to_dict()["var"] == "x, y"
+
+
+def test_show_sets_autograd_claim_and_finite_differences_side_by_side() -> None:
+    from typer.testing import CliRunner
+
+    from matgrad.cli import app
+
+    r = CliRunner().invoke(app, [
+        "show", "mixed-trace-transposed", "docs/examples/mixed-hessian.yaml", "--fd",
+    ])
+    assert r.exit_code == 0, r.stdout
+    assert "hessian X, Y  FAIL" in r.stdout
+    assert "hint: transposed orientation" in r.stdout
+    assert "finite differences" in r.stdout
