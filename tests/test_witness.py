@@ -213,6 +213,23 @@ def test_tangent_directions_for_constrained_claims() -> None:
     assert free.claims[0].agreement == "claim vs autograd"
 
 
+@pytest.mark.parametrize(("claim", "status"), [
+    ("-inv(X) @ P", "passed"),
+    ("-P @ inv(X)", "failed"),
+])
+def test_lets_that_use_the_direction_reach_the_witnesses(claim: str, status: str) -> None:
+    # P uses dX: the witnesses evaluate it with each direction they step along, as the
+    # autograd path does (it was a KeyError, an internal error, under --fd and --taylor).
+    text = ident("inv(X)", f"differential: {{X: {claim!r}}}", INV,
+                 "let: {P: 'dX @ inv(X)'}\n")
+    r = result(text, seed=3)
+    assert r.status == status, r.message
+    assert set(verdicts(r.claims[0]).values()) == {"agrees" if status == "passed" else "disagrees"}
+    # autograd alone: the diagnosis of a wrong claim (here: the claim about A instead of X)
+    # evaluates it along another direction, and P with it
+    assert result(text, witnesses=(), seed=3).status == status
+
+
 def test_fd_evaluation_budget() -> None:
     text = "id: t\nvars: {X: [40, 40]}\nf: sum(X * X)\ngrad: {X: '2 * X'}\ntrials: 2\n"
     r = result(text, witnesses=("fd",))

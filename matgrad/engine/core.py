@@ -164,13 +164,13 @@ class _Run:
         """f at the variables ``xs``, its lets computed from them."""
         return self.f(self._with_lets(dict(xs)))
 
-    def claim_env(self, claim: Claim) -> dict[str, Any]:
+    def claim_env(self, claim: Claim, direction: Any | None = None) -> dict[str, Any]:
         """The names a claim may use: variables, lets, and for a differential claim its
-        direction and the lets that use it."""
+        direction (``direction``, else the drawn one) and the lets that use it."""
         env = dict(self.env)
         if KINDS[claim.kind].uses_direction:
             with torch.no_grad():
-                env["d" + claim.var] = self.d[claim.var]
+                env["d" + claim.var] = self.d[claim.var] if direction is None else direction
                 for name, let in self.c.direction_lets.get(claim.var, ()):
                     env[name] = self.compute(let, env)
         return env
@@ -881,9 +881,7 @@ def _probe(
         if not diagnosis_affordable("swapped variables", len(others)):
             return []
         for v in others:
-            env = dict(run.env)
-            if KINDS[claim.kind].uses_direction:
-                env["d" + claim.var] = run.d[v.name]
+            env = run.claim_env(claim, run.d.get(v.name))
             with torch.no_grad():
                 value_o = run.compute(bound, env)
             out.append((v.name, _truth_of(run, claim.kind, v.name), value_o))

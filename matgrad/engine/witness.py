@@ -262,6 +262,8 @@ class Evaluator:
         env, like = self._env(dict(self.x), self.trials)
         if KINDS[claim.kind].uses_direction:
             env["d" + claim.var] = self.d[claim.var] if direction is None else direction
+            # and the lets that use the direction, as the autograd path computes them
+            tensors.with_lets(self.c.direction_lets.get(claim.var, ()), env, like)
         return tensors.evaluate(bound, env, like)
 
 
