@@ -61,9 +61,11 @@ SMALL_WORK = 1 << 16
 UNDEFINED_LADDER = (math.inf, math.inf, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1)
 # An f undefined on more than this fraction of the first draws at the smallest scale (near the
 # origin) is refused at once, on every seed: log(x) or sqrt(x) of a real x (half of them),
-# log(x - 3) (all). Counted only with at least UNDEFINED_NEAR_MIN draws at that scale.
+# log(x - 3) (all).
 UNDEFINED_NEAR = 1 / 8
-UNDEFINED_NEAR_MIN = 8
+# With fewer first draws than this at that scale (fewer than 100 trials), the share is measured
+# on a probe of this many draws at the smallest scale, so the outcome does not hang on a handful.
+UNDEFINED_NEAR_PROBE = 33
 
 
 def resolve_device(device: str) -> str:
@@ -415,13 +417,21 @@ def _undefined(
     return bad, what
 
 
-def _refuse_if_undefined_near_the_origin(bad: Any, trials: int, tally: degeneracy.Tally) -> None:
+def _refuse_if_undefined_near_the_origin(
+    run: _Run, bad: Any, trials: int, tally: degeneracy.Tally, autograd_alone: bool,
+    limits: Limits,
+) -> None:
     """Raise :class:`EvalError` when too many first draws at the smallest scale are undefined
-    (redrawing towards the origin cannot help there)."""
+    (redrawing towards the origin cannot help there). With fewer than UNDEFINED_NEAR_PROBE of
+    them (a small ``--trials``), the share is measured on a probe of that many draws at the
+    smallest scale instead, so that the outcome is the same on every seed at every trial
+    count."""
     near = domains.trial_scales(torch, trials) == min(domains.SCALES)
     n = int(near.sum())
     k = int((bad & near).sum())
-    if n < UNDEFINED_NEAR_MIN or k <= UNDEFINED_NEAR * n:
+    if n < UNDEFINED_NEAR_PROBE:
+        n, k = UNDEFINED_NEAR_PROBE, _undefined_near_probe(run, autograd_alone, limits)
+    if k <= UNDEFINED_NEAR * n:
         return
     first = tally.first_undefined
     raise EvalError(
@@ -430,6 +440,29 @@ def _refuse_if_undefined_near_the_origin(bad: Any, trials: int, tally: degenerac
         f"the origin): undefined on much of the domain; choose domains where it is defined "
         f"(e.g. positive for log/sqrt, spd or invertible for logdet/inv)"
     )
+
+
+def _undefined_near_probe(run: _Run, autograd_alone: bool, limits: Limits) -> int:
+    """On how many of UNDEFINED_NEAR_PROBE fresh draws at the smallest scale f, a claim or
+    (alone) autograd is NaN/Inf. About UNDEFINED_NEAR_PROBE / trials checks of the identity:
+    counted against max_work before anything is drawn, like a redraw."""
+    compiled = run.c
+    work = (2 + -(-UNDEFINED_NEAR_PROBE // run.trials)) * max(1, compiled.estimate.total)
+    if work > limits.max_work:
+        raise limits.refuse(
+            "max_work",
+            work,
+            "some draws are NaN/Inf; measuring where, on "
+            f"{UNDEFINED_NEAR_PROBE} draws near the origin, would make the work of the check",
+        )
+    seed = identity_seed(0, f"{compiled.identity.id}\0undefined near the origin")
+    dtype = run.like.dtype
+    draw = _draw_capped(compiled.identity, UNDEFINED_NEAR_PROBE, seed, min(domains.SCALES))
+    draw = _guarded(compiled, draw, seed, dtype, None)
+    probe = _Run(compiled, UNDEFINED_NEAR_PROBE, seed, dtype, str(run.like.device), draw=draw)
+    fval, evaluated = _evaluate(probe, compiled)
+    undefined = _undefined(UNDEFINED_NEAR_PROBE, fval, compiled, evaluated, autograd_alone)
+    return 0 if undefined is None else int(undefined[0].sum())
 
 
 def _undefined_share(tally: degeneracy.Tally, trials: int) -> str:
@@ -498,7 +531,9 @@ def check_compiled(
         count = int(bad.sum())
         if attempt == 0:
             tally.first_undefined, tally.undefined_what = count, what
-            _refuse_if_undefined_near_the_origin(bad.cpu(), trials, tally)
+            _refuse_if_undefined_near_the_origin(
+                run, bad.cpu(), trials, tally, chosen == ("autograd",), settings.limits
+            )
         if attempt == len(UNDEFINED_LADDER):
             raise EvalError(_undefined_message(tally, trials, count, what))
         # Each redraw is one more check of the identity: within max_work, like the rest.
