@@ -537,7 +537,7 @@ def check_compiled(
         if attempt == len(UNDEFINED_LADDER):
             raise EvalError(_undefined_message(tally, trials, count, what))
         # Each redraw is one more check of the identity: within max_work, like the rest.
-        work = (attempt + 2) * max(1, compiled.estimate.total)
+        work = (attempt + 2) * max(1, compiled.estimate.total + compiled.estimate.guard)
         if work > settings.limits.max_work:
             raise settings.limits.refuse(
                 "max_work",
@@ -789,7 +789,9 @@ def rounding_noise(
     cost = max(1, run.c.estimate.total)
     if (tensors.NOISE_RUNS + 1) * cost > limits.max_work:
         return None
-    truths, values = [], []
+    # Each run's deviations are folded in as it ends: one extra run's tensors live at a time,
+    # beside the first check's (twice its memory at the peak, not 2 + NOISE_RUNS times).
+    of_truth = of_claim = None
     try:
         for k in range(tensors.NOISE_RUNS):
             # Every operation's result is moved (EveryOperation), and so are the inputs, as the
@@ -805,12 +807,17 @@ def rounding_noise(
                 perturb=tensors.Perturbation(seed + 7919 * (k + 1), forward=False),
             )
             with tensors.EveryOperation(moved):
-                truths.append(_truth_of(other, claim.kind, claim.var))
-                values.append(other.claim_value(claim, bound))
+                truth_k = _truth_of(other, claim.kind, claim.var)
+                value_k = other.claim_value(claim, bound)
+            del other
+            t_k, v_k = tensors.noise(truth, [truth_k]), tensors.noise(value, [value_k])
+            of_truth = t_k if of_truth is None else torch.maximum(of_truth, t_k)
+            of_claim = v_k if of_claim is None else torch.maximum(of_claim, v_k)
     except (EvalError, RuntimeError, ValueError):
         return None
-    of_truth = tensors.noise(truth, truths)
-    of_claim = tensors.noise(value, values)  # [T, 1] for a constant scalar claim: broadcast
+    if of_truth is None or of_claim is None:
+        return None
+    # of_claim is [T, 1] for a constant scalar claim: broadcast
     return of_truth + of_claim.expand_as(of_truth)
 
 

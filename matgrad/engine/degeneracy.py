@@ -55,6 +55,7 @@ from matgrad.lang.expr import Bound, Call, Compare, Name
 from matgrad.lang.expr import constant as expr_constant
 from matgrad.lang.fn_decomp import GAUGED, gauge_margin
 from matgrad.lang.fn_piecewise import tie_margin
+from matgrad.spec import budget
 from matgrad.spec.schema import Compiled
 
 # The sensitivities measured by a condition number: a conditioned domain makes them safe.
@@ -71,7 +72,7 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
 }
 # The least relative distance to a kink or a tie: a draw closer than this is drawn again.
 MIN_KINK = 1e-6
-MAX_REDRAWS = 5
+MAX_REDRAWS = budget.GUARD_SURVEYS - 1  # the work budget counts every survey
 
 Draw = tuple[dict[str, Any], dict[str, Any]]  # (variables, directions), float64 CPU tensors
 
