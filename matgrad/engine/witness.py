@@ -58,14 +58,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from matgrad.claims import KINDS
 from matgrad.claims.base import EPS, ROUNDING
-from matgrad.engine import tensors
+from matgrad.engine import degeneracy, tensors
 from matgrad.errors import LimitError
 from matgrad.lang.expr import Bound, Name, Node
 from matgrad.lang.functions import Shape, numel
@@ -169,6 +169,13 @@ class Evaluator:
         self._gradients: dict[str, Any] = {}
         self._noise: Any = None
         self._reads: dict[str, bool] = {}
+        # the kink sites of f and its lets (relu, max, a comparison ...): where a step moves
+        # one onto another piece, f's change along it says nothing about the claim
+        self.kinks = [
+            s for s in degeneracy.sites(compiled)
+            if s.sensitive == "kink" and (s.where == "f" or s.where.startswith("let "))
+        ]
+        self._pieces: Any = None
 
     def reads(self, var: str) -> bool:
         """Whether f reads ``var`` (directly or through a let). Where it does not, moving
@@ -234,24 +241,52 @@ class Evaluator:
         env, like = self._env(xs, batch)
         return tensors.evaluate(self.c.f, env, like)
 
+    def _along(
+        self, var: str, count: int, points: Callable[[int, int], Any]
+    ) -> Iterator[tuple[dict[str, Any], int]]:
+        """The variables with ``var`` replaced by ``points(start, stop)`` ([k, T, *shape]), in
+        chunks covering range(count): yields (variables [k * T, ...], k)."""
+        t = self.trials
+        per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
+        for start in range(0, count, per):
+            stop = min(count, start + per)
+            p = points(start, stop)
+            k = stop - start
+            yield {
+                n: p.reshape(k * t, *v.shape[1:])
+                if n == var
+                else v.repeat(k, *([1] * (v.dim() - 1)))
+                for n, v in self.x.items()
+            }, k
+
     @torch.no_grad()
     def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:
         """f with ``var`` replaced by ``points(start, stop)`` ([k, T, *shape]) for
         start..stop covering range(count); returns [count, T, *f.shape]."""
         t = self.trials
-        per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
+        return torch.cat([
+            self.f(xs).reshape(k, t, *self.c.f.shape) for xs, k in self._along(var, count, points)
+        ])
+
+    @torch.no_grad()
+    def same_piece(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any | None:
+        """Per point of :meth:`f_along` ([count, T] bool): whether every kink site of f is on
+        the piece it is on at x (the same sign of relu's argument, the same index of a max);
+        None when f has no kink site that says what its pieces are."""
+        if not self.kinks:
+            return None
+        t = self.trials
+        if self._pieces is None:
+            env, like = self._env(dict(self.x), t)
+            self._pieces = degeneracy.branches(self.kinks, env, like)
+        if self._pieces is None:
+            return None
         outs = []
-        for start in range(0, count, per):
-            stop = min(count, start + per)
-            p = points(start, stop)
-            k = stop - start
-            xs = {
-                n: p.reshape(k * t, *v.shape[1:])
-                if n == var
-                else v.repeat(k, *([1] * (v.dim() - 1)))
-                for n, v in self.x.items()
-            }
-            outs.append(self.f(xs).reshape(k, t, *self.c.f.shape))
+        for xs, k in self._along(var, count, points):
+            env, like = self._env(xs, k * t)
+            moved = degeneracy.branches(self.kinks, env, like)
+            assert moved is not None
+            outs.append((moved.reshape(k, t, -1) == self._pieces.unsqueeze(0)).all(dim=-1))
         return torch.cat(outs)
 
     @torch.no_grad()
@@ -308,10 +343,13 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
     """Estimated work of the witnesses other than autograd, over every claim and trial."""
     per = max(1, CHUNK_ELEMENTS // max(1, trials * _width(compiled)))
     work = 0
+    kinked = any(s.sensitive == "kink" for s in degeneracy.sites(compiled))
     for claim, _ in compiled.claims:
         shape = compiled.identity.vars[claim.var].shape
         for name in for_claim(claim.kind, witnesses):
             evals = evaluations(claim.kind, shape, name)
+            if name == "taylor" and kinked:
+                evals *= 2  # f's kink sites at each point (Evaluator.same_piece): about f again
             if evals:
                 chunks = -(-evals // per)
                 work += budget.evaluations_work(evals, trials, compiled.estimate, chunks)
@@ -430,8 +468,16 @@ class Blind:
     signal: float = 0.0
     slopes: tuple[float, float] | None = None  # NaN: fitted on two steps
     fit: float = math.nan
+    kinked: bool = False  # every step of every trial crosses a kink of f
 
     def message(self) -> str:
+        if self.kinked:
+            return (
+                f"the Taylor test {CANNOT_JUDGE}: on every trial too many of its steps move a "
+                f"kink of f (relu, abs, a max, a comparison ...) onto another piece, where f's "
+                f"change says nothing about the claim; the draws lie closer to a kink than the "
+                f"steps: use autograd"
+            )
         if self.slopes is not None and math.isnan(self.slopes[0]):
             return (
                 f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the remainder rose above "
@@ -490,7 +536,7 @@ def taylor(
         v, u = kind.taylor_directions(ev, var, k, draw)
         runs.append(_remainders(ev, claim, bound, convention, v, u, rtol))
     # The rounding noise of f near x does not depend on the direction: pool it.
-    noise = torch.stack([n for _, _, n, _ in runs]).amax(dim=0)
+    noise = torch.stack([n for _, _, n, _, _ in runs]).amax(dim=0)
     # Per trial, for the trials that show no slope: some direction where f's change over the
     # largest step clearly beats the noise while the remainder stays at rounding level at every
     # step (f affine along it, claim right: agrees); or one where the remainder beats the
@@ -506,18 +552,26 @@ def taylor(
     # towards the smallest step (see TAYLOR_RISE).
     low: list[list[tuple[float, float, float]]] = [[] for _ in range(x.shape[0])]
     defined = True
-    for r, floor, _, signal in runs:
-        r, floor, signal = (
-            r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu(), signal.cpu()
+    # Per trial: whether some direction has a main step that stays on f's pieces (a trial
+    # whose every step crosses a kink of f is not judged here: autograd judges it)
+    on_piece = torch.zeros(x.shape[0], dtype=torch.bool)
+    lost = torch.zeros(x.shape[0], dtype=torch.bool)  # some step of the trial crossed one
+    for r, floor, _, signal, crossed in runs:
+        r, floor, signal, crossed = (
+            r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu(), signal.cpu(),
+            crossed.cpu(),
         )
         first_floor = torch.maximum(first_floor, torch.nan_to_num(floor[0], nan=0.0))
         first_signal = torch.maximum(first_signal, torch.nan_to_num(signal[0], nan=0.0))
         finite = torch.isfinite(r)
         defined = defined and bool(finite.any(dim=0).all())
-        usable = finite & (r > floor)
+        kept = finite & ~crossed
+        on_piece |= kept.any(dim=0)
+        lost |= (finite & crossed).any(dim=0)
+        usable = kept & (r > floor)
         count = usable.sum(dim=0)
         heard = signal[0] > TAYLOR_SIGNAL_MARGIN * floor[0]  # strict: 0 > 0 is silence
-        affine |= heard & (count == 0)
+        affine |= heard & (count == 0) & kept.any(dim=0)
         single |= count == 1
         for trial in range(x.shape[0]):
             idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
@@ -534,7 +588,16 @@ def taylor(
                 low[trial].append((slope, *local) if local else (slope, math.nan, math.nan))
             old = best[trial]
             best[trial] = slope if old is None else max(old, slope)
-    deaf = [i for i, s in enumerate(best) if s is None and not bool(affine[i])]
+    # A trial without a slope that lost steps to kinks (too few left to fit one) is not
+    # judged here, and does not make the whole test blind: autograd judges it.
+    skipped = [
+        i for i, s in enumerate(best) if s is None and not bool(affine[i]) and bool(lost[i])
+    ]
+    if defined and len(skipped) == x.shape[0]:
+        return best, defined, Blind(0, kinked=True)
+    deaf = [
+        i for i, s in enumerate(best) if s is None and not bool(affine[i]) and not bool(lost[i])
+    ]
     blind: Blind | None = None
     if deaf and ev.reads(var):
         i = deaf[0]
@@ -576,10 +639,11 @@ def _remainders(
     v: Any,
     u: Any | None,
     rtol: float = 0.0,
-) -> tuple[Any, Any, Any, Any]:
+) -> tuple[Any, Any, Any, Any, Any]:
     """Along one direction: the remainders [K, T] at the main steps, their rounding floor
-    from the size of the terms [K, T], the largest remainder at the tiny steps [T], and the
-    signal [K, T] at the main steps: the larger of the measured and the predicted change."""
+    from the size of the terms [K, T], the largest remainder at the tiny steps [T], the
+    signal [K, T] at the main steps (the larger of the measured and the predicted change),
+    and the main steps that cross a kink of f [K, T] (their remainders say nothing)."""
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
@@ -610,6 +674,12 @@ def _remainders(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u
     )
     r_all = rem.norm(dim=-1)  # [K, T]
+    same = ev.same_piece(var, k * len(moves), points)
+    crossed = torch.zeros(k, t, dtype=torch.bool, device=x.device)
+    if same is not None:
+        # A step that moves a kink site of f onto another piece (relu's argument changes
+        # sign, another entry becomes the max): f's remainder there is not the claim's.
+        crossed = ~same.reshape(len(moves), k, t).all(dim=0)
     km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
     if ev.reads(var):
@@ -628,7 +698,7 @@ def _remainders(
     floor = torch.maximum(
         TAYLOR_FLOOR * terms[:km].norm(dim=-1), rtol * size[:km].norm(dim=-1)
     )
-    return r_all[:km], floor, noise, signal
+    return r_all[:km], floor, noise, signal, crossed[:km]
 
 
 def taylor_result(
