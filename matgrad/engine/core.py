@@ -389,32 +389,41 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
 
 def _undefined(
     trials: int, fval: Any, compiled: Compiled, evaluated: list[Any], autograd_alone: bool
-) -> tuple[Any, str] | None:
-    """The trials ([T] bool) on which f, a claim or autograd is NaN/Inf, and what was NaN/Inf
-    first ("f", "autograd (grad x)", "the claim grad x"); None when everything is finite (the
-    common case, one check each). Autograd counts only when it is the only witness: with
-    others, an autograd that is NaN where f is finite is theirs to judge (they say "autograd
-    vs fd" and can check the claim without it)."""
-    named: list[tuple[str, Any]] = [("f", fval)]
+) -> tuple[Any, str, Any] | None:
+    """The trials ([T] bool) on which f, a claim or autograd is NaN/Inf, what was NaN/Inf
+    first ("f", "autograd (grad x)", "the claim grad x"), and the trials where only autograd
+    is, when other witnesses judge too ([T] bool: theirs to judge where redrawing does not
+    help); None when everything is finite (the common case, one check each).
+
+    Autograd alone: a NaN of autograd is like a NaN of f. With other witnesses, an autograd
+    that is NaN where f and the claims are finite is drawn again like the rest where that
+    helps (a log of a softmax that underflows at a large draw: autograd's backward overflows
+    where f does not); where it is NaN on every trial, or stays NaN after the redraws (sqrt
+    of an exact zero: autograd's chain rule gives 0 * inf), the other witnesses judge it
+    (they say "autograd vs fd" and can check the claim without it)."""
+    named: list[tuple[str, Any, bool]] = [("f", fval, False)]
     for (claim, _), pair in zip(compiled.claims, evaluated, strict=True):
         if pair is not None:
-            if autograd_alone:
-                named.append((f"autograd ({claim.label})", pair[0]))
-            named.append((f"the claim {claim.label}", pair[1]))
+            named.append((f"autograd ({claim.label})", pair[0], not autograd_alone))
+            named.append((f"the claim {claim.label}", pair[1], False))
     # isfinite makes a bool tensor (an eighth of a float64 copy): no large temporary here.
-    if all(bool(torch.isfinite(t).all()) for _, t in named):
+    if all(bool(torch.isfinite(t).all()) for _, t, _ in named):
         return None
-    bad = None
+    hard = torch.zeros(trials, dtype=torch.bool, device=fval.device)
+    soft = torch.zeros_like(hard)
     what = ""
-    for name, t in named:
+    for name, t, autograd_only in named:
         if t.dim() and t.shape[0] == trials:
             rows = ~torch.isfinite(t.reshape(trials, -1)).all(dim=1)
         else:  # one value for every trial
             rows = (~torch.isfinite(t).all()).expand(trials)
         if not what and bool(rows.any()):
             what = name
-        bad = rows if bad is None else bad | rows
-    return bad, what
+        if autograd_only:
+            soft |= rows
+        else:
+            hard |= rows
+    return hard | soft, what, soft & ~hard
 
 
 def _refuse_if_undefined_near_the_origin(
@@ -462,7 +471,7 @@ def _undefined_near_probe(run: _Run, autograd_alone: bool, limits: Limits) -> in
     probe = _Run(compiled, UNDEFINED_NEAR_PROBE, seed, dtype, str(run.like.device), draw=draw)
     fval, evaluated = _evaluate(probe, compiled)
     undefined = _undefined(UNDEFINED_NEAR_PROBE, fval, compiled, evaluated, autograd_alone)
-    return 0 if undefined is None else int(undefined[0].sum())
+    return 0 if undefined is None else int((undefined[0] & ~undefined[2]).sum())
 
 
 def _undefined_share(tally: degeneracy.Tally, trials: int) -> str:
@@ -527,15 +536,21 @@ def check_compiled(
         )
         if undefined is None:
             break
-        bad, what = undefined
+        bad, what, autograd_only = undefined
+        hard = bad & ~autograd_only
+        if not bool(hard.any()) and (
+            bool(autograd_only.all()) or attempt == len(UNDEFINED_LADDER)
+        ):
+            break  # autograd alone is NaN there, and drawing again does not help: the
+            # other witnesses judge those trials
         count = int(bad.sum())
         if attempt == 0:
             tally.first_undefined, tally.undefined_what = count, what
             _refuse_if_undefined_near_the_origin(
-                run, bad.cpu(), trials, tally, chosen == ("autograd",), settings.limits
+                run, hard.cpu(), trials, tally, chosen == ("autograd",), settings.limits
             )
         if attempt == len(UNDEFINED_LADDER):
-            raise EvalError(_undefined_message(tally, trials, count, what))
+            raise EvalError(_undefined_message(tally, trials, int(hard.sum()), what))
         # Each redraw is one more check of the identity: within max_work, like the rest.
         work = (attempt + 2) * max(1, compiled.estimate.total + compiled.estimate.guard)
         if work > settings.limits.max_work:
