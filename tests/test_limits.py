@@ -127,3 +127,20 @@ def test_docs_name_real_tests(doc: str, at_least: int) -> None:
         if (name not in tests if param is None else f"{name}[{param}]" not in nodes)
     ]
     assert missing == []
+
+
+def test_the_degeneracy_guard_surveys_are_in_the_work_budget() -> None:
+    # The guard evaluates f up to GUARD_SURVEYS times per draw: an identity whose autograd check
+    # fits max_work but whose guarded draws would not is refused before anything is drawn.
+    from matgrad.spec import budget
+    from matgrad.spec.schema import compile_identity, load_text
+
+    text = "id: t\nvars: {x: [50]}\nf: sum(relu(x) ** 2)\ngrad: {x: 2 * relu(x)}\n"
+    (item,) = load_text(text, "t.yaml")
+    est = compile_identity(item, 100).estimate
+    assert est.guard == budget.GUARD_SURVEYS * est.f_work * 100 > 0
+    with pytest.raises(Exception, match="max_work"):
+        compile_identity(item, 100, Limits(max_work=est.total + est.guard // 2))
+    compile_identity(item, 100, Limits(max_work=est.total + est.guard))
+    (plain,) = load_text(text.replace("relu(x)", "exp(x)"), "t.yaml")
+    assert compile_identity(plain, 100).estimate.guard == 0  # nothing to measure

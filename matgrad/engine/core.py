@@ -61,9 +61,11 @@ SMALL_WORK = 1 << 16
 UNDEFINED_LADDER = (math.inf, math.inf, 1.0, 1.0, 0.1, 0.1, 0.1, 0.1)
 # An f undefined on more than this fraction of the first draws at the smallest scale (near the
 # origin) is refused at once, on every seed: log(x) or sqrt(x) of a real x (half of them),
-# log(x - 3) (all). Counted only with at least UNDEFINED_NEAR_MIN draws at that scale.
+# log(x - 3) (all).
 UNDEFINED_NEAR = 1 / 8
-UNDEFINED_NEAR_MIN = 8
+# With fewer first draws than this at that scale (fewer than 100 trials), the share is measured
+# on a probe of this many draws at the smallest scale, so the outcome does not hang on a handful.
+UNDEFINED_NEAR_PROBE = 33
 
 
 def resolve_device(device: str) -> str:
@@ -164,13 +166,13 @@ class _Run:
         """f at the variables ``xs``, its lets computed from them."""
         return self.f(self._with_lets(dict(xs)))
 
-    def claim_env(self, claim: Claim) -> dict[str, Any]:
+    def claim_env(self, claim: Claim, direction: Any | None = None) -> dict[str, Any]:
         """The names a claim may use: variables, lets, and for a differential claim its
-        direction and the lets that use it."""
+        direction (``direction``, else the drawn one) and the lets that use it."""
         env = dict(self.env)
         if KINDS[claim.kind].uses_direction:
             with torch.no_grad():
-                env["d" + claim.var] = self.d[claim.var]
+                env["d" + claim.var] = self.d[claim.var] if direction is None else direction
                 for name, let in self.c.direction_lets.get(claim.var, ()):
                     env[name] = self.compute(let, env)
         return env
@@ -388,41 +390,58 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
 
 def _undefined(
     trials: int, fval: Any, compiled: Compiled, evaluated: list[Any], autograd_alone: bool
-) -> tuple[Any, str] | None:
-    """The trials ([T] bool) on which f, a claim or autograd is NaN/Inf, and what was NaN/Inf
-    first ("f", "autograd (grad x)", "the claim grad x"); None when everything is finite (the
-    common case, one check each). Autograd counts only when it is the only witness: with
-    others, an autograd that is NaN where f is finite is theirs to judge (they say "autograd
-    vs fd" and can check the claim without it)."""
-    named: list[tuple[str, Any]] = [("f", fval)]
+) -> tuple[Any, str, Any] | None:
+    """The trials ([T] bool) on which f, a claim or autograd is NaN/Inf, what was NaN/Inf
+    first ("f", "autograd (grad x)", "the claim grad x"), and the trials where only autograd
+    is, when other witnesses judge too ([T] bool: theirs to judge where redrawing does not
+    help); None when everything is finite (the common case, one check each).
+
+    Autograd alone: a NaN of autograd is like a NaN of f. With other witnesses, an autograd
+    that is NaN where f and the claims are finite is drawn again like the rest where that
+    helps (a log of a softmax that underflows at a large draw: autograd's backward overflows
+    where f does not); where it is NaN on every trial, or stays NaN after the redraws (sqrt
+    of an exact zero: autograd's chain rule gives 0 * inf), the other witnesses judge it
+    (they say "autograd vs fd" and can check the claim without it)."""
+    named: list[tuple[str, Any, bool]] = [("f", fval, False)]
     for (claim, _), pair in zip(compiled.claims, evaluated, strict=True):
         if pair is not None:
-            if autograd_alone:
-                named.append((f"autograd ({claim.label})", pair[0]))
-            named.append((f"the claim {claim.label}", pair[1]))
+            named.append((f"autograd ({claim.label})", pair[0], not autograd_alone))
+            named.append((f"the claim {claim.label}", pair[1], False))
     # isfinite makes a bool tensor (an eighth of a float64 copy): no large temporary here.
-    if all(bool(torch.isfinite(t).all()) for _, t in named):
+    if all(bool(torch.isfinite(t).all()) for _, t, _ in named):
         return None
-    bad = None
+    hard = torch.zeros(trials, dtype=torch.bool, device=fval.device)
+    soft = torch.zeros_like(hard)
     what = ""
-    for name, t in named:
+    for name, t, autograd_only in named:
         if t.dim() and t.shape[0] == trials:
             rows = ~torch.isfinite(t.reshape(trials, -1)).all(dim=1)
         else:  # one value for every trial
             rows = (~torch.isfinite(t).all()).expand(trials)
         if not what and bool(rows.any()):
             what = name
-        bad = rows if bad is None else bad | rows
-    return bad, what
+        if autograd_only:
+            soft |= rows
+        else:
+            hard |= rows
+    return hard | soft, what, soft & ~hard
 
 
-def _refuse_if_undefined_near_the_origin(bad: Any, trials: int, tally: degeneracy.Tally) -> None:
+def _refuse_if_undefined_near_the_origin(
+    run: _Run, bad: Any, trials: int, tally: degeneracy.Tally, autograd_alone: bool,
+    limits: Limits,
+) -> None:
     """Raise :class:`EvalError` when too many first draws at the smallest scale are undefined
-    (redrawing towards the origin cannot help there)."""
+    (redrawing towards the origin cannot help there). With fewer than UNDEFINED_NEAR_PROBE of
+    them (a small ``--trials``), the share is measured on a probe of that many draws at the
+    smallest scale instead, so that the outcome is the same on every seed at every trial
+    count."""
     near = domains.trial_scales(torch, trials) == min(domains.SCALES)
     n = int(near.sum())
     k = int((bad & near).sum())
-    if n < UNDEFINED_NEAR_MIN or k <= UNDEFINED_NEAR * n:
+    if n < UNDEFINED_NEAR_PROBE:
+        n, k = UNDEFINED_NEAR_PROBE, _undefined_near_probe(run, autograd_alone, limits)
+    if k <= UNDEFINED_NEAR * n:
         return
     first = tally.first_undefined
     raise EvalError(
@@ -431,6 +450,29 @@ def _refuse_if_undefined_near_the_origin(bad: Any, trials: int, tally: degenerac
         f"the origin): undefined on much of the domain; choose domains where it is defined "
         f"(e.g. positive for log/sqrt, spd or invertible for logdet/inv)"
     )
+
+
+def _undefined_near_probe(run: _Run, autograd_alone: bool, limits: Limits) -> int:
+    """On how many of UNDEFINED_NEAR_PROBE fresh draws at the smallest scale f, a claim or
+    (alone) autograd is NaN/Inf. About UNDEFINED_NEAR_PROBE / trials checks of the identity:
+    counted against max_work before anything is drawn, like a redraw."""
+    compiled = run.c
+    work = (2 + -(-UNDEFINED_NEAR_PROBE // run.trials)) * max(1, compiled.estimate.total)
+    if work > limits.max_work:
+        raise limits.refuse(
+            "max_work",
+            work,
+            "some draws are NaN/Inf; measuring where, on "
+            f"{UNDEFINED_NEAR_PROBE} draws near the origin, would make the work of the check",
+        )
+    seed = identity_seed(0, f"{compiled.identity.id}\0undefined near the origin")
+    dtype = run.like.dtype
+    draw = _draw_capped(compiled.identity, UNDEFINED_NEAR_PROBE, seed, min(domains.SCALES))
+    draw = _guarded(compiled, draw, seed, dtype, None)
+    probe = _Run(compiled, UNDEFINED_NEAR_PROBE, seed, dtype, str(run.like.device), draw=draw)
+    fval, evaluated = _evaluate(probe, compiled)
+    undefined = _undefined(UNDEFINED_NEAR_PROBE, fval, compiled, evaluated, autograd_alone)
+    return 0 if undefined is None else int((undefined[0] & ~undefined[2]).sum())
 
 
 def _undefined_share(tally: degeneracy.Tally, trials: int) -> str:
@@ -495,15 +537,23 @@ def check_compiled(
         )
         if undefined is None:
             break
-        bad, what = undefined
+        bad, what, autograd_only = undefined
+        hard = bad & ~autograd_only
+        if not bool(hard.any()) and (
+            bool(autograd_only.all()) or attempt == len(UNDEFINED_LADDER)
+        ):
+            break  # autograd alone is NaN there, and drawing again does not help: the
+            # other witnesses judge those trials
         count = int(bad.sum())
         if attempt == 0:
             tally.first_undefined, tally.undefined_what = count, what
-            _refuse_if_undefined_near_the_origin(bad.cpu(), trials, tally)
+            _refuse_if_undefined_near_the_origin(
+                run, hard.cpu(), trials, tally, chosen == ("autograd",), settings.limits
+            )
         if attempt == len(UNDEFINED_LADDER):
-            raise EvalError(_undefined_message(tally, trials, count, what))
+            raise EvalError(_undefined_message(tally, trials, int(hard.sum()), what))
         # Each redraw is one more check of the identity: within max_work, like the rest.
-        work = (attempt + 2) * max(1, compiled.estimate.total)
+        work = (attempt + 2) * max(1, compiled.estimate.total + compiled.estimate.guard)
         if work > settings.limits.max_work:
             raise settings.limits.refuse(
                 "max_work",
@@ -755,7 +805,9 @@ def rounding_noise(
     cost = max(1, run.c.estimate.total)
     if (tensors.NOISE_RUNS + 1) * cost > limits.max_work:
         return None
-    truths, values = [], []
+    # Each run's deviations are folded in as it ends: one extra run's tensors live at a time,
+    # beside the first check's (twice its memory at the peak, not 2 + NOISE_RUNS times).
+    of_truth = of_claim = None
     try:
         for k in range(tensors.NOISE_RUNS):
             # Every operation's result is moved (EveryOperation), and so are the inputs, as the
@@ -771,12 +823,17 @@ def rounding_noise(
                 perturb=tensors.Perturbation(seed + 7919 * (k + 1), forward=False),
             )
             with tensors.EveryOperation(moved):
-                truths.append(_truth_of(other, claim))
-                values.append(other.claim_value(claim, bound))
+                truth_k = _truth_of(other, claim)
+                value_k = other.claim_value(claim, bound)
+            del other
+            t_k, v_k = tensors.noise(truth, [truth_k]), tensors.noise(value, [value_k])
+            of_truth = t_k if of_truth is None else torch.maximum(of_truth, t_k)
+            of_claim = v_k if of_claim is None else torch.maximum(of_claim, v_k)
     except (EvalError, RuntimeError, ValueError):
         return None
-    of_truth = tensors.noise(truth, truths)
-    of_claim = tensors.noise(value, values)  # [T, 1] for a constant scalar claim: broadcast
+    if of_truth is None or of_claim is None:
+        return None
+    # of_claim is [T, 1] for a constant scalar claim: broadcast
     return of_truth + of_claim.expand_as(of_truth)
 
 
@@ -886,9 +943,7 @@ def _probe(
         if not diagnosis_affordable("swapped variables", len(others)):
             return []
         for v in others:
-            env = dict(run.env)
-            if KINDS[claim.kind].uses_direction:
-                env["d" + claim.var] = run.d[v.name]
+            env = run.claim_env(claim, run.d.get(v.name))
             with torch.no_grad():
                 value_o = run.compute(bound, env)
             out.append((v.name, _truth_of(run, claim, v.name), value_o))

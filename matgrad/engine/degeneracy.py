@@ -54,7 +54,8 @@ from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Compare, Name
 from matgrad.lang.expr import constant as expr_constant
 from matgrad.lang.fn_decomp import GAUGED, gauge_margin
-from matgrad.lang.fn_piecewise import tie_margin
+from matgrad.lang.fn_piecewise import tie_branch, tie_margin
+from matgrad.spec import budget
 from matgrad.spec.schema import Compiled
 
 # The sensitivities measured by a condition number: a conditioned domain makes them safe.
@@ -71,7 +72,7 @@ THRESHOLDS: dict[str, tuple[float, float]] = {
 }
 # The least relative distance to a kink or a tie: a draw closer than this is drawn again.
 MIN_KINK = 1e-6
-MAX_REDRAWS = 5
+MAX_REDRAWS = budget.GUARD_SURVEYS - 1  # the work budget counts every survey
 
 Draw = tuple[dict[str, Any], dict[str, Any]]  # (variables, directions), float64 CPU tensors
 
@@ -204,8 +205,10 @@ def all_finite(x: Any) -> bool:
     return float((x * 0).sum()) == 0.0
 
 
-def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
-    """Per trial: the relative distance of a kink site's arguments to a kink or tie."""
+def _site_values(
+    site: Site, env: dict[str, Any], like: Any, memo: dict[str, Any] | None = None
+) -> list[Any]:
+    """The arguments of a kink site's call, evaluated (static ones as constants)."""
     call = site.call
     assert call is not None
     node = call.node
@@ -214,7 +217,41 @@ def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
         if isinstance(node, Call) and i in overlay.get(node.fn).static_args:
             values.append(expr_constant(a))
         else:
-            values.append(tensors.evaluate(a, env, like))
+            values.append(tensors.evaluate(a, env, like, memo))
+    return values
+
+
+def branches(
+    found: list[Site], env: dict[str, Any], like: Any
+) -> Any | None:
+    """Per trial, as one row [T, P]: the piece of every kink site in ``found`` whose function
+    says what its pieces are (``Function.branch``; a comparison: which side is larger). Equal
+    rows at two points: every such site is on the same smooth piece at both. None when no site
+    says."""
+    memo: dict[str, Any] = {}  # sites share sub-expressions: each computed once
+    rows = []
+    for site in found:
+        call = site.call
+        assert call is not None
+        node = call.node
+        piece_of = overlay.get(node.fn).branch if isinstance(node, Call) else tie_branch
+        if piece_of is None:
+            continue
+        values = _site_values(site, env, like, memo)
+        if any(getattr(v, "is_complex", lambda: False)() for v in values):
+            continue  # no order, no pieces (the evaluation refuses what needs one)
+        options = dict(call.options) if isinstance(node, Call) else {}
+        piece = piece_of(torch, *values, **options)
+        rows.append(piece.reshape(like.shape[0], -1).to(torch.float64))
+    return torch.cat(rows, dim=1) if rows else None
+
+
+def measure_kink(site: Site, env: dict[str, Any], like: Any) -> Any:
+    """Per trial: the relative distance of a kink site's arguments to a kink or tie."""
+    call = site.call
+    assert call is not None
+    node = call.node
+    values = _site_values(site, env, like)
     if not isinstance(node, Call):  # a comparison: a tie of its two sides
         return tie_margin(torch, *values)
     fn = overlay.get(node.fn)

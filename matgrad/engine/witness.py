@@ -58,14 +58,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
 
 from matgrad.claims import KINDS, ClaimKind, kind_of
 from matgrad.claims.base import EPS, ROUNDING
-from matgrad.engine import tensors
+from matgrad.engine import degeneracy, tensors
 from matgrad.errors import LimitError
 from matgrad.lang.expr import Bound, Name, Node
 from matgrad.lang.functions import Shape, numel
@@ -169,6 +169,13 @@ class Evaluator:
         self._gradients: dict[str, Any] = {}
         self._noise: Any = None
         self._reads: dict[str, bool] = {}
+        # the kink sites of f and its lets (relu, max, a comparison ...): where a step moves
+        # one onto another piece, f's change along it says nothing about the claim
+        self.kinks = [
+            s for s in degeneracy.sites(compiled)
+            if s.sensitive == "kink" and (s.where == "f" or s.where.startswith("let "))
+        ]
+        self._pieces: Any = None
 
     def reads(self, var: str) -> bool:
         """Whether f reads ``var`` (directly or through a let). Where it does not, moving
@@ -234,6 +241,25 @@ class Evaluator:
         env, like = self._env(xs, batch)
         return tensors.evaluate(self.c.f, env, like)
 
+    def _along_each(
+        self, count: int, points: Callable[[int, int], dict[str, Any]]
+    ) -> Iterator[tuple[dict[str, Any], int]]:
+        """The variables with those that ``points(start, stop)`` names replaced by its points
+        ([k, T, *shape]; one variable for f_along, two for a mixed hessian), the others kept,
+        in chunks covering range(count): yields (variables [k * T, ...], k)."""
+        t = self.trials
+        per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
+        for start in range(0, count, per):
+            stop = min(count, start + per)
+            moved = points(start, stop)
+            k = stop - start
+            yield {
+                n: moved[n].reshape(k * t, *v.shape[1:])
+                if n in moved
+                else v.repeat(k, *([1] * (v.dim() - 1)))
+                for n, v in self.x.items()
+            }, k
+
     @torch.no_grad()
     def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:
         """f with ``var`` replaced by ``points(start, stop)`` ([k, T, *shape]) for
@@ -241,25 +267,39 @@ class Evaluator:
         return self.f_along_each(count, lambda start, stop: {var: points(start, stop)})
 
     @torch.no_grad()
-    def f_along_each(
-        self, count: int, points: Callable[[int, int], dict[str, Any]]
-    ) -> Any:
-        """As :meth:`f_along`, moving several variables at once: ``points(start, stop)``
-        gives each moved variable's points ([k, T, *shape]); the others stay."""
+    def f_along_each(self, count: int, points: Callable[[int, int], dict[str, Any]]) -> Any:
+        """As :meth:`f_along`, moving several variables at once (see :meth:`_along_each`)."""
         t = self.trials
-        per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
+        return torch.cat([
+            self.f(xs).reshape(k, t, *self.c.f.shape) for xs, k in self._along_each(count, points)
+        ])
+
+    @torch.no_grad()
+    def same_piece(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any | None:
+        """Per point of :meth:`f_along` ([count, T] bool): whether every kink site of f is on
+        the piece it is on at x (the same sign of relu's argument, the same index of a max);
+        None when f has no kink site that says what its pieces are."""
+        return self.same_piece_each(count, lambda start, stop: {var: points(start, stop)})
+
+    @torch.no_grad()
+    def same_piece_each(
+        self, count: int, points: Callable[[int, int], dict[str, Any]]
+    ) -> Any | None:
+        """As :meth:`same_piece`, moving several variables at once (see :meth:`_along_each`)."""
+        if not self.kinks:
+            return None
+        t = self.trials
+        if self._pieces is None:
+            env, like = self._env(dict(self.x), t)
+            self._pieces = degeneracy.branches(self.kinks, env, like)
+        if self._pieces is None:
+            return None
         outs = []
-        for start in range(0, count, per):
-            stop = min(count, start + per)
-            moved = points(start, stop)
-            k = stop - start
-            xs = {
-                n: moved[n].reshape(k * t, *v.shape[1:])
-                if n in moved
-                else v.repeat(k, *([1] * (v.dim() - 1)))
-                for n, v in self.x.items()
-            }
-            outs.append(self.f(xs).reshape(k, t, *self.c.f.shape))
+        for xs, k in self._along_each(count, points):
+            env, like = self._env(xs, k * t)
+            moved = degeneracy.branches(self.kinks, env, like)
+            assert moved is not None
+            outs.append((moved.reshape(k, t, -1) == self._pieces.unsqueeze(0)).all(dim=-1))
         return torch.cat(outs)
 
     @torch.no_grad()
@@ -270,6 +310,8 @@ class Evaluator:
         env, like = self._env(dict(self.x), self.trials)
         if KINDS[claim.kind].uses_direction:
             env["d" + claim.var] = self.d[claim.var] if direction is None else direction
+            # and the lets that use the direction, as the autograd path computes them
+            tensors.with_lets(self.c.direction_lets.get(claim.var, ()), env, like)
         return tensors.evaluate(bound, env, like)
 
 
@@ -316,10 +358,13 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
     """Estimated work of the witnesses other than autograd, over every claim and trial."""
     per = max(1, CHUNK_ELEMENTS // max(1, trials * _width(compiled)))
     work = 0
+    kinked = any(s.sensitive == "kink" for s in degeneracy.sites(compiled))
     for claim, _ in compiled.claims:
         shape = compiled.identity.vars[claim.var].shape
         for name in for_claim(claim.kind, witnesses):
             evals = evaluations(kind_of(claim, compiled.identity), shape, name)
+            if name == "taylor" and kinked:
+                evals *= 2  # f's kink sites at each point (Evaluator.same_piece): about f again
             if evals:
                 chunks = -(-evals // per)
                 work += budget.evaluations_work(evals, trials, compiled.estimate, chunks)
@@ -438,8 +483,16 @@ class Blind:
     signal: float = 0.0
     slopes: tuple[float, float] | None = None  # NaN: fitted on two steps
     fit: float = math.nan
+    kinked: bool = False  # every step of every trial crosses a kink of f
 
     def message(self) -> str:
+        if self.kinked:
+            return (
+                f"the Taylor test {CANNOT_JUDGE}: on every trial too many of its steps move a "
+                f"kink of f (relu, abs, a max, a comparison ...) onto another piece, where f's "
+                f"change says nothing about the claim; the draws lie closer to a kink than the "
+                f"steps: use autograd"
+            )
         if self.slopes is not None and math.isnan(self.slopes[0]):
             return (
                 f"the Taylor test {CANNOT_JUDGE}: on trial {self.trial} the remainder rose above "
@@ -498,7 +551,7 @@ def taylor(
         v, u = kind.taylor_directions(ev, var, k, draw)
         runs.append(_remainders(ev, claim, bound, convention, v, u, rtol))
     # The rounding noise of f near x does not depend on the direction: pool it.
-    noise = torch.stack([n for _, _, n, _ in runs]).amax(dim=0)
+    noise = torch.stack([n for _, _, n, _, _ in runs]).amax(dim=0)
     # Per trial, for the trials that show no slope: some direction where f's change over the
     # largest step clearly beats the noise while the remainder stays at rounding level at every
     # step (f affine along it, claim right: agrees); or one where the remainder beats the
@@ -514,18 +567,26 @@ def taylor(
     # towards the smallest step (see TAYLOR_RISE).
     low: list[list[tuple[float, float, float]]] = [[] for _ in range(x.shape[0])]
     defined = True
-    for r, floor, _, signal in runs:
-        r, floor, signal = (
-            r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu(), signal.cpu()
+    # Per trial: whether some direction has a main step that stays on f's pieces (a trial
+    # whose every step crosses a kink of f is not judged here: autograd judges it)
+    on_piece = torch.zeros(x.shape[0], dtype=torch.bool)
+    lost = torch.zeros(x.shape[0], dtype=torch.bool)  # some step of the trial crossed one
+    for r, floor, _, signal, crossed in runs:
+        r, floor, signal, crossed = (
+            r.cpu(), torch.maximum(floor, TAYLOR_NOISE_MARGIN * noise).cpu(), signal.cpu(),
+            crossed.cpu(),
         )
         first_floor = torch.maximum(first_floor, torch.nan_to_num(floor[0], nan=0.0))
         first_signal = torch.maximum(first_signal, torch.nan_to_num(signal[0], nan=0.0))
         finite = torch.isfinite(r)
         defined = defined and bool(finite.any(dim=0).all())
-        usable = finite & (r > floor)
+        kept = finite & ~crossed
+        on_piece |= kept.any(dim=0)
+        lost |= (finite & crossed).any(dim=0)
+        usable = kept & (r > floor)
         count = usable.sum(dim=0)
         heard = signal[0] > TAYLOR_SIGNAL_MARGIN * floor[0]  # strict: 0 > 0 is silence
-        affine |= heard & (count == 0)
+        affine |= heard & (count == 0) & kept.any(dim=0)
         single |= count == 1
         for trial in range(x.shape[0]):
             idx = torch.nonzero(usable[:, trial]).flatten()[-3:]
@@ -542,7 +603,16 @@ def taylor(
                 low[trial].append((slope, *local) if local else (slope, math.nan, math.nan))
             old = best[trial]
             best[trial] = slope if old is None else max(old, slope)
-    deaf = [i for i, s in enumerate(best) if s is None and not bool(affine[i])]
+    # A trial without a slope that lost steps to kinks (too few left to fit one) is not
+    # judged here, and does not make the whole test blind: autograd judges it.
+    skipped = [
+        i for i, s in enumerate(best) if s is None and not bool(affine[i]) and bool(lost[i])
+    ]
+    if defined and len(skipped) == x.shape[0]:
+        return best, defined, Blind(0, kinked=True)
+    deaf = [
+        i for i, s in enumerate(best) if s is None and not bool(affine[i]) and not bool(lost[i])
+    ]
     blind: Blind | None = None
     if deaf and ev.reads(var):
         i = deaf[0]
@@ -584,10 +654,11 @@ def _remainders(
     v: Any,
     u: Any | None,
     rtol: float = 0.0,
-) -> tuple[Any, Any, Any, Any]:
+) -> tuple[Any, Any, Any, Any, Any]:
     """Along one direction: the remainders [K, T] at the main steps, their rounding floor
-    from the size of the terms [K, T], the largest remainder at the tiny steps [T], and the
-    signal [K, T] at the main steps: the larger of the measured and the predicted change."""
+    from the size of the terms [K, T], the largest remainder at the tiny steps [T], the
+    signal [K, T] at the main steps (the larger of the measured and the predicted change),
+    and the main steps that cross a kink of f [K, T] (their remainders say nothing)."""
     if claim.var2 is not None:
         return _mixed_remainders(ev, claim, bound, convention, v, u, rtol)
     var = claim.var
@@ -615,9 +686,10 @@ def _remainders(
         return torch.stack(moved)
 
     vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
+    same = ev.same_piece(var, k * len(moves), points)
     count = 2 if u is None else len(moves)  # values of f in one remainder
     return _remainder_parts(
-        ev, claim, bound, convention, vals, hs, v, u, rtol, ev.reads(var), count
+        ev, claim, bound, convention, vals, hs, v, u, rtol, ev.reads(var), count, same
     )
 
 
@@ -629,7 +701,7 @@ def _mixed_remainders(
     v: Any,
     u: Any | None,
     rtol: float = 0.0,
-) -> tuple[Any, Any, Any, Any]:
+) -> tuple[Any, Any, Any, Any, Any]:
     """As :func:`_remainders`, for a claim about two variables: ``u`` moves the first, ``v``
     the second, at the points (x +- h u, y +- h v), whose mixed second difference is
     4 h^2 u^T H v."""
@@ -658,9 +730,10 @@ def _mixed_remainders(
         return {var: torch.stack(xs), var2: torch.stack(ys)}
 
     vals = ev.f_along_each(k * len(signs), points).reshape(len(signs), k, t, -1)
+    same = ev.same_piece_each(k * len(signs), points)
     reads = ev.reads(var) or ev.reads(var2)
     return _remainder_parts(
-        ev, claim, bound, convention, vals, hs, v, u, rtol, reads, len(signs)
+        ev, claim, bound, convention, vals, hs, v, u, rtol, reads, len(signs), same
     )
 
 
@@ -676,18 +749,26 @@ def _remainder_parts(
     rtol: float,
     reads: bool,
     count: int,
-) -> tuple[Any, Any, Any, Any]:
-    """What :func:`_remainders` returns, from f at the moved points ``vals`` [moves, K, T, -1]
-    at the steps ``hs`` [K, T]; ``reads``: whether f reads a moved variable; ``count``: the
-    values of f in one remainder."""
-    t = hs.shape[1]
+    same: Any | None,
+) -> tuple[Any, Any, Any, Any, Any]:
+    """What :func:`_remainders` returns, from f at the moved points ``vals``
+    [moves, K, T, -1] at the steps ``hs`` [K, T]; ``reads``: whether f reads a moved variable;
+    ``count``: the values of f in one remainder; ``same``: whether each point is on the
+    pieces of f's kinks that x is on ([moves * K, T]; None: no kinks)."""
+    k, t = hs.shape
     f0 = ev.f().reshape(1, t, -1)
     kind = kind_of(claim, ev.c.identity)
     rem, terms, pred, size = kind.taylor_remainder(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u
     )
     r_all = rem.norm(dim=-1)  # [K, T]
-    km = len(TAYLOR_STEPS[kind.taylor_order])
+    crossed = torch.zeros(k, t, dtype=torch.bool, device=hs.device)
+    if same is not None:
+        # A step that moves a kink site of f onto another piece (relu's argument changes
+        # sign, another entry becomes the max): f's remainder there is not the claim's.
+        crossed = ~same.reshape(vals.shape[0], k, t).all(dim=0)
+    main = TAYLOR_STEPS[kind.taylor_order]
+    km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
     if reads:
         # The remainder at the tiny steps shows the rounding of f only where it happens to
@@ -704,7 +785,7 @@ def _remainder_parts(
     floor = torch.maximum(
         TAYLOR_FLOOR * terms[:km].norm(dim=-1), rtol * size[:km].norm(dim=-1)
     )
-    return r_all[:km], floor, noise, signal
+    return r_all[:km], floor, noise, signal, crossed[:km]
 
 
 def taylor_result(

@@ -46,17 +46,24 @@ def _kink_at_zero(torch: Any, x: Any) -> Any:
     return relative_gap(torch, x, x)
 
 
+def _side_of_zero(torch: Any, x: Any) -> Any:
+    return torch.sign(x)
+
+
 register_elementwise(
-    "relu", "Elementwise max(x, 0)", lambda torch, x: torch.relu(x), _kink_at_zero
+    "relu", "Elementwise max(x, 0)", lambda torch, x: torch.relu(x), _kink_at_zero,
+    _side_of_zero,
 )
 register_elementwise(
-    "abs", "Elementwise absolute value", lambda torch, x: torch.abs(x), _kink_at_zero
+    "abs", "Elementwise absolute value", lambda torch, x: torch.abs(x), _kink_at_zero,
+    _side_of_zero,
 )
 register_elementwise(
     "sign",
     "Elementwise sign: -1, 0 or 1 (derivative 0 away from 0)",
     lambda t, x: t.sign(x),
     _kink_at_zero,
+    _side_of_zero,
 )
 
 
@@ -77,6 +84,10 @@ def _clamp_margin(torch: Any, x: Any, lo: Any, hi: Any = None) -> Any:
     return torch.stack(gaps).amin(dim=0)
 
 
+def _clamp_branch(torch: Any, x: Any, lo: Any, hi: Any = None) -> Any:
+    return sum(torch.sign(x - b) for b in (lo, hi) if b is not None)
+
+
 @register(
     "clamp",
     "clamp(x, lo, hi)",
@@ -89,6 +100,7 @@ def _clamp_margin(torch: Any, x: Any, lo: Any, hi: Any = None) -> Any:
     cost=entrywise,
     sensitive="kink",
     margin=_clamp_margin,
+    branch=_clamp_branch,
 )
 def _clamp(torch: Any, x: Any, lo: Any, hi: Any = None) -> Any:
     return torch.clamp(x, min=lo, max=hi)
@@ -118,6 +130,12 @@ def tie_margin(torch: Any, a: Any, b: Any) -> Any:
     return relative_gap(torch, a - b, a.abs() + b.abs())
 
 
+def tie_branch(torch: Any, a: Any, b: Any) -> Any:
+    """Which of ``a`` and ``b`` is larger, entry by entry (a comparison's or a max's piece)."""
+    out = _broadcast_shape(a, b)
+    return torch.sign(align(a, out) - align(b, out))
+
+
 def _broadcast_shape(*xs: Any) -> Shape:
     return shapes.elementwise([tuple(x.shape[1:]) for x in xs])
 
@@ -138,6 +156,7 @@ def _pair(name: str, summary: str, fn: str) -> None:
         cost=entrywise,
         sensitive="kink",
         margin=tie_margin,
+        branch=tie_branch,
     )(impl)
 
 
@@ -214,6 +233,12 @@ def _extreme(name: str, summary: str, largest: bool) -> None:
         y, dim = flat(x, axis)
         return _top2_gap(torch, y, dim, largest)
 
+    def branch(torch: Any, x: Any, axis: Any = None, keepdim: bool = False) -> Any:
+        if x.dim() == 1:
+            return torch.zeros_like(x)
+        y, dim = flat(x, axis)
+        return (torch.argmax if largest else torch.argmin)(y, dim=dim)
+
     register(
         name,
         f"{name}(x, axis=None, keepdim=False)",
@@ -225,6 +250,7 @@ def _extreme(name: str, summary: str, largest: bool) -> None:
         sensitive="kink",
         keywords={"axis": None, "keepdim": False},
         margin=margin,
+        branch=branch,
     )(impl)
 
 
@@ -243,6 +269,11 @@ def _sort_margin(torch: Any, x: Any, axis: int = -1, descending: bool = False) -
     return _sorted_gaps(torch, x, _one_axis(tuple(x.shape[1:]), axis) + 1)
 
 
+def _order_branch(torch: Any, x: Any, *_: Any, axis: int = -1, **__: Any) -> Any:
+    """The order of the entries along the axis (sort's and topk's piece)."""
+    return torch.argsort(x, dim=_one_axis(tuple(x.shape[1:]), axis) + 1, stable=True)
+
+
 @register(
     "sort",
     "sort(x, axis=-1, descending=False)",
@@ -254,6 +285,7 @@ def _sort_margin(torch: Any, x: Any, axis: int = -1, descending: bool = False) -
     sensitive="kink",
     keywords={"axis": -1, "descending": False},
     margin=_sort_margin,
+    branch=_order_branch,
 )
 def _sort(torch: Any, x: Any, axis: int = -1, descending: bool = False) -> Any:
     dim = _one_axis(tuple(x.shape[1:]), axis) + 1
@@ -293,6 +325,7 @@ def _topk_margin(torch: Any, x: Any, k: int, axis: int = -1) -> Any:
     sensitive="kink",
     keywords={"axis": -1},
     margin=_topk_margin,
+    branch=_order_branch,
 )
 def _topk(torch: Any, x: Any, k: int, axis: int = -1) -> Any:
     dim = _one_axis(tuple(x.shape[1:]), axis) + 1
@@ -327,6 +360,10 @@ def _pool_margin(torch: Any, x: Any, k: int, stride: Any = None) -> Any:
     return _top2_gap(torch, _windows(x, k, stride), -1)
 
 
+def _pool_branch(torch: Any, x: Any, k: int, stride: Any = None) -> Any:
+    return torch.argmax(_windows(x, k, stride), dim=-1)
+
+
 @register(
     "max_pool1d",
     "max_pool1d(x, k, stride=k)",
@@ -340,6 +377,7 @@ def _pool_margin(torch: Any, x: Any, k: int, stride: Any = None) -> Any:
     sensitive="kink",
     keywords={"stride": None},
     margin=_pool_margin,
+    branch=_pool_branch,
 )
 def _max_pool1d(torch: Any, x: Any, k: int, stride: Any = None) -> Any:
     return _windows(x, k, stride).amax(dim=-1)

@@ -135,6 +135,11 @@ class Function:
     # defined on symmetric matrices only: the binder accepts a first argument only when it
     # is symmetric by construction (matgrad.lang.structure)
     symmetric_arg: bool = False
+    # for sensitive="kink", optionally: (torch, *values, **options) -> [T, ...] a tensor that
+    # stays the same while the arguments stay on one smooth piece of the function (the sign
+    # of relu's argument, the index of a max): the Taylor witness leaves out the steps that
+    # change it, where f's remainder says nothing about the claim
+    branch: Callable[..., Any] | None = None
 
     def shape(self, args: Sequence[Arg], options: dict[str, Any]) -> Any:
         """The result's shape (one per part for a function with several results)."""
@@ -161,6 +166,7 @@ def register(
     peak: Callable[[Sequence[Arg]], int] | None = None,
     margin: Callable[..., Any] | None = None,
     symmetric_arg: bool = False,
+    branch: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add a function to :data:`REGISTRY` (used as a decorator on its batched ``impl``).
 
@@ -175,6 +181,8 @@ def register(
         )
     if (sensitive == "kink") != (margin is not None):
         raise ValueError(f"function {name!r}: a margin is needed exactly when sensitive='kink'")
+    if branch is not None and sensitive != "kink":
+        raise ValueError(f"function {name!r}: a branch is only for sensitive='kink'")
     lo, hi = (nargs, nargs) if isinstance(nargs, int) else nargs
 
     def deco(impl: Callable[..., Any]) -> Callable[..., Any]:
@@ -196,6 +204,7 @@ def register(
             peak,
             margin,
             symmetric_arg,
+            branch,
         )
         return impl
 
@@ -777,9 +786,11 @@ def register_elementwise(
     summary: str,
     op: Callable[[Any, Any], Any],
     margin: Callable[..., Any] | None = None,
+    branch: Callable[..., Any] | None = None,
 ) -> None:
     """A function of one tensor applied entry by entry (its result has the argument's shape);
-    with a ``margin``, one with kinks that the degeneracy guard keeps draws away from."""
+    with a ``margin`` (and a ``branch``), one with kinks that the degeneracy guard keeps draws
+    away from."""
     register(
         name,
         f"{name}(x)",
@@ -789,6 +800,7 @@ def register_elementwise(
         cost=entrywise,
         sensitive=None if margin is None else "kink",
         margin=margin,
+        branch=branch,
         category="elementwise",
     )(op)
 

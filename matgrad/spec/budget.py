@@ -15,7 +15,8 @@ the ``cost`` on its entry in ``matgrad.lang.functions``). The estimate then coun
 autograd goes over f: once to check it, and then as each claim kind says (its ``passes``):
 five times more for the gradients, nine for each directional derivative (reverse over
 reverse), five plus four per entry of the variable for each hessian, two plus two per entry
-of f for each jacobian.
+of f for each jacobian. When f, a let or a claim calls a function the degeneracy guard measures,
+its surveys of the draw add up to GUARD_SURVEYS evaluations of f (no autograd).
 Each launch of a tensor operation adds a fixed 200,000 (tens of microseconds), whatever its
 size. It is an estimate, within a few times of the truth, meant to refuse the
 identities that would run for many minutes, not to time the others. No torch here.
@@ -30,7 +31,7 @@ from matgrad.claims import KINDS, ClaimKind
 from matgrad.errors import LimitError
 from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
-from matgrad.lang.expr import BinOp, Bound, Call, Name, Transpose
+from matgrad.lang.expr import BinOp, Bound, Call, Compare, Name, Transpose
 from matgrad.lang.functions import ENTRY, Arg, Shape, entrywise, numel
 from matgrad.limits import Limits
 
@@ -159,6 +160,26 @@ def identity_work(
     return per_trial * trials + OVERHEAD * calls
 
 
+# The degeneracy guard (matgrad.engine.degeneracy) surveys a draw at most this many times: once,
+# and once after each of its redraws. Each survey evaluates f and its lets once, no autograd.
+GUARD_SURVEYS = 6
+
+
+def guard_work(bounds: Iterable[Bound], f_work: int, trials: int) -> int:
+    """Estimated work of the degeneracy guard's surveys of one draw, at most: none when no
+    expression calls a function the guard measures (a sensitive function or a comparison)."""
+    stack = list(bounds)
+    while stack:
+        b = stack.pop()
+        node = b.node
+        if isinstance(node, Compare) or (
+            isinstance(node, Call) and overlay.get(node.fn).sensitive is not None
+        ):
+            return GUARD_SURVEYS * f_work * trials
+        stack.extend(b.args)
+    return 0
+
+
 def check_work(work: int, limits: Limits) -> None:
     """Refuse an identity whose estimated work exceeds the work budget."""
     if work > limits.max_work:
@@ -174,11 +195,13 @@ class Estimate:
     """What :func:`~matgrad.spec.schema.compile_identity` measured of an identity, kept for the
     paths that evaluate f again (the witnesses, the diagnosis): the work of one evaluation of
     f with its lets, per trial, the tensor operations it launches, and the estimated work of
-    the autograd check over all trials."""
+    the autograd check over all trials, and of the degeneracy guard's surveys of a draw (at
+    most; 0 when it has nothing to measure)."""
 
     f_work: int
     f_calls: int
     total: int
+    guard: int = 0
 
 
 def evaluations_work(evaluations: int, trials: int, estimate: Estimate, chunks: int) -> int:

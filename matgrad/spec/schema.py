@@ -897,9 +897,12 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         trials,
         f.shape,
     )
+    f_work = sum(c.work for c in let_costs) + f_cost.work
+    bounds = [f, *(b for _, b in all_lets), *(b for _, b in claims)]
+    guard = budget.guard_work(bounds, f_work, trials)
     try:
         budget.check_total(per_trial, trials, limits)
-        budget.check_work(work, limits)
+        budget.check_work(work + guard, limits)
     except LimitError as e:
         raise SpecError(str(e), path=ident.path, line=ident.line, identity=ident.id) from None
     return Compiled(
@@ -909,9 +912,10 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         tuple(claims),
         {v: tuple(ls) for v, ls in direction_lets.items()},
         budget.Estimate(
-            f_work=sum(c.work for c in let_costs) + f_cost.work,
+            f_work=f_work,
             f_calls=sum(c.calls for c in let_costs) + f_cost.calls,
             total=work,
+            guard=guard,
         ),
         user_functions,
     )
