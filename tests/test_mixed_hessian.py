@@ -382,3 +382,31 @@ def test_show_sets_autograd_claim_and_finite_differences_side_by_side() -> None:
     assert "hessian X, Y  FAIL" in r.stdout
     assert "hint: transposed orientation" in r.stdout
     assert "finite differences" in r.stdout
+
+
+RELU = (
+    "dims: {m: 3, k: 2, n: 2}\nvars: {X: [m, k], Y: [k, n]}\nlet:\n  M: X @ Y > 0\n"
+    "  K: kron(kron(col(eye(n), 0).T, eye(k)), col(eye(n), 0)) + kron(kron(col(eye(n), 1).T, "
+    "eye(k)), col(eye(n), 1))\nf: sum(relu(X @ Y))\n"
+)
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize(
+    ("claim", "status"),
+    [
+        # d^2 sum(relu(XY)) = tr(M^T dX dY) = (d vec X)^T (I kron M) K (d vec Y), K vec Y = vec Y^T
+        pytest.param("kron(eye(k), M) @ K", "passed", id="right"),
+        pytest.param("kron(eye(k), M)", "failed", id="commutation-lost"),
+    ],
+)
+def test_a_kinked_f_moved_along_both_variables(claim: str, status: str, seed: int) -> None:
+    # the Taylor witness leaves out the steps that move a kink site of f onto another piece,
+    # judged at points that move x and y together (finite differences do not: a step across
+    # a kink of relu is their limit, as for any claim)
+    r = result(RELU + f'hessian: {{"X, Y": "{claim}"}}\n', seed, witnesses=("taylor",))
+    assert r.status == status, r.message
+    want = "agrees" if status == "passed" else "disagrees"
+    assert {w.name: w.verdict for w in r.claims[0].witnesses} == {
+        "autograd": want, "taylor": want
+    }
