@@ -50,6 +50,7 @@ class ClaimKind:
     # -- witnesses
     fd_tol: ClassVar[float]  # rtol and atol (scaled) against finite differences
     fd_ratio: ClassVar[float]  # second step = first / ratio
+    fd_complex_factor: ClassVar[int] = 1  # fd_points is this many times more for a complex var
     taylor_order: ClassVar[str]  # "first" or "second": which Taylor steps
     taylor_expected: ClassVar[float]  # slope of the remainder for a right claim
     taylor_pass: ClassVar[float]  # the least slope that passes

@@ -482,7 +482,6 @@ def check_compiled(
         # autograd's derivative is the user's implementation under test: judge every claim by
         # the witnesses that evaluate f only, too
         chosen = witness.witnesses_for(ident.witness, (*settings.witnesses, *witness.WITHOUT))
-    _refuse_complex_witnesses(ident, chosen)
     witness.check_budget(compiled, chosen, trials, settings.limits)  # before anything is drawn
     seed = identity_seed(settings.seed, ident.id)
     tally = tally if tally is not None else degeneracy.Tally()
@@ -608,20 +607,6 @@ def check_compiled(
             keep.append((run, claim, *computed, noise))
         results.append(res)
     return results
-
-
-def _refuse_complex_witnesses(ident: Identity, chosen: tuple[str, ...]) -> None:
-    """The finite-difference and Taylor witnesses step along real directions only: on a complex
-    variable they cannot judge, and say so rather than give a verdict."""
-    others = [w for w in chosen if w != "autograd"]
-    complex_vars = [v.name for v in ident.vars.values() if domains.DOMAINS[v.domain].complex]
-    if others and complex_vars:
-        raise EvalError(
-            f"the {' and '.join(others)} witness{'es' if len(others) > 1 else ''} cannot judge "
-            f"claims about complex variables ({', '.join(complex_vars)}): they step along real "
-            f"directions only; run this identity with autograd alone (without "
-            f"{' and '.join('--' + w for w in others)}, and no witness: key)"
-        )
 
 
 class _Recheck:
