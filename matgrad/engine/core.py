@@ -678,6 +678,7 @@ class _Recheck:
                     claim, truth64, value64, expected, self.rtol, self.atol, noise=noise
                 )
         dtype = str(truth.dtype).removeprefix("torch.")
+        wide = str(truth64.dtype).removeprefix("torch.")  # complex128 for complex values
         first.recheck = Recheck(
             dtype=dtype,
             max_abs_err=first.max_abs_err,
@@ -691,22 +692,23 @@ class _Recheck:
             float64_max_ratio=second.max_ratio,
             float64_rtol=self.rtol,
             float64_atol=self.atol,
+            wide_dtype=wide,
         )
         if second.status == "passed":
             second.recheck = first.recheck
             second.note = (
-                f"{claim.label} failed in {dtype} ({_errors(first)}) but holds in float64 on "
+                f"{claim.label} failed in {dtype} ({_errors(first)}) but holds in {wide} on "
                 f"the same draw ({_errors(second)}): the {dtype} failure is rounding"
             )
             return second, truth, value
         if second.status == "failed":
             first.message += (
-                f"; in float64 on the same draw it fails too ({_errors(second)}), so the claim "
+                f"; in {wide} on the same draw it fails too ({_errors(second)}), so the claim "
                 f"is wrong, not rounded"
             )
             return first, truth64, value64
         # float64 cannot judge (NaN/Inf there): the float32 failure stands, said so.
-        first.note = f"the float64 re-check on the same draw could not judge: {second.message}"
+        first.note = f"the {wide} re-check on the same draw could not judge: {second.message}"
         return first, truth, value
 
 
