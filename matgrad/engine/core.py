@@ -642,7 +642,7 @@ class _Recheck:
 
     def run_of(self, value: Any) -> _Run:
         """The run whose dtype ``value`` has: the float64 re-check's once it was made."""
-        if self._run is not None and value.dtype == self._run.like.dtype:
+        if self._run is not None and tensors.real_dtype(value) == self._run.like.dtype:
             return self._run
         return self.first
 
@@ -786,7 +786,7 @@ def _repair_inputs(
 ) -> repair.Inputs | None:
     """How the per-term repairs evaluate a claim's terms: on ``run``'s draws, in the dtype of
     the claimed value they are compared with (None when no run has that dtype)."""
-    if claimed.dtype != run.like.dtype:
+    if tensors.real_dtype(claimed) != run.like.dtype:
         return None
     env = run.claim_env(claim)
     memo: dict[str, Any] = {}  # one env: equal text, equal value
