@@ -368,3 +368,18 @@ def test_the_noise_estimate_survives_forward_mode_zero_tangents() -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok (2, 3, 3)" in out.stdout
+
+
+@pytest.mark.parametrize("claim", ["tr(A @ dR.T)", "tr(dR @ A.T)"])
+def test_a_real_matrix_times_a_complex_one_is_complex(claim: str) -> None:
+    # once an internal error: torch.matmul refuses a float64 operand with a complex128 one
+    r = one(f"""
+        id: t
+        vars:
+          R: {{shape: [3, 3]}}
+          r: {{shape: [3]}}
+          A: {{shape: [3, 3], domain: complex}}
+        f: "tr(A @ R.T) + (A @ r) @ r * 0"
+        differential: {{R: "{claim}"}}
+    """)
+    assert r.status == "passed", r.message
