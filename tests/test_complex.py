@@ -383,3 +383,40 @@ def test_a_real_matrix_times_a_complex_one_is_complex(claim: str) -> None:
         differential: {{R: "{claim}"}}
     """)
     assert r.status == "passed", r.message
+
+
+@pytest.mark.parametrize("kind", ["hessian", "jacobian"])
+def test_a_second_order_claim_about_a_complex_variable_is_refused_where_it_is_written(
+    kind: str,
+) -> None:
+    claim = "2 * eye(2)" if kind == "hessian" else "2 * Z.H"
+    r = one(f"""
+        id: t
+        vars: {{Z: {{shape: [2], domain: complex}}}}
+        f: "real(Z.H @ Z)"
+        {kind}:
+          Z: "{claim}"
+    """)
+    assert (r.status, r.internal, r.error_line) == ("error", False, 6)
+    assert r.message == (
+        f"t.yaml:6: identity 't', key {kind}.Z: a {kind} claim about a complex variable (Z, "
+        f"domain complex) cannot be checked; claim the differential instead (differential: "
+        f"{{Z: ...}}, the change of f along a complex dZ, where conj(dZ) and dZ.H may appear), "
+        f"or for a real f its gradient (grad: {{Z: ...}})"
+    )
+
+
+def test_a_jacobian_of_a_complex_f_is_refused_naming_its_line_and_key() -> None:
+    r = one("""
+        id: t
+        vars: {x: {shape: [2]}}
+        f: "1j * x"
+        jacobian:
+          x: "1j * eye(2)"
+    """)
+    assert (r.status, r.internal) == ("error", False)
+    assert r.message.endswith(
+        "jacobian x (line 6, key jacobian.x): a jacobian claim about a complex f cannot be "
+        "checked; claim the differential instead (differential: {x: ...}, the change of f "
+        "along dx), or make f real (real(f), imag(f), abs(f)**2)"
+    ), r.message

@@ -371,12 +371,11 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
         ):
             evaluated.append(None)
             continue
-        if not kind.complex_ok and (fval.is_complex() or run.x[claim.var].is_complex()):
-            what = "a complex variable" if run.x[claim.var].is_complex() else "a complex f"
-            supported = ", ".join(k.name for k in KINDS.values() if k.complex_ok)
+        # (a complex variable is refused with the identity file, by the schema)
+        refusal = kind.complex_problem(claim.var, None) if fval.is_complex() else None
+        if refusal is not None:
             raise EvalError(
-                f"{claim.label}: a {kind.name} claim about {what} cannot be checked; claims "
-                f"about complex values are {supported} claims"
+                f"{claim.label} (line {claim.line}, key {claim.kind}.{claim.var}): {refusal}"
             )
         truth = kind.truth(torch, run, claim.var, grads)
         # a claim of autograd's own value is judged by the witnesses that do not use autograd
