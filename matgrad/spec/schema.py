@@ -779,6 +779,10 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         if problem is not None:
             message, where = problem
             raise located(message, where, claim.line)
+        if DOMAINS[var.domain].complex:
+            refusal = KINDS[claim.kind].complex_problem(var.name, var.domain)
+            if refusal is not None:
+                raise located(refusal, key, claim.line)
         if KINDS[claim.kind].uses_direction:
             d = "d" + claim.var
             own = {k: let_shapes[k] for k, v in let_direction.items() if v == claim.var}
