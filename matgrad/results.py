@@ -95,7 +95,8 @@ class WitnessResult:
 
 @dataclasses.dataclass
 class Recheck:
-    """A claim that failed in float32, checked again in float64 on the same draw: the
+    """A claim that failed in float32 (complex64), checked again in float64 (complex128,
+    ``wide_dtype``) on the same draw: the
     figures of both comparisons (errors, the largest error over its tolerance, the
     tolerances). ``float64_status`` is ``passed`` (the float32 failure was rounding: the claim
     passes), ``failed`` (the claim is wrong) or ``error`` (float64 could not judge)."""
@@ -112,6 +113,8 @@ class Recheck:
     float64_max_ratio: float | None
     float64_rtol: float
     float64_atol: float
+    # the dtype the re-check ran in: float64, or complex128 where the values are complex64
+    wide_dtype: str = "float64"
 
     @property
     def holds(self) -> bool:

@@ -289,10 +289,14 @@ def test_a_complex_convention_needs_a_complex_variable() -> None:
 
 
 @pytest.mark.parametrize("witness", ["fd", "taylor"])
-def test_the_witnesses_cannot_judge_a_complex_variable(witness: str) -> None:
+def test_the_witnesses_judge_a_complex_variable(witness: str) -> None:
+    # once refused ("they step along real directions only"); tests/test_complex_witness.py
+    # has the conventions, the wrong claims and the noise floor
     r = one(grad_identity("norm(Z)**2", "Z"), witnesses=(witness,))
-    assert (r.status, r.internal) == ("error", False)
-    assert f"the {witness} witness cannot judge claims about complex variables (Z)" in r.message
+    assert r.status == "passed", r.message
+    assert [w.name for w in r.claims[0].witnesses] == ["autograd", witness]
+    r = one(grad_identity("norm(Z)**2", "2 * Z"), witnesses=(witness,))
+    assert r.status == "failed", r.message
 
 
 # ---- reports -----------------------------------------------------------------------------------
@@ -364,3 +368,55 @@ def test_the_noise_estimate_survives_forward_mode_zero_tangents() -> None:
                          timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert "ok (2, 3, 3)" in out.stdout
+
+
+@pytest.mark.parametrize("claim", ["tr(A @ dR.T)", "tr(dR @ A.T)"])
+def test_a_real_matrix_times_a_complex_one_is_complex(claim: str) -> None:
+    # once an internal error: torch.matmul refuses a float64 operand with a complex128 one
+    r = one(f"""
+        id: t
+        vars:
+          R: {{shape: [3, 3]}}
+          r: {{shape: [3]}}
+          A: {{shape: [3, 3], domain: complex}}
+        f: "tr(A @ R.T) + (A @ r) @ r * 0"
+        differential: {{R: "{claim}"}}
+    """)
+    assert r.status == "passed", r.message
+
+
+@pytest.mark.parametrize("kind", ["hessian", "jacobian"])
+def test_a_second_order_claim_about_a_complex_variable_is_refused_where_it_is_written(
+    kind: str,
+) -> None:
+    claim = "2 * eye(2)" if kind == "hessian" else "2 * Z.H"
+    r = one(f"""
+        id: t
+        vars: {{Z: {{shape: [2], domain: complex}}}}
+        f: "real(Z.H @ Z)"
+        {kind}:
+          Z: "{claim}"
+    """)
+    assert (r.status, r.internal, r.error_line) == ("error", False, 6)
+    assert r.message == (
+        f"t.yaml:6: identity 't', key {kind}.Z: a {kind} claim about a complex variable (Z, "
+        f"domain complex) cannot be checked; claim the differential instead (differential: "
+        f"{{Z: ...}}, the change of f along a complex dZ, where conj(dZ) and dZ.H may appear), "
+        f"or for a real f its gradient (grad: {{Z: ...}})"
+    )
+
+
+def test_a_jacobian_of_a_complex_f_is_refused_naming_its_line_and_key() -> None:
+    r = one("""
+        id: t
+        vars: {x: {shape: [2]}}
+        f: "1j * x"
+        jacobian:
+          x: "1j * eye(2)"
+    """)
+    assert (r.status, r.internal) == ("error", False)
+    assert r.message.endswith(
+        "jacobian x (line 6, key jacobian.x): a jacobian claim about a complex f cannot be "
+        "checked; claim the differential instead (differential: {x: ...}, the change of f "
+        "along dx), or make f real (real(f), imag(f), abs(f)**2)"
+    ), r.message

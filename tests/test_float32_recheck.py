@@ -251,3 +251,44 @@ def test_show_gives_the_note_and_the_float32_values(cancel: Path) -> None:
     assert "float32" in r.stdout.splitlines()[1]
     r = CliRunner().invoke(app, ["show", "cancel-wrong", str(cancel), "--dtype", "float32"])
     assert "in float64 on the same draw it fails too" in r.stdout
+
+
+COMPLEX_CANCEL = textwrap.dedent(
+    """\
+    identities:
+      - id: complex-cancel
+        vars:
+          z: {shape: [3, 1], domain: complex}
+        f: "5e4 * real(sum(z)) + norm(z)**2 - 5e4 * real(sum(z))"
+        grad:
+          z: "z"
+    """
+)
+
+
+def test_a_complex64_failure_is_rechecked_in_complex128_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "complex.yaml"
+    path.write_text(COMPLEX_CANCEL, encoding="utf-8")
+    r = one(path, "complex-cancel", dtype="float32")
+    (claim,) = r.claims
+    assert claim.status == "passed" and claim.recheck is not None
+    assert (claim.recheck.dtype, claim.recheck.wide_dtype) == ("complex64", "complex128")
+    assert claim.note is not None and "float64" not in claim.note
+    assert "failed in complex64" in claim.note and "holds in complex128" in claim.note
+    out = CliRunner().invoke(app, ["check", str(path), "--dtype", "float32", "-qq"]).stdout
+    assert (
+        "1 claim failed in complex64 and was checked again in complex128 on the same draw: "
+        "1 held (rounding), 0 did not"
+    ) in out
+
+
+def test_the_summary_names_each_dtype_of_a_mixed_run(cancel: Path, tmp_path: Path) -> None:
+    path = tmp_path / "complex.yaml"
+    path.write_text(COMPLEX_CANCEL, encoding="utf-8")
+    out = CliRunner().invoke(
+        app, ["check", str(cancel), str(path), "--dtype", "float32", "-qq"]
+    ).stdout
+    assert (
+        "3 claims failed in float32 or complex64 and were checked again in float64 or "
+        "complex128 on the same draw: 2 held (rounding), 1 did not"
+    ) in out

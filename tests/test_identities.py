@@ -54,6 +54,32 @@ def test_coverage_table_names_only_real_ids() -> None:
     assert named - ids == set()
 
 
+def test_coverage_tables_name_only_real_ids_in_the_complex_folder_too() -> None:
+    text = (LIBRARY / "README.md").read_text(encoding="utf-8")
+    ids = {i.id for i in ITEMS}
+    named = set(re.findall(r"`((?:cb4|hj)-[a-z0-9._-]+)`", text))
+    assert named, "the chapter 4 table names no identity"
+    assert named - ids == set()
+    complex_ids = {i.id for i in ITEMS if "complex" in Path(i.path).parts}
+    assert complex_ids - named == set(), "identities in complex/ left out of its coverage rows"
+
+
+def test_the_folder_counts_are_the_library() -> None:
+    text = (LIBRARY / "README.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([^`]+)` \| (\d+) \| (\d+) \|$", text, re.MULTILINE)
+    stated = {name.removesuffix(".yaml"): (int(p), int(f)) for name, p, f in rows}
+    counted: Counter[tuple[str, str]] = Counter()
+    for item in ITEMS:
+        assert isinstance(item, Identity)
+        top = Path(item.path).resolve().relative_to(LIBRARY).parts[0].removesuffix(".yaml")
+        counted[(top, item.expect)] += 1
+    actual = {top: (counted[(top, "pass")], counted[(top, "fail")]) for top, _ in counted}
+    assert stated == actual
+    total = re.search(r"^\| \*\*total\*\* \| (\d+) \| (\d+) \|$", text, re.MULTILINE)
+    assert total is not None
+    assert (int(total[1]), int(total[2])) == tuple(map(sum, zip(*actual.values(), strict=True)))
+
+
 def test_ids_are_unique() -> None:
     counts = Counter(i.id for i in ITEMS)
     assert [k for k, v in counts.items() if v > 1] == []

@@ -273,9 +273,10 @@ def test_a_row_major_claim_gets_the_layout_hint() -> None:
         ),
         pytest.param(
             '"x, z": A',
-            "t.yaml:5:11: identity 'a', key hessian.x, z: z is complex (domain complex): a hessian "
-            "claim about a complex variable cannot be checked; claims about complex values are "
-            "grad, differential, implementation claims",
+            "t.yaml:5:11: identity 'a', key hessian.x, z: a hessian claim about a complex "
+            "variable (z, domain complex) cannot be checked; claim the differential instead "
+            "(differential: {z: ...}, the change of f along a complex dz, where conj(dz) and "
+            "dz.H may appear), or for a real f its gradient (grad: {z: ...})",
             id="complex",
         ),
         pytest.param(

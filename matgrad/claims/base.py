@@ -53,6 +53,7 @@ class ClaimKind:
     # -- witnesses
     fd_tol: ClassVar[float]  # rtol and atol (scaled) against finite differences
     fd_ratio: ClassVar[float]  # second step = first / ratio
+    fd_complex_factor: ClassVar[int] = 1  # fd_points is this many times more for a complex var
     taylor_order: ClassVar[str]  # "first" or "second": which Taylor steps
     taylor_expected: ClassVar[float]  # slope of the remainder for a right claim
     taylor_pass: ClassVar[float]  # the least slope that passes
@@ -91,6 +92,24 @@ class ClaimKind:
                 self.name,
             )
         return None
+
+    def complex_problem(self, var: str, domain: str | None) -> str | None:
+        """Why this kind cannot check a claim about ``var`` when ``var`` is complex (its
+        ``domain`` given) or f is (``domain`` None), with what to do; None if it can."""
+        if self.complex_ok:
+            return None
+        if domain is None:
+            return (
+                f"a {self.name} claim about a complex f cannot be checked; claim the "
+                f"differential instead (differential: {{{var}: ...}}, the change of f along "
+                f"d{var}), or make f real (real(f), imag(f), abs(f)**2)"
+            )
+        return (
+            f"a {self.name} claim about a complex variable ({var}, domain {domain}) cannot be "
+            f"checked; claim the differential instead (differential: {{{var}: ...}}, the change "
+            f"of f along a complex d{var}, where conj(d{var}) and d{var}.H may appear), or for "
+            f"a real f its gradient (grad: {{{var}: ...}})"
+        )
 
     def layout_note(self, var: str, var_shape: Shape, f_shape: Shape) -> str:
         """Added to the message of a failed claim where its layout is worth stating."""

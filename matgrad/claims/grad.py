@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from matgrad.claims.base import FIRST_STEP, FirstOrder
+from matgrad.lang import domains
 from matgrad.lang.batch import fill_like
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.functions import Shape, numel
@@ -59,6 +60,16 @@ def wirtinger(g: Any, convention: str) -> Any:
     return g / 2
 
 
+def unwirtinger(c: Any, convention: str) -> Any:
+    """The inverse of :func:`wirtinger`: a gradient ``c`` in ``convention`` as torch's
+    df/dX + i df/dY, the G with which f changes by re <G, dZ> along a complex dZ."""
+    if convention == "pytorch":
+        return c
+    if convention == "wirtinger":
+        return 2 * c.conj()
+    return 2 * c
+
+
 class Grad(FirstOrder):
     name = "grad"
     noun = "gradient"
@@ -70,6 +81,7 @@ class Grad(FirstOrder):
     needs_scalar_f = True
     joint_gradient = True
     complex_ok = True
+    fd_complex_factor = 2  # a complex entry is stepped along its real and imaginary parts
     shared_passes = PASSES
     new_help = "A gradient claim (default: X)."
     template_var = "X"
@@ -104,6 +116,9 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         return ident.convention if _symmetric(ident, var) and truth.dim() == 3 else None
 
     def converter(self, torch: Any, ident: Any, var: str) -> Callable[[Any], Any] | None:
+        if _complex(ident, var):  # finite differences give df/dX + i df/dY, as autograd
+            convention = complex_convention(ident)
+            return lambda g: wirtinger(g, convention)
         if not _symmetric(ident, var):
             return None
         return lambda g: apply_convention(torch, g, ident.convention) if g.dim() == 3 else g
@@ -129,32 +144,18 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
     def fd_estimate(self, torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any, Any]:
         x = ev.x[var]
         t, shape = x.shape[0], x.shape[1:]
-        n = numel(tuple(shape))
-        flat = x.reshape(t, n)
-        h = scale * FIRST_STEP * flat.abs().clamp(min=1.0)
-        # Steps that are exact in floating point: (x + h) - x.
-        hp = (flat + h) - flat
-        hm = flat - (flat - h)
-
-        def points(start: int, stop: int) -> Any:
-            rows = torch.arange(start, stop, device=x.device)
-            onehot = torch.nn.functional.one_hot(rows // 2, n).to(torch.float64)  # [k, n]
-            plus = (rows % 2 == 0).reshape(-1, 1, 1)
-            step = torch.where(plus, hp.unsqueeze(0), -hm.unsqueeze(0))  # [k, T, n]
-            p = flat.unsqueeze(0) + onehot.unsqueeze(1) * step
-            return p.reshape(stop - start, t, *shape)
-
-        vals = ev.f_along(var, 2 * n, points).reshape(n, 2, t)  # [n, +/-, T]
-        fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
-        g = (fp - fm) / (hp + hm)
-        slack = (ev.rounding(var, fp) + ev.rounding(var, fm)) / (hp + hm)
-        f0 = ev.f().reshape(t, 1)
-        change = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / torch.minimum(hp, hm)
+        if x.is_complex():
+            return _fd_complex(torch, ev, var, scale)
+        flat = x.reshape(t, numel(tuple(shape)))
+        g, slack, change = _fd_entrywise(torch, ev, var, flat, flat, 1.0, scale)
         return g.reshape(t, *shape), slack.reshape(t, *shape), change.reshape(t, *shape)
 
     def taylor_draw(self, torch: Any, ev: Any, var: str, gen: Any, convention: str | None) -> Any:
         # An entrywise gradient is about every entry: a free direction, whatever the
         # identity's `directions`. The other conventions pair with symmetric directions.
+        if ev.x[var].is_complex():  # a complex direction, free in every entry
+            domain = ev.c.identity.vars[var].domain
+            return domains.direction(torch, domain, ev.x_cpu[var], gen, False).to(ev.x[var].device)
         d = super().taylor_draw(torch, ev, var, gen, convention)
         if convention not in (None, "entrywise"):
             d = 0.5 * (d + d.transpose(-1, -2))
@@ -170,7 +171,12 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
         c = fill_like(ev.claim(claim, bound), x)
         if convention == "free":
             c = torch.triu(c)
-        lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
+        if x.is_complex():
+            # f real, Z complex: f changes by re <G, v> = re sum(conj(G) v), G = df/dX + i df/dY
+            c = unwirtinger(c, complex_convention(ev.c.identity)).conj()
+            lin = (c * v).real.reshape(t, -1).sum(dim=1).reshape(1, t, 1)
+        else:
+            lin = (c * v).reshape(t, -1).sum(dim=1).reshape(1, t, 1)
         rem = vals[0] - f0 - hs.unsqueeze(-1) * lin
         pred = hs.unsqueeze(-1) * lin
         terms = vals[0].abs() + f0.abs() + pred.abs()
@@ -179,6 +185,52 @@ grad:  # d f / d $var, with the shape of $var: entry (i, j) is d f / d $var[i, j
 
     def passes(self, var_shape: Shape, f_shape: Shape) -> int:
         return 0  # all in shared_passes
+
+
+def _fd_entrywise(
+    torch: Any, ev: Any, var: str, flat: Any, part: Any, unit: complex, scale: float
+) -> tuple[Any, Any, Any]:
+    """The central difference (f(x + h u e_i) - f(x - h u e_i)) / 2h of every entry i, with
+    its rounding-error estimate and the change of f over the step, each [T, n]: ``flat`` is
+    x as [T, n], ``part`` the real part that the step ``unit`` (1, or 1j for a complex x)
+    moves, from which the steps are made exact in floating point."""
+    t, n = flat.shape
+    h = scale * FIRST_STEP * flat.abs().clamp(min=1.0)
+    # Steps that are exact in floating point: (x + h) - x, in the part that moves.
+    hp = (part + h) - part
+    hm = part - (part - h)
+
+    def points(start: int, stop: int) -> Any:
+        rows = torch.arange(start, stop, device=flat.device)
+        onehot = torch.nn.functional.one_hot(rows // 2, n).to(flat.dtype)  # [k, n]
+        plus = (rows % 2 == 0).reshape(-1, 1, 1)
+        step = torch.where(plus, hp.unsqueeze(0), -hm.unsqueeze(0))  # [k, T, n]
+        p = flat.unsqueeze(0) + onehot.unsqueeze(1) * (step * unit if unit != 1 else step)
+        return p.reshape(stop - start, t, *ev.x[var].shape[1:])
+
+    vals = ev.f_along(var, 2 * n, points).reshape(n, 2, t)  # [n, +/-, T]
+    fp, fm = vals[:, 0, :].T, vals[:, 1, :].T  # [T, n]
+    g = (fp - fm) / (hp + hm)
+    slack = (ev.rounding(var, fp) + ev.rounding(var, fm)) / (hp + hm)
+    f0 = ev.f().reshape(t, 1)
+    change = torch.maximum((fp - f0).abs(), (fm - f0).abs()) / torch.minimum(hp, hm)
+    return g, slack, change
+
+
+def _fd_complex(torch: Any, ev: Any, var: str, scale: float) -> tuple[Any, Any, Any]:
+    """For a complex variable Z = X + iY: df/dX + i df/dY (torch's gradient, which the
+    converter puts in the identity's convention) by central differences along the real and
+    the imaginary part of every entry. The error estimate and the change of f are the moduli
+    of the two parts' (real: the converter scales them as it scales the value)."""
+    x = ev.x[var]
+    t, shape = x.shape[0], x.shape[1:]
+    flat = x.reshape(t, numel(tuple(shape)))
+    g_re, slack_re, change_re = _fd_entrywise(torch, ev, var, flat, flat.real, 1.0, scale)
+    g_im, slack_im, change_im = _fd_entrywise(torch, ev, var, flat, flat.imag, 1j, scale)
+    g = torch.complex(g_re, g_im)
+    slack = torch.hypot(slack_re, slack_im)
+    change = torch.hypot(change_re, change_im)
+    return g.reshape(t, *shape), slack.reshape(t, *shape), change.reshape(t, *shape)
 
 
 KIND = Grad()

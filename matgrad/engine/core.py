@@ -373,13 +373,11 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
         ):
             evaluated.append(None)
             continue
-        complex_var = any(run.x[v].is_complex() for v in claim.vars)
-        if not kind.complex_ok and (fval.is_complex() or complex_var):
-            what = "a complex variable" if complex_var else "a complex f"
-            supported = ", ".join(k.name for k in KINDS.values() if k.complex_ok)
+        # (a complex variable is refused with the identity file, by the schema)
+        refusal = kind.complex_problem(claim.var, None) if fval.is_complex() else None
+        if refusal is not None:
             raise EvalError(
-                f"{claim.label}: a {kind.name} claim about {what} cannot be checked; claims "
-                f"about complex values are {supported} claims"
+                f"{claim.label} (line {claim.line}, key {claim.kind}.{claim.subject}): {refusal}"
             )
         truth = kind.truth(torch, run, claim.var, grads)
         # a claim of autograd's own value is judged by the witnesses that do not use autograd
@@ -525,7 +523,6 @@ def check_compiled(
         # autograd's derivative is the user's implementation under test: judge every claim by
         # the witnesses that evaluate f only, too
         chosen = witness.witnesses_for(ident.witness, (*settings.witnesses, *witness.WITHOUT))
-    _refuse_complex_witnesses(ident, chosen)
     witness.check_budget(compiled, chosen, trials, settings.limits)  # before anything is drawn
     seed = identity_seed(settings.seed, ident.id)
     tally = tally if tally is not None else degeneracy.Tally()
@@ -661,20 +658,6 @@ def check_compiled(
     return results
 
 
-def _refuse_complex_witnesses(ident: Identity, chosen: tuple[str, ...]) -> None:
-    """The finite-difference and Taylor witnesses step along real directions only: on a complex
-    variable they cannot judge, and say so rather than give a verdict."""
-    others = [w for w in chosen if w != "autograd"]
-    complex_vars = [v.name for v in ident.vars.values() if domains.DOMAINS[v.domain].complex]
-    if others and complex_vars:
-        raise EvalError(
-            f"the {' and '.join(others)} witness{'es' if len(others) > 1 else ''} cannot judge "
-            f"claims about complex variables ({', '.join(complex_vars)}): they step along real "
-            f"directions only; run this identity with autograd alone (without "
-            f"{' and '.join('--' + w for w in others)}, and no witness: key)"
-        )
-
-
 class _Recheck:
     """A claim that fails in a narrower dtype (float32), checked again in float64 on the same
     draw and the same device. The draw is made in float64 on the CPU from the identity's seed
@@ -708,7 +691,7 @@ class _Recheck:
 
     def run_of(self, value: Any) -> _Run:
         """The run whose dtype ``value`` has: the float64 re-check's once it was made."""
-        if self._run is not None and value.dtype == self._run.like.dtype:
+        if self._run is not None and tensors.real_dtype(value) == self._run.like.dtype:
             return self._run
         return self.first
 
@@ -744,6 +727,7 @@ class _Recheck:
                     claim, truth64, value64, expected, self.rtol, self.atol, noise=noise
                 )
         dtype = str(truth.dtype).removeprefix("torch.")
+        wide = str(truth64.dtype).removeprefix("torch.")  # complex128 for complex values
         first.recheck = Recheck(
             dtype=dtype,
             max_abs_err=first.max_abs_err,
@@ -757,22 +741,23 @@ class _Recheck:
             float64_max_ratio=second.max_ratio,
             float64_rtol=self.rtol,
             float64_atol=self.atol,
+            wide_dtype=wide,
         )
         if second.status == "passed":
             second.recheck = first.recheck
             second.note = (
-                f"{claim.label} failed in {dtype} ({_errors(first)}) but holds in float64 on "
+                f"{claim.label} failed in {dtype} ({_errors(first)}) but holds in {wide} on "
                 f"the same draw ({_errors(second)}): the {dtype} failure is rounding"
             )
             return second, truth, value
         if second.status == "failed":
             first.message += (
-                f"; in float64 on the same draw it fails too ({_errors(second)}), so the claim "
+                f"; in {wide} on the same draw it fails too ({_errors(second)}), so the claim "
                 f"is wrong, not rounded"
             )
             return first, truth64, value64
         # float64 cannot judge (NaN/Inf there): the float32 failure stands, said so.
-        first.note = f"the float64 re-check on the same draw could not judge: {second.message}"
+        first.note = f"the {wide} re-check on the same draw could not judge: {second.message}"
         return first, truth, value
 
 
@@ -859,7 +844,7 @@ def _repair_inputs(
 ) -> repair.Inputs | None:
     """How the per-term repairs evaluate a claim's terms: on ``run``'s draws, in the dtype of
     the claimed value they are compared with (None when no run has that dtype)."""
-    if claimed.dtype != run.like.dtype:
+    if tensors.real_dtype(claimed) != run.like.dtype:
         return None
     env = run.claim_env(claim)
     memo: dict[str, Any] = {}  # one env: equal text, equal value

@@ -100,7 +100,8 @@ def search(
     terms = terms[: terms_mod.MAX_TERMS]
     scope = terms_mod.scope_of(inp.claim, *inp.lets.values())
     per_trial = max(1, inp.limits.max_elements // max(1, inp.trials))
-    edits = terms_mod.edits(terms, scope, per_trial, inp.limits)
+    complex_values = judge.truth.is_complex() or judge.value.is_complex()
+    edits = terms_mod.edits(terms, scope, per_trial, inp.limits, complex_values)
     # The budget, before any evaluation: the edited terms that need evaluating, by cost.
     work = 0
     kept: list[terms_mod.Edit] = []
@@ -137,6 +138,8 @@ def search(
             new = v * e.factor
         elif e.op == "transpose":  # the last two axes (a matrix, or a batch of them)
             new = v.reshape(t, *expected).transpose(-1, -2).reshape(t, k)
+        elif e.op == "conj":
+            new = v.conj()
         elif e.op == "sym":
             m = v.reshape(t, *expected)
             new = (0.5 * (m + m.transpose(-1, -2))).reshape(t, k)

@@ -184,6 +184,12 @@ def with_lets(
 COMPLEX_OF: dict[Any, Any] = {torch.float64: torch.complex128, torch.float32: torch.complex64}
 
 
+def real_dtype(x: Any) -> Any:
+    """The real dtype of ``x``'s precision: float64 for complex128, float32 for complex64
+    (a run's ``like`` has it, whatever the values it computes)."""
+    return x.real.dtype if x.is_complex() else x.dtype
+
+
 def cast(x: Any, dtype: Any, device: Any) -> Any:
     """A drawn tensor (float64 or complex128 on the CPU) in the run's ``dtype`` on ``device``:
     a complex draw goes to the complex dtype of that precision (complex64 with float32)."""

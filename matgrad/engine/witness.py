@@ -1,11 +1,13 @@
 """Second opinions that do not trust autograd: central finite differences (``fd``) and the
-Taylor test (``taylor``). Both evaluate f only (never a backward pass), in float64, on the same
-draws as the autograd check.
+Taylor test (``taylor``). Both evaluate f only (never a backward pass), in float64 (complex128
+for complex values), on the same draws as the autograd check.
 
 Finite differences (``fd``) give a value to compare the claim with:
 
 * grad: the entrywise central difference (f(x + h e_i) - f(x - h e_i)) / 2h for every entry i,
-  then the identity's gradient convention, as for autograd;
+  then the identity's gradient convention, as for autograd (a complex variable is stepped along
+  the real and the imaginary part of each entry: df/dX + i df/dY, torch's ``.grad``, then its
+  Wirtinger convention);
 * differential: the central difference of f along the claim's direction dVAR;
 * hessian: the central second difference of f (the finite difference of the finite-difference
   gradient): (f(x+h e_i+h e_j) - f(x+h e_i-h e_j) - f(x-h e_i+h e_j) + f(x-h e_i-h e_j)) / 4h^2.
@@ -19,7 +21,8 @@ The Taylor test (``taylor``) needs no reference value at all. Along a unit direc
 measures the remainder over a range of steps h:
 
 * grad / differential: r(h) = |f(x + hv) - f(x) - h <claim, v>|, which shrinks like h^2 for a
-  right claim and like h for a wrong one;
+  right claim and like h for a wrong one (for a complex variable, v is a complex direction and
+  <claim, v> is re <G, v>, G the claim read back as df/dX + i df/dY);
 * hessian: with a second unit direction u, the mixed second difference
   r(h) = |f(x+hu+hv) - f(x+hu-hv) - f(x-hu+hv) + f(x-hu-hv) - 4h^2 u^T H v|, like h^4 when H
   is right and h^2 when it is wrong (u^T H v, unlike v^T H v, also sees a non-symmetric H).
@@ -67,10 +70,11 @@ from matgrad.claims import KINDS, ClaimKind, kind_of
 from matgrad.claims.base import EPS, ROUNDING
 from matgrad.engine import degeneracy, tensors
 from matgrad.errors import LimitError
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Name, Node
 from matgrad.lang.functions import Shape, numel
 from matgrad.limits import Limits
-from matgrad.results import ClaimResult, WitnessResult, Worst, ravel
+from matgrad.results import ClaimResult, WitnessResult, Worst, fmt_number, ravel
 from matgrad.spec import budget
 from matgrad.spec.schema import Claim, Compiled
 
@@ -161,8 +165,9 @@ class Evaluator:
         self.seed = seed
         self.c = compiled
         self.x_cpu = xs  # as drawn (float64, CPU): domain directions are drawn from these
-        self.x = {k: v.to(device=device, dtype=torch.float64) for k, v in xs.items()}
-        self.d = {k: v.to(device=device, dtype=torch.float64) for k, v in ds.items()}
+        # float64, or complex128 for a complex variable (its real and imaginary parts float64)
+        self.x = {k: tensors.cast(v, torch.float64, device) for k, v in xs.items()}
+        self.d = {k: tensors.cast(v, torch.float64, device) for k, v in ds.items()}
         self.trials = next(iter(xs.values())).shape[0]
         self.device = device
         self.width = max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
@@ -204,7 +209,7 @@ class Evaluator:
         (the Taylor test also measures it at its own steps, :data:`TAYLOR_TINY`)."""
         if self._noise is None:
             base = self.f()
-            out = torch.zeros_like(base)
+            out = torch.zeros_like(base.abs())  # real, also for a complex f
             for k in range(tensors.NOISE_RUNS):
                 with tensors.EveryOperation(tensors.Perturbation(self.seed + NOISE_SEED * (k + 1))):
                     moved = self.f()
@@ -339,13 +344,17 @@ def _width(compiled: Compiled) -> int:
     return max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
 
 
-def evaluations(kind: str | ClaimKind, shape: Shape, name: str) -> int:
+def evaluations(
+    kind: str | ClaimKind, shape: Shape, name: str, complex_var: bool = False
+) -> int:
     """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind`` (a
-    name, or the kind object of a claim: ``kind_of``)."""
+    name, or the kind object of a claim: ``kind_of``; about a complex variable if
+    ``complex_var``)."""
     # Both also measure f's rounding noise at the point: f and NOISE_RUNS perturbed runs.
     noise = tensors.NOISE_RUNS + 1
     if name == "fd":
-        return fd_evals(kind, shape) + 1 + noise  # and f at the point (second differences)
+        # and f at the point (second differences)
+        return fd_evals(kind, shape, complex_var) + 1 + noise
     if name == "taylor":
         order = (KINDS[kind] if isinstance(kind, str) else kind).taylor_order
         moves = 4 if order == "second" else 1
@@ -360,9 +369,10 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
     work = 0
     kinked = any(s.sensitive == "kink" for s in degeneracy.sites(compiled))
     for claim, _ in compiled.claims:
-        shape = compiled.identity.vars[claim.var].shape
+        var = compiled.identity.vars[claim.var]
+        complex_var = DOMAINS[var.domain].complex
         for name in for_claim(claim.kind, witnesses):
-            evals = evaluations(kind_of(claim, compiled.identity), shape, name)
+            evals = evaluations(kind_of(claim, compiled.identity), var.shape, name, complex_var)
             if name == "taylor" and kinked:
                 evals *= 2  # f's kink sites at each point (Evaluator.same_piece): about f again
             if evals:
@@ -389,10 +399,14 @@ def check_budget(
 # ---- finite differences ---------------------------------------------------------------------
 
 
-def fd_evals(kind: str | ClaimKind, shape: Shape) -> int:
-    """Evaluations of f per trial that the finite-difference witness needs (two step sizes)."""
+def fd_evals(kind: str | ClaimKind, shape: Shape, complex_var: bool = False) -> int:
+    """Evaluations of f per trial that the finite-difference witness needs (two step sizes),
+    for a variable of ``shape`` (complex if ``complex_var``); ``kind`` a name, or the kind
+    object of a claim (``kind_of``)."""
     n = numel(shape)
-    return 2 * (KINDS[kind] if isinstance(kind, str) else kind).fd_points(n)
+    k = KINDS[kind] if isinstance(kind, str) else kind
+    factor = k.fd_complex_factor if complex_var else 1
+    return 2 * k.fd_points(n) * factor
 
 
 def finite_differences(
@@ -412,7 +426,7 @@ def _finite_differences(
     and the change of f over the steps, in the same units."""
     shape = tuple(ev.x[claim.var].shape[1:])
     kind = kind_of(claim, ev.c.identity)
-    needed = fd_evals(kind, shape)
+    needed = fd_evals(kind, shape, ev.x[claim.var].is_complex())
     if needed > limits.max_fd_evals:
         raise LimitError(
             f"{claim.label}: finite differences need {needed} evaluations of f per trial, over "
@@ -930,7 +944,8 @@ def judge(
     ):
         tol = max(rtol, KINDS[claim.kind].fd_tol)
         autograd_vs_fd = compare(
-            claim, fd_value, truth.to(torch.float64), expected, tol, max(atol, tol), slack=slack
+            claim, fd_value, tensors.cast(truth, torch.float64, truth.device), expected, tol,
+            max(atol, tol), slack=slack,
         )
     res = primary
     res.witnesses = [results[w] for w in witnesses]
@@ -942,7 +957,8 @@ def judge(
         # The entry worth looking at is where autograd and finite differences part.
         w = autograd_vs_fd.worst
         claimed_all = tensors.fill_like(value64, fd_value).reshape(value64.shape[0], -1)
-        claimed = float(claimed_all[w.trial, ravel(w.index, expected)])
+        entry = claimed_all[w.trial, ravel(w.index, expected)]
+        claimed = complex(entry) if entry.is_complex() else float(entry)
         res.worst = Worst(w.trial, w.index, w.claimed, claimed)
     res.agreement = agreement
     res.message = _message(claim, res, status, agreement, judged, autograd_vs_fd)
@@ -979,8 +995,8 @@ def _as_fd(res: ClaimResult) -> ClaimResult:
         w = res.worst
         res.message = (
             f"{res.label} mismatched finite differences on trial {w.trial}: max abs err "
-            f"{res.max_abs_err:.3g} at {w.index} (claimed {w.claimed:.4g}, finite differences "
-            f"{w.autograd:.4g}); tol rtol={res.rtol:g} atol={res.atol:g}"
+            f"{res.max_abs_err:.3g} at {w.index} (claimed {fmt_number(w.claimed, '.4g')}, finite "
+            f"differences {fmt_number(w.autograd, '.4g')}); tol rtol={res.rtol:g} atol={res.atol:g}"
         )
     return res
 
@@ -1067,8 +1083,9 @@ def _message(
             worst = split.worst
             text += (
                 f"; autograd and finite differences differ by {split.max_abs_err:.3g} "
-                f"at {worst.index} on trial {worst.trial} (autograd {worst.claimed:.4g}, finite "
-                f"differences {worst.autograd:.4g})"
+                f"at {worst.index} on trial {worst.trial} (autograd "
+                f"{fmt_number(worst.claimed, '.4g')}, finite differences "
+                f"{fmt_number(worst.autograd, '.4g')})"
             )
         text += (
             ": autograd itself is wrong here, or f is not differentiable at the sampled point"

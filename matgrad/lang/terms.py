@@ -64,8 +64,9 @@ class Term:
 @dataclasses.dataclass(frozen=True)
 class Edit:
     """A change of one term. ``op`` says how its value follows from the term's value:
-    ``scale`` (by ``factor``; 0 drops the term), ``transpose``, ``sym`` ((T + T.T)/2), or
-    ``expr`` (``bound``, a new expression, evaluated). ``text`` is the new term as written."""
+    ``scale`` (by ``factor``; 0 drops the term), ``transpose``, ``sym`` ((T + T.T)/2), ``conj``
+    (the complex conjugate), or ``expr`` (``bound``, a new expression, evaluated). ``text``
+    is the new term as written."""
 
     term: Term
     what: str
@@ -239,14 +240,17 @@ def edits(
     scope: Scope,
     max_elements_per_trial: int,
     limits: Limits = DEFAULT_LIMITS,
+    complex_values: bool = False,
 ) -> list[Edit]:
     """Every edit of one term that the diagnosis tries, in the order they are tried: notation
     slips of any term first (``X ** -1`` for ``inv(X)``, ``*`` for ``@``: they explain the
     most), then per term: transposing it, its product's factors in another order or commuted,
     a transpose moved on one (or every) occurrence of a square factor, its sign, dropping it,
-    doubling or halving it, and symmetrising it. An edit that needs its own evaluation and
-    would hold more than ``max_elements_per_trial`` elements in one intermediate is left
-    out."""
+    doubling or halving it, and symmetrising it. With ``complex_values`` (a claim about complex
+    values), the complex slips come right after the notation ones: ``.T`` for ``.H`` and the
+    reverse, ``real(...)`` that keeps the real part only (:func:`_conjugations`), and the term
+    conjugated. An edit that needs its own evaluation and would hold more than
+    ``max_elements_per_trial`` elements in one intermediate is left out."""
     notation: list[Edit] = []
     out: list[Edit] = []
     several = len(terms) > 1
@@ -254,7 +258,7 @@ def edits(
         b = term.bound
         if _square(b.shape):
             out.append(Edit(term, "should be transposed", show(transposed(b)), "transpose"))
-        slips = _notation(b)
+        slips = _notation(b) + (_conjugations(b) if complex_values else [])
         tree = [*slips, *_orders(b), *_flips(b), *_transposes(b)]
         n_tree = 0
         for i, (what, node) in enumerate(tree):
@@ -268,6 +272,8 @@ def edits(
             n_tree += 1
             edit = Edit(term, what, edited.node.text, "expr", bound=edited)
             (notation if i < len(slips) else out).append(edit)
+        if complex_values:
+            out.append(Edit(term, "should be conjugated", show(_conjugate(b)), "conj"))
         out.append(Edit(term, "has the wrong sign", show(Neg("", 0, b.node)), "scale", -1.0))
         if several:
             out.append(Edit(term, "should be dropped", "", "scale", 0.0))
@@ -331,8 +337,8 @@ def _rebuilt(node: Node, args: list[Node]) -> Node:
         return Transpose("", 0, args[0])
     if isinstance(node, Call):  # its options unchanged: an edit never drops axis= and the like
         return Call("", 0, node.fn, tuple(args), node.kwargs)
-    if isinstance(node, Attr) and node.attr == "mT":
-        return Attr("", 0, args[0], "mT")
+    if isinstance(node, Attr) and node.attr in ("mT", "H"):
+        return Attr("", 0, args[0], node.attr)
     return node  # indexing and the like: no edit reaches inside them
 
 
@@ -484,3 +490,49 @@ def _transposes(b: Bound) -> list[tuple[str, Node]]:
             ))
     return out
 
+
+
+def _conjugations(b: Bound) -> list[tuple[str, Node]]:
+    """The complex slips of one term: a plain transpose ``M.T`` where the conjugate transpose
+    ``M.H`` belongs (the classic one: the real habit carried over), ``M.H`` where ``M.T``
+    belongs, and ``real(M)`` or ``conj(M)`` where ``M`` belongs (the real part only, a
+    conjugate too many)."""
+    out: list[tuple[str, Node]] = []
+    for s in _subtrees(b):
+        node = s.node
+        if isinstance(node, Transpose) and len(s.args[0].shape) == 2:
+            h = Attr("", 0, s.args[0].node, "H")
+            out.append((
+                f"has {node.text!r} where {show(h)!r} belongs (a plain transpose where the "
+                f"conjugate transpose was meant)", _replace(b, s, h),
+            ))
+        elif isinstance(node, Attr) and node.attr == "H" and len(s.args[0].shape) == 2:
+            t = Transpose("", 0, s.args[0].node)
+            out.append((
+                f"has {node.text!r} where {show(t)!r} belongs (a conjugate transpose where "
+                f"the plain one was meant)", _replace(b, s, t),
+            ))
+        elif isinstance(node, Call) and node.fn in ("real", "conj") and len(s.args) == 1:
+            whole = s.args[0].node
+            why = "the real part only" if node.fn == "real" else "conjugated"
+            out.append((
+                f"has {node.text!r} where {show(whole)!r} belongs ({why})",
+                _replace(b, s, whole),
+            ))
+    return out
+
+
+def _conjugate(b: Bound) -> Node:
+    """``conj`` of ``b`` as written most simply: pushed through sums and products (a real
+    constant factor stays as it is), and ``conj(M)`` loses its conj."""
+    node = b.node
+    if isinstance(node, Call) and node.fn == "conj" and len(b.args) == 1:
+        return b.args[0].node
+    if b.static is not None:
+        return node
+    if isinstance(node, BinOp) and node.op in "+-*/@":
+        left, right = b.args
+        return _bin(node.op, _conjugate(left), _conjugate(right))
+    if isinstance(node, Neg):
+        return Neg("", 0, _conjugate(b.args[0]))
+    return Call("", 0, "conj", (node,))

@@ -177,15 +177,18 @@ def notes(report: RunReport) -> list[tuple[IdentityResult, ClaimResult]]:
 
 
 def rechecked(report: RunReport) -> str | None:
-    """How many claims failed in float32 and were checked again in float64, and what came of
-    it, in one phrase; None when none was."""
+    """How many claims failed in float32 (complex64) and were checked again in float64
+    (complex128), and what came of it, in one phrase; None when none was."""
     done = [c.recheck for r in report.results for c in r.claims if c.recheck is not None]
     if not done:
         return None
     held = sum(x.holds for x in done)
+    # each in the wider type of its own values: float64, complex128 for complex ones
+    narrow = " or ".join(dict.fromkeys(x.dtype for x in done))
+    wide = " or ".join(dict.fromkeys(x.wide_dtype for x in done))
     return (
-        f"{len(done)} claim{'s' if len(done) != 1 else ''} failed in {done[0].dtype} and "
-        f"{'were' if len(done) != 1 else 'was'} checked again in float64 on the same draw: "
+        f"{len(done)} claim{'s' if len(done) != 1 else ''} failed in {narrow} and "
+        f"{'were' if len(done) != 1 else 'was'} checked again in {wide} on the same draw: "
         f"{held} held (rounding), {len(done) - held} did not"
     )
 

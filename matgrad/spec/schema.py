@@ -559,13 +559,9 @@ def _claim_key(
         )
     for name in names:
         domain = DOMAINS[vars_[name].domain]
-        if domain.complex:
-            raise cf.err(
-                key,
-                f"{name} is complex (domain {domain.name}): a {kind} claim about a complex "
-                f"variable cannot be checked; claims about complex values are "
-                f"{', '.join(k for k, obj in KINDS.items() if obj.complex_ok)} claims",
-            )
+        refusal = KINDS[kind].complex_problem(name, domain.name) if domain.complex else None
+        if refusal is not None:
+            raise cf.err(key, refusal)
         if not has_direction(domain.name):
             raise cf.err(
                 key,
@@ -850,6 +846,10 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
         if problem is not None:
             message, where = problem
             raise located(message, where, claim.line)
+        if DOMAINS[var.domain].complex:
+            refusal = KINDS[claim.kind].complex_problem(var.name, var.domain)
+            if refusal is not None:
+                raise located(refusal, key, claim.line)
         if KINDS[claim.kind].uses_direction:
             d = "d" + claim.var
             own = {k: let_shapes[k] for k, v in let_direction.items() if v == claim.var}
