@@ -519,3 +519,7 @@ def _matrix_norm_margin(torch: Any, a: Any, ord: Any = "fro") -> Any:
 )
 def _matrix_norm(torch: Any, a: Any, ord: Any = "fro") -> Any:
     return _norm_value(torch, a, ord)
+
+
+# LU and general eig live in modules of their own; they register on import with this family.
+from matgrad.lang import fn_eig, fn_lu  # noqa: E402, F401
