@@ -22,6 +22,12 @@ measured is the ``sensitive`` fact on the function's registry entry
 * ``pinv``: the condition number over the singular values above rounding level
   (``cond_nonzero``: pinv is smooth where the rank is constant, so exact zeros of the maths are
   fine; a tiny nonzero singular value is not);
+* ``lu``: how far partial pivoting is from a tie between two candidate pivots (the pivot
+  matrix P is piecewise constant and the factors jump at a tie) and the condition of U;
+  ``lu_solve``: the condition of the triangles it reads;
+* ``eig``, ``eigvals``: the smallest distance between two eigenvalues, between two real parts
+  that decide their order, the eigenvector gauge's distance to a tie and the condition of the
+  eigenvectors (``matgrad.lang.fn_eig``);
 * piecewise and order functions (``relu``, ``abs``, ``maximum``, ``amax``, ``sort``, ...) and
   comparisons (``x > 0``): the distance of their arguments to a kink or a tie, relative to their
   size (``kink``: each function's ``margin`` on its registry entry). An entry exactly at a kink
