@@ -183,7 +183,7 @@ def test_the_eigenvector_gauge_is_one_smooth_function_on_every_seed() -> None:
         a, d = env["A"], env["B"].new_empty(T, 4, 4).normal_(generator=torch.Generator().manual_seed(seed))
         like = torch.zeros(T, dtype=torch.float64)
 
-        def f(m: Any) -> Any:
+        def f(m: Any, env: dict[str, Any] = env, like: Any = like) -> Any:
             return b.evaluate({**env, "A": m}, torch, like)
 
         v = f(a)

@@ -113,7 +113,9 @@ def _lu_solve_infer(args: Sequence[Arg], left: Any = True, adjoint: Any = False)
         )
     if left:
         if len(b.shape) not in (1, 2) or b.shape[0] != n:
-            raise ShapeError(f"needs B with {n} rows to match the factors, got {fmt_shape(b.shape)}")
+            raise ShapeError(
+                f"needs B with {n} rows to match the factors, got {fmt_shape(b.shape)}"
+            )
     elif len(b.shape) != 2 or b.shape[1] != n:
         raise ShapeError(
             f"with left=False needs B [k, {n}] to match the factors, got {fmt_shape(b.shape)}"
@@ -141,25 +143,24 @@ def _lu_solve(
     vector = b.dim() == 2
     if vector:
         b = b.unsqueeze(-1)
-    tri = dict(left=left)
     if not adjoint:
         if left:  # X = U^-1 L^-1 P^T B
             y = torch.linalg.solve_triangular(
-                lower, p.mT @ b, upper=False, unitriangular=True, **tri
+                lower, p.mT @ b, upper=False, unitriangular=True, left=left
             )
-            x = torch.linalg.solve_triangular(upper, y, upper=True, **tri)
+            x = torch.linalg.solve_triangular(upper, y, upper=True, left=left)
         else:  # X = B U^-1 L^-1 P^T
-            y = torch.linalg.solve_triangular(upper, b, upper=True, **tri)
-            x = torch.linalg.solve_triangular(lower, y, upper=False, unitriangular=True, **tri)
+            y = torch.linalg.solve_triangular(upper, b, upper=True, left=left)
+            x = torch.linalg.solve_triangular(lower, y, upper=False, unitriangular=True, left=left)
             x = x @ p.mT
     else:
         lh, uh = torch.tril(lower, -1).mH, torch.triu(upper).mH
         if left:  # (P L U)^H X = B: X = P L^-H U^-H B
-            y = torch.linalg.solve_triangular(uh, b, upper=False, **tri)
-            x = p @ torch.linalg.solve_triangular(lh, y, upper=True, unitriangular=True, **tri)
+            y = torch.linalg.solve_triangular(uh, b, upper=False, left=left)
+            x = p @ torch.linalg.solve_triangular(lh, y, upper=True, unitriangular=True, left=left)
         else:  # X (P L U)^H = B: X = B P L^-H U^-H
-            y = torch.linalg.solve_triangular(lh, b @ p, upper=True, unitriangular=True, **tri)
-            x = torch.linalg.solve_triangular(uh, y, upper=False, **tri)
+            y = torch.linalg.solve_triangular(lh, b @ p, upper=True, unitriangular=True, left=left)
+            x = torch.linalg.solve_triangular(uh, y, upper=False, left=left)
     return x.squeeze(-1) if vector else x
 
 
