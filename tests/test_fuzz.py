@@ -60,6 +60,66 @@ def _call(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     return st.sampled_from(sorted(REGISTRY)).flatmap(args_for)
 
 
+# Every function of the decomposition family with each of its parts and options: a function
+# with several results binds only with a part (qr(A).Q), so the plain call above is refused and
+# these are the texts that reach its evaluation.
+DECOMP_MODULES = ("fn_decomp", "fn_lu", "fn_eig", "fn_norm")
+DECOMP_OPTIONS = {
+    "upper": ["True", "False"],
+    "left": ["False"],
+    "adjoint": ["True"],
+    "unitriangular": ["True"],
+    "ord": ["'nuc'", "2", "-2", "1", "'inf'", "'-inf'", "'fro'"],
+}
+
+
+def decomp_functions() -> list[str]:
+    return sorted(
+        name
+        for name, fn in REGISTRY.items()
+        if fn.impl.__module__.rsplit(".", 1)[-1] in DECOMP_MODULES
+    )
+
+
+def decomp_templates() -> list[str]:
+    """Call templates ({} for each argument) of every decomposition function, part and option."""
+    out = []
+    for name in decomp_functions():
+        fn = REGISTRY[name]
+        args = ", ".join(["{}"] * fn.min_args)
+        options = [""] + [
+            f", {key}={value}" for key in fn.keywords for value in DECOMP_OPTIONS.get(key, [])
+        ]
+        for option in options:
+            for part in fn.parts or ("",):
+                out.append(f"{name}({args}{option})" + (f".{part}" if part else ""))
+    return out
+
+
+DECOMP_TEMPLATES = decomp_templates()
+
+
+def _decomp(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
+    def fill(template: str) -> st.SearchStrategy[str]:
+        n = template.count("{}")
+        return st.lists(children, min_size=n, max_size=n).map(lambda a: template.format(*a))
+
+    return st.sampled_from(DECOMP_TEMPLATES).flatmap(fill)
+
+
+def test_the_decomposition_templates_cover_every_function_part_and_option() -> None:
+    names = decomp_functions()
+    assert {"lu", "lu_solve", "eig", "eigvals", "cholesky_inverse", "norm", "qr"} <= set(names)
+    for name in names:
+        fn = REGISTRY[name]
+        mine = [t for t in DECOMP_TEMPLATES if t.startswith(name + "(")]
+        for part in fn.parts:
+            assert any(t.endswith(f").{part}") for t in mine), (name, part)
+        for key in fn.keywords:
+            if key in DECOMP_OPTIONS:
+                assert any(f"{key}=" in t for t in mine), (name, key)
+
+
 def _extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
     binop = st.tuples(children, st.sampled_from(["+", "-", "*", "/", "@", "**"]), children)
     compare = st.tuples(children, st.sampled_from(["<", "<=", ">", ">="]), children)
@@ -81,6 +141,7 @@ def _extend(children: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
         st.tuples(children, children).map(lambda t: f"einsum('ij,jk->ik', {t[0]}, {t[1]})"),
         st.tuples(children, children).map(lambda t: f"where({t[0]} > 0, {t[0]}, {t[1]})"),
         _call(children),
+        _decomp(children),
     )
 
 

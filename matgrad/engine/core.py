@@ -217,7 +217,7 @@ def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
     # Draw every variable, then every direction, in declaration order: the draws do not
     # depend on which claims an identity makes.
     xs = {
-        v.name: domains.sample(torch, v.domain, v.shape, trials, gen)
+        v.name: domains.sample(torch, v.domain, v.shape, trials, gen, v.rank)
         for v in ident.vars.values()
     }
     # Directions only serve differential claims; drawn after every variable, so leaving them

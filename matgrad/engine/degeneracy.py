@@ -22,6 +22,12 @@ measured is the ``sensitive`` fact on the function's registry entry
 * ``pinv``: the condition number over the singular values above rounding level
   (``cond_nonzero``: pinv is smooth where the rank is constant, so exact zeros of the maths are
   fine; a tiny nonzero singular value is not);
+* ``lu``: how far partial pivoting is from a tie between two candidate pivots (the pivot
+  matrix P is piecewise constant and the factors jump at a tie) and the condition of U;
+  ``lu_solve``: the condition of the triangles it reads;
+* ``eig``, ``eigvals``: the smallest distance between two eigenvalues, between two real parts
+  that decide their order, the eigenvector gauge's distance to a tie and the condition of the
+  eigenvectors (``matgrad.lang.fn_eig``);
 * piecewise and order functions (``relu``, ``abs``, ``maximum``, ``amax``, ``sort``, ...) and
   comparisons (``x > 0``): the distance of their arguments to a kink or a tie, relative to their
   size (``kink``: each function's ``margin`` on its registry entry). An entry exactly at a kink
@@ -54,6 +60,8 @@ from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Compare, Name
 from matgrad.lang.expr import constant as expr_constant
 from matgrad.lang.fn_decomp import GAUGED, gauge_margin
+from matgrad.lang.fn_eig import eig_margin
+from matgrad.lang.fn_lu import factors_rcond, pivot_margin
 from matgrad.lang.fn_piecewise import tie_branch, tie_margin
 from matgrad.spec import budget
 from matgrad.spec.schema import Compiled
@@ -274,6 +282,10 @@ def measure(site: Site, m: Any) -> Any:
         m = torch.nan_to_num(m, nan=0.0, posinf=0.0, neginf=0.0)
     if site.sensitive == "svd":
         return _measure_svd(m)
+    if site.sensitive == "pivot":
+        return pivot_margin(torch, m)
+    if site.sensitive == "eig":
+        return eig_margin(torch, m)
     if site.sensitive == "branch":
         lam = torch.linalg.eigvalsh(0.5 * (m + m.mH))  # mH: the Hermitian part of a complex m
         scale = lam.abs().amax(dim=1)
@@ -324,6 +336,15 @@ def _measure_svd(m: Any) -> Any:
     return torch.minimum(rel, gauge_margin(torch, u))
 
 
+def _measure_factors(site: Site, env: dict[str, Any], like: Any) -> Any:
+    """Per trial: the condition number of the worse triangle a solve from LU factors reads
+    (its second and third arguments, L and U)."""
+    assert site.call is not None
+    lower, upper = (tensors.evaluate(a, env, like) for a in site.call.args[1:3])
+    rcond = factors_rcond(torch, lower, upper)
+    return torch.where(rcond > 0, 1.0 / rcond, torch.full_like(rcond, float("inf")))
+
+
 def _triangle(site: Site, m: Any) -> Any:
     """The triangle of ``m`` that a triangular solve reads (its diagonal ones when
     unitriangular=True)."""
@@ -339,7 +360,7 @@ def _bad(site: Site, value: Any, dtype: str) -> Any:
     min_gap, max_cond = THRESHOLDS[dtype]
     if site.sensitive == "kink":
         return ~(value >= MIN_KINK)
-    if site.sensitive in ("gap", "svd"):
+    if site.sensitive in ("gap", "svd", "pivot", "eig"):
         return ~(value >= min_gap)
     if site.sensitive == "branch":
         return ~(value >= 1 / max_cond)
@@ -365,6 +386,8 @@ def _survey(
         for site in found:
             if site.sensitive == "kink":
                 value = measure_kink(site, env, like)
+            elif site.sensitive == "factors":
+                value = _measure_factors(site, env, like)
             else:
                 value = measure(site, tensors.evaluate(site.arg, env, like))
             out.append((site, value, _bad(site, value, dtype)))
@@ -443,6 +466,22 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
                 f"of equal size (the sign gauge): relative margin {v:.2g} (needs >= {min_gap:g})"
             )
             advice = "singular vectors are not differentiable where singular values coincide"
+        elif site.sensitive == "pivot":
+            what = (
+                f"is near a tie between two candidate pivots or has a nearly singular U: "
+                f"relative margin {v:.2g} (needs >= {min_gap:g})"
+            )
+            advice = (
+                "the pivoting of lu is piecewise constant and its factors jump at a tie; they "
+                "are not differentiable where U is singular"
+            )
+        elif site.sensitive == "eig":
+            what = (
+                f"has two eigenvalues (or two real parts that decide their order) that nearly "
+                f"coincide, an eigenvector with two entries of equal size (the gauge), or nearly "
+                f"dependent eigenvectors: relative margin {v:.2g} (needs >= {min_gap:g})"
+            )
+            advice = "eigenvalues and eigenvectors are not differentiable where two coincide"
         elif site.sensitive == "branch":
             what = (
                 f"has an eigenvalue that is not clearly positive: smallest eigenvalue relative "

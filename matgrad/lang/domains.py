@@ -46,8 +46,9 @@ class Domain:
     summary: str
     shapes: str  # which shapes it accepts, in words
     fits: Callable[[Shape], bool]
-    # (torch, shape, trials, generator) -> float64 CPU tensor [trials, *shape]
-    sample: Callable[[Any, Shape, int, Any], Any]
+    # (torch, shape, trials, generator) -> float64 CPU tensor [trials, *shape]; a ranked
+    # domain's sampler also takes rank= (the variable's ``rank:``)
+    sample: Callable[..., Any]
     # (d, point) -> a tangent direction at ``point`` made from the standard normal ``d``
     tangent: Callable[[Any, Any], Any]
     # draws are symmetric matrices with free off-diagonal entries: the gradient conventions
@@ -69,6 +70,8 @@ class Domain:
     # draws equal their conjugate transpose (their transpose when real): the functions of
     # self-adjoint matrices (eigvalsh, eigh, cholesky) accept them
     hermitian: bool
+    # the variable may say ``rank: k`` (1 <= k <= min(m, n)), passed to the sampler as rank=
+    ranked: bool
 
 
 def _any(shape: Shape) -> bool:
@@ -211,6 +214,19 @@ def _sample_mask(torch: Any, shape: Shape, trials: int, gen: Any) -> Any:
     return (u < 0.5).to(torch.float64)
 
 
+def default_rank(shape: Shape) -> int:
+    """The rank of a ``rank`` draw that names none: one short of full (at least 1)."""
+    return max(1, min(shape) - 1)
+
+
+def _sample_rank(torch: Any, shape: Shape, trials: int, gen: Any, rank: int | None = None) -> Any:
+    m, n = shape
+    k = default_rank(shape) if rank is None else rank
+    left = torch.randn((trials, m, k), generator=gen, dtype=torch.float64)
+    right = torch.randn((trials, k, n), generator=gen, dtype=torch.float64)
+    return (left @ right) / k**0.5
+
+
 # ---- complex samplers: real and imaginary parts drawn in float64, combined ----------------
 
 
@@ -316,6 +332,16 @@ def _simplex_direction(d: Any, point: Any) -> Any:
     return d - d.mean(dim=dims, keepdim=True)
 
 
+def _fixed_rank_direction(d: Any, point: Any) -> Any:
+    # the projection onto the tangent space at X of the matrices of X's rank:
+    # P_U D + D P_V - P_U D P_V, with P_U = X X^+ and P_V = X^+ X the projections onto X's
+    # columns and rows (singular values under 1e-10 of the largest are the exact zeros of a
+    # draw, at rounding level in float64)
+    pinv = point.pinverse(rcond=1e-10)
+    pu, pv = point @ pinv, pinv @ point
+    return pu @ d + d @ pv - pu @ d @ pv
+
+
 def _no_direction(d: Any, point: Any) -> Any:
     return d * 0
 
@@ -357,6 +383,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=_symmetric_part,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "positive",
@@ -372,6 +399,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=_symmetric_part,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "symmetric",
@@ -387,6 +415,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=True,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "spd",
@@ -403,6 +432,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=True,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "invertible",
@@ -419,6 +449,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=_gram,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "orthogonal",
@@ -434,6 +465,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "diagonal",
@@ -450,6 +482,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=True,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "fullrank",
@@ -466,6 +499,25 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=_gram,
             hermitian=False,
             complex=False,
+            ranked=False,
+        ),
+        Domain(
+            "rank",
+            "matrix of exact rank k (the variable's rank: k, default min(m, n) - 1): the "
+            "product of [m, k] and [k, n] standard normal factors over sqrt(k); tangent "
+            "directions of the matrices of rank k",
+            "matrix [m, n]",
+            _matrix,
+            sample=_sample_rank,
+            tangent=_fixed_rank_direction,
+            symmetric=False,
+            conditioned=False,
+            scaled=True,
+            orthogonals=_no_orthogonals,
+            symmetrized=None,
+            hermitian=False,
+            complex=False,
+            ranked=True,
         ),
         Domain(
             "lower",
@@ -482,6 +534,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "upper",
@@ -497,6 +550,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "positive-diagonal",
@@ -513,6 +567,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "unit-lower",
@@ -528,6 +583,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "stiefel",
@@ -544,6 +600,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "sphere",
@@ -559,6 +616,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "simplex",
@@ -575,6 +633,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "mask",
@@ -591,6 +650,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=False,
+            ranked=False,
         ),
         Domain(
             "complex",
@@ -607,6 +667,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=True,
+            ranked=False,
         ),
         Domain(
             "hermitian",
@@ -622,6 +683,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=True,
             complex=True,
+            ranked=False,
         ),
         Domain(
             "hpd",
@@ -638,6 +700,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=True,
             complex=True,
+            ranked=False,
         ),
         Domain(
             "unitary",
@@ -653,6 +716,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=True,
+            ranked=False,
         ),
         Domain(
             "complex-invertible",
@@ -669,6 +733,7 @@ DOMAINS: dict[str, Domain] = {
             symmetrized=None,
             hermitian=False,
             complex=True,
+            ranked=False,
         ),
     ]
 }
@@ -688,10 +753,17 @@ def rescale(torch: Any, domain: str, x: Any, factor: Any) -> Any:
     return x.mul_(factor.reshape(-1, *([1] * (x.dim() - 1))))
 
 
-def sample(torch: Any, domain: str, shape: Shape, trials: int, gen: Any) -> Any:
+def sample(
+    torch: Any, domain: str, shape: Shape, trials: int, gen: Any, rank: int | None = None
+) -> Any:
     """A float64 (complex128 for a complex domain) CPU tensor of shape ``[trials, *shape]``
-    drawn from ``domain``, trial i at the scale ``SCALES[i % 3]`` when the domain is scaled."""
-    x = DOMAINS[domain].sample(torch, shape, trials, gen)
+    drawn from ``domain``, trial i at the scale ``SCALES[i % 3]`` when the domain is scaled;
+    ``rank``: the variable's ``rank:`` for a ranked domain."""
+    dom = DOMAINS[domain]
+    if dom.ranked and rank is not None:
+        x = dom.sample(torch, shape, trials, gen, rank=rank)
+    else:
+        x = dom.sample(torch, shape, trials, gen)
     return rescale(torch, domain, x, trial_scales(torch, trials))
 
 

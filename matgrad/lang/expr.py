@@ -1174,7 +1174,7 @@ def _matmul(x: Any, y: Any, sa: Shape, sb: Shape, torch: Any) -> Any:
     """Batched ``torch.matmul`` behind the trial axis: vectors promoted (and the promoted axis
     removed), batch axes aligned from the right after the trial axis."""
     va, vb = len(sa) == 1, len(sb) == 1
-    if x.dtype != y.dtype:  # a real matrix times a complex one: torch.matmul wants one dtype
+    if x.dtype != y.dtype:  # a real and a complex operand (eig of a real matrix): promote
         common = torch.promote_types(x.dtype, y.dtype)
         x, y = x.to(common), y.to(common)
     if va and vb:

@@ -115,11 +115,7 @@ def _prod(torch: Any, x: Any, dims: tuple[int, ...], keepdim: bool) -> Any:
 
 
 _reduction("prod", "Product of all entries, or along axis=", _prod)
-_reduction(
-    "norm",
-    "2-norm of a vector, Frobenius norm of a matrix (all entries), or 2-norms along axis=",
-    lambda t, x, d, k: t.linalg.vector_norm(x, dim=d, keepdim=k),
-)
+# norm (with its matrix and vector ord=) is in matgrad.lang.fn_norm
 _reduction(
     "logsumexp",
     "log(sum(exp(x))) over all entries or along axis=, computed stably",

@@ -453,7 +453,7 @@ def _laplace_det(torch: Any, x: Any) -> Any:
 ORDS = ("fro", "nuc", 2, -2, 1, -1, "inf", "-inf")
 
 
-def _ord(value: Any) -> Any:
+def norm_ord(value: Any) -> Any:
     if isinstance(value, float) and math.isinf(value):
         return "inf" if value > 0 else "-inf"
     if isinstance(value, float) and value.is_integer():
@@ -461,27 +461,27 @@ def _ord(value: Any) -> Any:
     return value
 
 
-def _matrix_norm_infer(args: Sequence[Arg], ord: Any = "fro") -> Shape:
+def matrix_norm_infer(args: Sequence[Arg], ord: Any = "fro") -> Shape:
     _matrix(args[0])
-    if _ord(ord) not in ORDS:
+    if norm_ord(ord) not in ORDS:
         shown = ", ".join(repr(o) for o in ORDS)
         raise ShapeError(f"option ord= must be one of {shown}, got {ord!r}")
     return ()
 
 
-def _norm_value(torch: Any, a: Any, ord: Any) -> Any:
-    o = _ord(ord)
+def matrix_norm_value(torch: Any, a: Any, ord: Any) -> Any:
+    o = norm_ord(ord)
     torch_ord = {"inf": math.inf, "-inf": -math.inf}.get(o, o) if isinstance(o, str) else o
     if o in ("fro", "nuc"):
         torch_ord = o
     return torch.linalg.matrix_norm(a, ord=torch_ord)
 
 
-def _matrix_norm_margin(torch: Any, a: Any, ord: Any = "fro") -> Any:
+def matrix_norm_margin(torch: Any, a: Any, ord: Any = "fro") -> Any:
     """The relative distance to where the norm is not differentiable: a zero singular value
     (nuc, -2), a tie of the two extreme singular values (2, -2) or of the two extreme
     column/row sums (1, -1, inf, -inf), or a zero entry (1, -1, inf, -inf: |x| at 0)."""
-    o = _ord(ord)
+    o = norm_ord(ord)
     inf = torch.full(a.shape[:1], float("inf"), dtype=a.dtype, device=a.device)
     tiny = torch.finfo(a.dtype).tiny
     if o == "fro":
@@ -510,12 +510,17 @@ def _matrix_norm_margin(torch: Any, a: Any, ord: Any = "fro") -> Any:
     "smallest singular value), 1 / -1 (largest / smallest column sum of |A|), 'inf' / '-inf' "
     "(the same over rows)",
     "[]",
-    _matrix_norm_infer,
+    matrix_norm_infer,
     category="decomposition",
     cost=_svd_cost(10),
     sensitive="kink",
     keywords={"ord": "fro"},
-    margin=_matrix_norm_margin,
+    margin=matrix_norm_margin,
 )
 def _matrix_norm(torch: Any, a: Any, ord: Any = "fro") -> Any:
-    return _norm_value(torch, a, ord)
+    return matrix_norm_value(torch, a, ord)
+
+
+# LU, general eig and norm (which shares matrix_norm) live in modules of their own; they
+# register on import with this family.
+from matgrad.lang import fn_eig, fn_lu, fn_norm  # noqa: E402, F401

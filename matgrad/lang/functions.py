@@ -103,6 +103,14 @@ SENSITIVITIES = {
     "triangular": "the 2-norm condition number of the triangle that is read",
     "branch": "the smallest eigenvalue of the symmetric argument relative to the largest in size "
     "(log and square root need it positive, away from the branch cut and the branch point 0)",
+    # LU and general eig (matgrad.lang.fn_lu, matgrad.lang.fn_eig)
+    "pivot": "how far partial pivoting is from a tie between two candidate pivots (1 - the "
+    "largest |L_ij| below the diagonal) and the reciprocal condition number of U",
+    "factors": "the 2-norm condition number of the worse of the triangles read (L with a unit "
+    "diagonal, U)",
+    "eig": "the smallest distance between two eigenvalues and between two real parts that "
+    "decide the order, relative to the largest eigenvalue in size, the eigenvector gauge's "
+    "distance to a tie and the reciprocal condition number of the eigenvectors",
 }
 
 

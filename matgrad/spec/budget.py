@@ -114,7 +114,10 @@ def _node_work(b: Bound) -> int:
         return numel(b.shape) * b.args[0].shape[-1]
     args = [Arg(a.shape, a.static, a.value) for a in b.args]
     if isinstance(node, Call):
-        return overlay.get(node.fn).cost(args, b.shape)  # each function states its own cost
+        cost = overlay.get(node.fn).cost  # each function states its own cost
+        if getattr(cost, "takes_options", False):  # a cost that depends on an option (ord=)
+            return int(cost(args, b.shape, **dict(b.options)))
+        return cost(args, b.shape)
     return entrywise(args, b.shape)
 
 

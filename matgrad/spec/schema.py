@@ -56,7 +56,7 @@ IDENTITY_KEYS = (
     "directions",
     "witness",
 )
-VAR_KEYS = ("shape", "domain")
+VAR_KEYS = ("shape", "domain", "rank")
 TOL_KEYS = ("rtol", "atol")
 ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")  # whole text: use fullmatch
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -70,6 +70,7 @@ class Var:
     shape: Shape
     domain: str
     line: int
+    rank: int | None = None  # ``rank: k`` of a ranked domain (matgrad.lang.domains)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -681,9 +682,40 @@ def _vars(
                 f"domain {domain} needs a {dom.shapes} shape, but {name} has shape "
                 f"{fmt_shape(shape)}",
             )
-        out[name] = Var(name, shape, domain, v.line)
+        rank = _rank(vf, name, v, domain, shape, dims)
+        out[name] = Var(name, shape, domain, v.line, rank)
         taken[name] = "a variable"
     return out
+
+
+def _rank(
+    vf: _Fields, name: str, v: YNode, domain: str, shape: Shape, dims: dict[str, int]
+) -> int | None:
+    """A variable's ``rank: k`` (an integer or a dim): only for a ranked domain, 1 <= k <=
+    min(m, n); None when not given."""
+    node = v.items.get("rank") if isinstance(v, YMap) else None
+    if node is None:
+        return None
+    key = name + ".rank"
+    if not DOMAINS[domain].ranked:
+        ranked = ", ".join(d for d, dom in DOMAINS.items() if dom.ranked)
+        raise vf.err(
+            key, f"rank: applies to domain {ranked} only; {name} has domain {domain}", node
+        )
+    k = _int_value(node)
+    if k is None and isinstance(node, YScalar) and node.raw in dims:
+        k = dims[node.raw]
+    if k is None:
+        raise vf.err(key, f"rank must be an integer or a dim, got {_show(node)}", node)
+    top = min(shape)
+    if not 1 <= k <= top:
+        raise vf.err(
+            key,
+            f"rank must be between 1 and min(m, n) = {top} for {name} of shape "
+            f"{fmt_shape(shape)}, got {k}",
+            node,
+        )
+    return k
 
 
 def _shape(
