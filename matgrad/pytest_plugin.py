@@ -248,7 +248,7 @@ class IdentityNode(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         for claim in self.identity.claims:
-            item = ClaimItem.from_parent(self, name=f"{claim.kind}[{claim.var}]", claim=claim)
+            item = ClaimItem.from_parent(self, name=f"{claim.kind}[{claim.subject}]", claim=claim)
             if self.identity.expect == "fail":
                 item.add_marker(
                     pytest.mark.xfail(strict=True, raises=MatgradFailure, reason=XFAIL_REASON)
@@ -270,7 +270,7 @@ class ClaimItem(pytest.Item):
         state = self.config.stash[_STATE]
         result = state.result_for(self.identity)
         claim = next(
-            (c for c in result.claims if (c.kind, c.var) == (self.claim.kind, self.claim.var)),
+            (c for c in result.claims if (c.kind, c.var) == (self.claim.kind, self.claim.subject)),
             None,
         )
         if claim is None:  # the identity could not be checked at all
@@ -280,7 +280,7 @@ class ClaimItem(pytest.Item):
                 warnings.warn(MatgradWarning(f"{result.id}: {text}"), stacklevel=1)
             # claims the engine added (the backward of a user function, checked for every
             # variable): reported by the identity's first test
-            listed = {(c.kind, c.var) for c in self.identity.claims}
+            listed = {(c.kind, c.subject) for c in self.identity.claims}
             for added in result.claims:
                 if (added.kind, added.var) not in listed and added.status != "passed":
                     if added.status == "error":

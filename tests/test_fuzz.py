@@ -211,7 +211,14 @@ domain = st.sampled_from(["real", "positive", "symmetric", "spd", "invertible", 
                           "diagonal", "fullrank", "posdef"])
 var = st.one_of(shape, st.fixed_dictionaries({"shape": shape}, optional={"domain": domain}))
 var_names = st.sampled_from(["X", "Y", "x", "v", "c", "tr", "dX", "1x"])
-claims = st.dictionaries(var_names, well_formed, min_size=1, max_size=2)
+# a claim's key: one variable, or two for mixed second derivatives ("x, y"), spaced or not
+pair_keys = st.builds(
+    lambda names, sep: sep.join(names),
+    st.lists(var_names, min_size=2, max_size=3),
+    st.sampled_from([", ", ",", " , ", ",  "]),
+)
+claim_keys = st.one_of(var_names, pair_keys)
+claims = st.dictionaries(claim_keys, well_formed, min_size=1, max_size=2)
 identity = st.fixed_dictionaries(
     {"id": st.one_of(st.just("fuzz"), st.text(max_size=6)), "f": well_formed},
     optional={
@@ -251,7 +258,10 @@ def plausible_identity(draw: st.DrawFn) -> dict[str, object]:
     kinds = draw(st.lists(st.sampled_from(["grad", "differential", "hessian", "jacobian"]), min_size=1,
                           max_size=3, unique=True))
     for kind in kinds:
-        doc[kind] = {draw(st.sampled_from(names)): draw(exprs)}
+        key = draw(st.sampled_from(names))
+        if kind == "hessian" and draw(st.booleans()):  # mixed: d^2 f / (d vec x d (vec y)^T)
+            key += ", " + draw(st.sampled_from(names))
+        doc[kind] = {key: draw(exprs)}
     if draw(st.booleans()):
         doc["implementation"] = [draw(st.sampled_from(names))]
     if draw(st.booleans()):

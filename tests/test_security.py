@@ -550,6 +550,16 @@ def budget(what: str, per_trial: int, trials: int) -> str:
             "max_elements=N, or use fewer trials)",
             id="hessian-of-a-large-matrix",
         ),
+        pytest.param(
+            # mixed: d^2 f / (d vec X d (vec Y)^T) of two 64 x 64 matrices, 4096 x 4096
+            "id: a\nvars: {X: [64, 64], Y: [64, 64]}\nf: sum(X) * sum(Y)\n"
+            "hessian: {\"X, Y\": 0}\ntrials: 10\n",
+            "t.yaml:1: identity 'a': the variables, directions, expressions and autograd "
+            "results of this identity take 16793603 elements per trial, 167936030 over 10 "
+            "trials, over the limit max_elements=50000000 (raise it with --limit "
+            "max_elements=N, or use fewer trials)",
+            id="mixed-hessian-of-two-large-matrices",
+        ),
     ],
 )
 def test_element_budget(text: str, message: str, evaluations: list[str]) -> None:
@@ -595,6 +605,13 @@ def _products(depth: int) -> str:
             "trials: 1\n",
             _work_refused("2.5e+12"),
             id="jacobian-of-a-large-f",
+        ),
+        pytest.param(
+            # a mixed hessian takes a backward pass per entry of its first variable
+            "id: a\nvars: {x: [1024], y: [1024]}\nf: \"sum(x * y) * sum(cos(outer(x, y)))\"\n"
+            "hessian: {\"x, y\": \"0\"}\ntrials: 1\n",
+            _work_refused("3.9e+11"),
+            id="mixed-hessian-of-long-vectors",
         ),
         pytest.param(
             # a chain of contractions: each step is bounded, the whole is too much work
@@ -749,6 +766,20 @@ LAUGHS = "".join(
             "t.yaml:5:9: the number 99999999999999999999... (5000 characters) is too large to "
             "read",
             id="integer-of-5000-digits",
+        ),
+        pytest.param(
+            # a claim key is a list of names, looked up, never evaluated
+            "id: a\nvars: {x: [2]}\nf: sum(x)\nhessian: {\"x, __import__('os')\": 0}\n",
+            "t.yaml:4:11: identity 'a', key hessian.x, __import__('os'): hessian claim for "
+            "\"__import__('os')\", which is not declared in vars",
+            id="code-in-a-mixed-claim-key",
+        ),
+        pytest.param(
+            "id: a\nvars: {x: [2]}\nf: sum(x)\nhessian: {\"" + "x," * 400 + "x\": 0}\n",
+            "t.yaml:4:11: identity 'a', key hessian." + "x," * 400 + "x: hessian claim key '"
+            + "x," * 400 + "x' names 401 variables; a key names one variable, or two for "
+            "mixed second derivatives, e.g. \"x, y\"",
+            id="mixed-claim-key-of-401-names",
         ),
         pytest.param(
             "id: a\n" + GOOD + "notes: a\x00b\n",

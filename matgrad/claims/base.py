@@ -37,6 +37,9 @@ class ClaimKind:
     layout: ClassVar[str]  # the shape a claim must have, in words
     symbol: ClassVar[str]  # the claim's left-hand side in text, "{var}" for the variable
     symbol_mathml: ClassVar[str]  # the same as MathML; "{var}" becomes the variable's MathML
+    # the symbols of a claim about two variables ("{var2}" the second), for kinds with paired()
+    symbol2: ClassVar[str] = ""
+    symbol2_mathml: ClassVar[str] = ""
     # -- spec
     needs_scalar_f: ClassVar[bool]
     uses_direction: ClassVar[bool] = False  # the claim may use dVAR, drawn for it
@@ -145,6 +148,11 @@ class ClaimKind:
         rearranged into the layouts a claim is often written in by mistake, each with the hint
         that names it (tried first by the diagnosis; the reference itself is not among them)."""
         return []
+
+    def paired(self, var2: str, shape2: Shape) -> ClaimKind | None:
+        """This kind about a second variable ``var2`` as well (a claim keyed ``"x, var2"``,
+        e.g. a mixed hessian); None when the kind is about one variable only."""
+        return None
 
     def shape_hint(self, var: str, claimed: Shape, expected: Shape) -> str | None:
         """A hint for a claim about ``var`` of the wrong shape (None: no hint)."""

@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     import torch
 
 from matgrad._version import __version__
-from matgrad.claims import KINDS
+from matgrad.claims import KINDS, kind_of
 from matgrad.engine import degeneracy, diagnose, repair, tensors, userfn, witness
 from matgrad.errors import EvalError, LimitError, MatgradError, SpecError
 from matgrad.lang import domains
@@ -234,7 +234,7 @@ def _draw(ident: Identity, trials: int, seed: int) -> degeneracy.Draw:
 
 def _expected_shape(claim: Claim, compiled: Compiled) -> Shape:
     var = compiled.identity.vars[claim.var]
-    return KINDS[claim.kind].expected_shape(var.shape, compiled.f.shape)
+    return kind_of(claim, compiled.identity).expected_shape(var.shape, compiled.f.shape)
 
 
 def _shapes_agree(claimed: Shape, expected: Shape) -> bool:
@@ -273,7 +273,7 @@ def compare(
     ``tensors.tolerance``. ``slack`` ([T, ...]) widens the bound entrywise (the error estimate
     of a finite difference); ``noise`` ([T, entries]) is the estimated rounding noise of each
     entry (see :func:`rounding_noise`)."""
-    res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
+    res = ClaimResult(claim.kind, claim.subject, "passed", line=claim.line, rtol=rtol, atol=atol)
     tr, cl = tensors.per_trial(truth, value)  # a constant scalar claim fills the whole shape
     t = tr.shape[0]
     # |.| of the difference: the modulus for complex entries (the same rule, on the plane)
@@ -366,7 +366,7 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
             fval = run.f(run.env)
     evaluated: list[Any] = []
     for claim, bound in compiled.claims:
-        kind = KINDS[claim.kind]
+        kind = kind_of(claim, compiled.identity)
         expected = _expected_shape(claim, compiled)
         if not kind.claimed_by_autograd and not _shapes_agree(bound.shape, expected) and not (
             bound.static is not None and bound.shape == ()
@@ -377,7 +377,7 @@ def _evaluate(run: _Run, compiled: Compiled) -> tuple[Any, list[Any]]:
         refusal = kind.complex_problem(claim.var, None) if fval.is_complex() else None
         if refusal is not None:
             raise EvalError(
-                f"{claim.label} (line {claim.line}, key {claim.kind}.{claim.var}): {refusal}"
+                f"{claim.label} (line {claim.line}, key {claim.kind}.{claim.subject}): {refusal}"
             )
         truth = kind.truth(torch, run, claim.var, grads)
         # a claim of autograd's own value is judged by the witnesses that do not use autograd
@@ -587,14 +587,14 @@ def check_compiled(
 
     results: list[ClaimResult] = []
     for (claim, bound), pair in zip(compiled.claims, evaluated, strict=True):
-        kind = KINDS[claim.kind]
+        kind = kind_of(claim, ident)
         expected = _expected_shape(claim, compiled)
         if pair is None:
             hint = kind.shape_hint(claim.var, bound.shape, expected)
             results.append(
                 ClaimResult(
                     claim.kind,
-                    claim.var,
+                    claim.subject,
                     "failed",
                     line=claim.line,
                     message=(
@@ -717,7 +717,7 @@ class _Recheck:
         """The result of ``claim`` after the re-check, and the truth and claim values that
         the witnesses and the diagnosis should use (float64 when the failure stands)."""
         run64, grads = self._float64()
-        truth64 = KINDS[claim.kind].truth(torch, run64, claim.var, grads).detach()
+        truth64 = kind_of(claim, run64.c.identity).truth(torch, run64, claim.var, grads).detach()
         value64 = run64.claim_value(claim, bound)
         second = compare(claim, truth64, value64, expected, self.rtol, self.atol)
         if second.status == "failed":  # within the rounding noise of float64?
@@ -808,7 +808,7 @@ def rounding_noise(
                 perturb=tensors.Perturbation(seed + 7919 * (k + 1), forward=False),
             )
             with tensors.EveryOperation(moved):
-                truth_k = _truth_of(other, claim.kind, claim.var)
+                truth_k = _truth_of(other, claim)
                 value_k = other.claim_value(claim, bound)
             del other
             t_k, v_k = tensors.noise(truth, [truth_k]), tensors.noise(value, [value_k])
@@ -832,9 +832,11 @@ def _symmetrised(noise: Any, expected: Shape) -> Any:
     return torch.maximum(m, m.transpose(-1, -2)).reshape(t, -1)
 
 
-def _truth_of(run: _Run, kind: str, var: str) -> Any:
-    """The autograd value of a claim of ``kind`` about ``var`` (grad in its convention)."""
-    return KINDS[kind].truth(torch, run, var, {}).detach()
+def _truth_of(run: _Run, claim: Claim, var: str | None = None) -> Any:
+    """The autograd value of ``claim`` (grad in its convention), or of a claim of its kind
+    about ``var`` instead."""
+    kind = kind_of(claim, run.c.identity)
+    return kind.truth(torch, run, claim.var if var is None else var, {}).detach()
 
 
 def _repair_inputs(
@@ -883,7 +885,7 @@ def _probe(
     probe = diagnose.Probe(
         claim.kind, claim.var, truth, value, expected, rtol, atol,
         reference="autograd" if autograd else "finite differences",
-        layouts=KINDS[claim.kind].layouts(
+        layouts=kind_of(claim, ident).layouts(
             claim.var,
             ident.vars[claim.var].shape,
             run.c.f.shape,
@@ -892,7 +894,7 @@ def _probe(
     )
     if not autograd:
         return probe
-    alternatives = KINDS[claim.kind].alternatives(torch, run, claim.var, truth)
+    alternatives = kind_of(claim, ident).alternatives(torch, run, claim.var, truth)
     if alternatives:
         probe.conventions = alternatives
 
@@ -915,10 +917,12 @@ def _probe(
         for names in tries:
             draw = ({**xs, **{k: changed[k] for k in names}}, ds)
             other = _Run(run.c, run.trials, 0, run.like.dtype, str(run.like.device), draw=draw)
-            yield names, _truth_of(other, claim.kind, claim.var), other.claim_value(claim, bound)
+            yield names, _truth_of(other, claim), other.claim_value(claim, bound)
 
     def swapped() -> list[tuple[str, Any, Any]]:
         out = []
+        if claim.var2 is not None:
+            return []  # its variables swapped: the transposed orientation, a layout
         shape = ident.vars[claim.var].shape
         others = [v for v in ident.vars.values() if v.name != claim.var and v.shape == shape]
         if not diagnosis_affordable("swapped variables", len(others)):
@@ -927,7 +931,7 @@ def _probe(
             env = run.claim_env(claim, run.d.get(v.name))
             with torch.no_grad():
                 value_o = run.compute(bound, env)
-            out.append((v.name, _truth_of(run, claim.kind, v.name), value_o))
+            out.append((v.name, _truth_of(run, claim, v.name), value_o))
         return out
 
     def diagnosis_affordable(what: str, candidates: int) -> bool:
@@ -986,7 +990,7 @@ def check_identity(
         tally = degeneracy.Tally()
         try:
             result.claims = check_compiled(compiled, settings, device, tally=tally)
-            written = {(c.kind, c.var): c.text for c in ident.claims}
+            written = {(c.kind, c.subject): c.text for c in ident.claims}
             for c in result.claims:  # autograd's own gradient has no expression to show
                 own = KINDS[c.kind].claimed_by_autograd
                 c.expr = None if own else written.get((c.kind, c.var))

@@ -66,7 +66,7 @@ from typing import Any
 
 import torch
 
-from matgrad.claims import KINDS
+from matgrad.claims import KINDS, ClaimKind, kind_of
 from matgrad.claims.base import EPS, ROUNDING
 from matgrad.engine import degeneracy, tensors
 from matgrad.errors import LimitError
@@ -246,20 +246,21 @@ class Evaluator:
         env, like = self._env(xs, batch)
         return tensors.evaluate(self.c.f, env, like)
 
-    def _along(
-        self, var: str, count: int, points: Callable[[int, int], Any]
+    def _along_each(
+        self, count: int, points: Callable[[int, int], dict[str, Any]]
     ) -> Iterator[tuple[dict[str, Any], int]]:
-        """The variables with ``var`` replaced by ``points(start, stop)`` ([k, T, *shape]), in
-        chunks covering range(count): yields (variables [k * T, ...], k)."""
+        """The variables with those that ``points(start, stop)`` names replaced by its points
+        ([k, T, *shape]; one variable for f_along, two for a mixed hessian), the others kept,
+        in chunks covering range(count): yields (variables [k * T, ...], k)."""
         t = self.trials
         per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
         for start in range(0, count, per):
             stop = min(count, start + per)
-            p = points(start, stop)
+            moved = points(start, stop)
             k = stop - start
             yield {
-                n: p.reshape(k * t, *v.shape[1:])
-                if n == var
+                n: moved[n].reshape(k * t, *v.shape[1:])
+                if n in moved
                 else v.repeat(k, *([1] * (v.dim() - 1)))
                 for n, v in self.x.items()
             }, k
@@ -268,9 +269,14 @@ class Evaluator:
     def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:
         """f with ``var`` replaced by ``points(start, stop)`` ([k, T, *shape]) for
         start..stop covering range(count); returns [count, T, *f.shape]."""
+        return self.f_along_each(count, lambda start, stop: {var: points(start, stop)})
+
+    @torch.no_grad()
+    def f_along_each(self, count: int, points: Callable[[int, int], dict[str, Any]]) -> Any:
+        """As :meth:`f_along`, moving several variables at once (see :meth:`_along_each`)."""
         t = self.trials
         return torch.cat([
-            self.f(xs).reshape(k, t, *self.c.f.shape) for xs, k in self._along(var, count, points)
+            self.f(xs).reshape(k, t, *self.c.f.shape) for xs, k in self._along_each(count, points)
         ])
 
     @torch.no_grad()
@@ -278,6 +284,13 @@ class Evaluator:
         """Per point of :meth:`f_along` ([count, T] bool): whether every kink site of f is on
         the piece it is on at x (the same sign of relu's argument, the same index of a max);
         None when f has no kink site that says what its pieces are."""
+        return self.same_piece_each(count, lambda start, stop: {var: points(start, stop)})
+
+    @torch.no_grad()
+    def same_piece_each(
+        self, count: int, points: Callable[[int, int], dict[str, Any]]
+    ) -> Any | None:
+        """As :meth:`same_piece`, moving several variables at once (see :meth:`_along_each`)."""
         if not self.kinks:
             return None
         t = self.trials
@@ -287,7 +300,7 @@ class Evaluator:
         if self._pieces is None:
             return None
         outs = []
-        for xs, k in self._along(var, count, points):
+        for xs, k in self._along_each(count, points):
             env, like = self._env(xs, k * t)
             moved = degeneracy.branches(self.kinks, env, like)
             assert moved is not None
@@ -331,17 +344,21 @@ def _width(compiled: Compiled) -> int:
     return max([compiled.f.max_numel] + [b.max_numel for _, b in compiled.lets])
 
 
-def evaluations(kind: str, shape: Shape, name: str, complex_var: bool = False) -> int:
-    """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind`` (about
-    a complex variable if ``complex_var``)."""
+def evaluations(
+    kind: str | ClaimKind, shape: Shape, name: str, complex_var: bool = False
+) -> int:
+    """Evaluations of f per trial that witness ``name`` makes for one claim of ``kind`` (a
+    name, or the kind object of a claim: ``kind_of``; about a complex variable if
+    ``complex_var``)."""
     # Both also measure f's rounding noise at the point: f and NOISE_RUNS perturbed runs.
     noise = tensors.NOISE_RUNS + 1
     if name == "fd":
         # and f at the point (second differences)
         return fd_evals(kind, shape, complex_var) + 1 + noise
     if name == "taylor":
-        moves = 4 if KINDS[kind].taylor_order == "second" else 1
-        steps = len(TAYLOR_STEPS[KINDS[kind].taylor_order]) + len(TAYLOR_TINY)
+        order = (KINDS[kind] if isinstance(kind, str) else kind).taylor_order
+        moves = 4 if order == "second" else 1
+        steps = len(TAYLOR_STEPS[order]) + len(TAYLOR_TINY)
         return TAYLOR_DIRECTIONS * (moves * steps + 1) + noise
     return 0  # autograd: counted by the check itself
 
@@ -355,7 +372,7 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
         var = compiled.identity.vars[claim.var]
         complex_var = DOMAINS[var.domain].complex
         for name in for_claim(claim.kind, witnesses):
-            evals = evaluations(claim.kind, var.shape, name, complex_var)
+            evals = evaluations(kind_of(claim, compiled.identity), var.shape, name, complex_var)
             if name == "taylor" and kinked:
                 evals *= 2  # f's kink sites at each point (Evaluator.same_piece): about f again
             if evals:
@@ -382,12 +399,14 @@ def check_budget(
 # ---- finite differences ---------------------------------------------------------------------
 
 
-def fd_evals(kind: str, shape: Shape, complex_var: bool = False) -> int:
+def fd_evals(kind: str | ClaimKind, shape: Shape, complex_var: bool = False) -> int:
     """Evaluations of f per trial that the finite-difference witness needs (two step sizes),
-    for a variable of ``shape`` (complex if ``complex_var``)."""
+    for a variable of ``shape`` (complex if ``complex_var``); ``kind`` a name, or the kind
+    object of a claim (``kind_of``)."""
     n = numel(shape)
-    factor = KINDS[kind].fd_complex_factor if complex_var else 1
-    return 2 * KINDS[kind].fd_points(n) * factor
+    k = KINDS[kind] if isinstance(kind, str) else kind
+    factor = k.fd_complex_factor if complex_var else 1
+    return 2 * k.fd_points(n) * factor
 
 
 def finite_differences(
@@ -406,14 +425,14 @@ def _finite_differences(
     (what the rounding of f at the steps makes of the difference quotient, its noise floor)
     and the change of f over the steps, in the same units."""
     shape = tuple(ev.x[claim.var].shape[1:])
-    needed = fd_evals(claim.kind, shape, ev.x[claim.var].is_complex())
+    kind = kind_of(claim, ev.c.identity)
+    needed = fd_evals(kind, shape, ev.x[claim.var].is_complex())
     if needed > limits.max_fd_evals:
         raise LimitError(
             f"{claim.label}: finite differences need {needed} evaluations of f per trial, over "
             f"the limit max_fd_evals={limits.max_fd_evals} (raise it with --limit "
             f"max_fd_evals=N, or use the Taylor test, which needs a handful)"
         )
-    kind = KINDS[claim.kind]
 
     def one(ev: Evaluator, var: str, scale: float) -> tuple[Any, Any, Any]:
         return kind.fd_estimate(torch, ev, var, scale)
@@ -536,7 +555,7 @@ def taylor(
     var = claim.var
     x = ev.x[var]
     gen = torch.Generator().manual_seed(ev.seed)
-    kind = KINDS[claim.kind]
+    kind = kind_of(claim, ev.c.identity)
 
     def draw() -> Any:
         return kind.taylor_draw(torch, ev, var, gen, convention)
@@ -654,6 +673,8 @@ def _remainders(
     from the size of the terms [K, T], the largest remainder at the tiny steps [T], the
     signal [K, T] at the main steps (the larger of the measured and the predicted change),
     and the main steps that cross a kink of f [K, T] (their remainders say nothing)."""
+    if claim.var2 is not None:
+        return _mixed_remainders(ev, claim, bound, convention, v, u, rtol)
     var = claim.var
     x = ev.x[var]
     t = x.shape[0]
@@ -679,24 +700,94 @@ def _remainders(
         return torch.stack(moved)
 
     vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
+    same = ev.same_piece(var, k * len(moves), points)
+    count = 2 if u is None else len(moves)  # values of f in one remainder
+    return _remainder_parts(
+        ev, claim, bound, convention, vals, hs, v, u, rtol, ev.reads(var), count, same
+    )
+
+
+def _mixed_remainders(
+    ev: Evaluator,
+    claim: Claim,
+    bound: Bound,
+    convention: str | None,
+    v: Any,
+    u: Any | None,
+    rtol: float = 0.0,
+) -> tuple[Any, Any, Any, Any, Any]:
+    """As :func:`_remainders`, for a claim about two variables: ``u`` moves the first, ``v``
+    the second, at the points (x +- h u, y +- h v), whose mixed second difference is
+    4 h^2 u^T H v."""
+    assert u is not None and claim.var2 is not None
+    var, var2 = claim.var, claim.var2
+    x, y = ev.x[var], ev.x[var2]
+    t = x.shape[0]
+    u = u / tensors.rows(u.reshape(t, -1).norm(dim=1).clamp(min=1e-300), u)
+    v = v / tensors.rows(v.reshape(t, -1).norm(dim=1).clamp(min=1e-300), v)
+    scale = torch.maximum(
+        x.reshape(t, -1).abs().amax(dim=1), y.reshape(t, -1).abs().amax(dim=1)
+    ).clamp(min=1.0)
+    main = TAYLOR_STEPS[kind_of(claim, ev.c.identity).taylor_order]
+    steps = torch.tensor(main + TAYLOR_TINY, dtype=torch.float64, device=x.device)
+    hs = steps.unsqueeze(1) * scale.unsqueeze(0)  # [K, T]
+    k = steps.shape[0]
+    signs = ((1.0, 1.0), (1.0, -1.0), (-1.0, 1.0), (-1.0, -1.0))  # the order taylor_remainder reads
+
+    def points(start: int, stop: int) -> dict[str, Any]:
+        xs, ys = [], []
+        for i in range(start, stop):
+            a, b = signs[i // k]
+            h = hs[i % k]
+            xs.append(x + a * tensors.rows(h, x) * u)
+            ys.append(y + b * tensors.rows(h, y) * v)
+        return {var: torch.stack(xs), var2: torch.stack(ys)}
+
+    vals = ev.f_along_each(k * len(signs), points).reshape(len(signs), k, t, -1)
+    same = ev.same_piece_each(k * len(signs), points)
+    reads = ev.reads(var) or ev.reads(var2)
+    return _remainder_parts(
+        ev, claim, bound, convention, vals, hs, v, u, rtol, reads, len(signs), same
+    )
+
+
+def _remainder_parts(
+    ev: Evaluator,
+    claim: Claim,
+    bound: Bound,
+    convention: str | None,
+    vals: Any,
+    hs: Any,
+    v: Any,
+    u: Any | None,
+    rtol: float,
+    reads: bool,
+    count: int,
+    same: Any | None,
+) -> tuple[Any, Any, Any, Any, Any]:
+    """What :func:`_remainders` returns, from f at the moved points ``vals``
+    [moves, K, T, -1] at the steps ``hs`` [K, T]; ``reads``: whether f reads a moved variable;
+    ``count``: the values of f in one remainder; ``same``: whether each point is on the
+    pieces of f's kinks that x is on ([moves * K, T]; None: no kinks)."""
+    k, t = hs.shape
     f0 = ev.f().reshape(1, t, -1)
-    rem, terms, pred, size = KINDS[claim.kind].taylor_remainder(
+    kind = kind_of(claim, ev.c.identity)
+    rem, terms, pred, size = kind.taylor_remainder(
         torch, ev, claim, bound, convention, vals, f0, hs, v, u
     )
     r_all = rem.norm(dim=-1)  # [K, T]
-    same = ev.same_piece(var, k * len(moves), points)
-    crossed = torch.zeros(k, t, dtype=torch.bool, device=x.device)
+    crossed = torch.zeros(k, t, dtype=torch.bool, device=hs.device)
     if same is not None:
         # A step that moves a kink site of f onto another piece (relu's argument changes
         # sign, another entry becomes the max): f's remainder there is not the claim's.
-        crossed = ~same.reshape(len(moves), k, t).all(dim=0)
+        crossed = ~same.reshape(vals.shape[0], k, t).all(dim=0)
+    main = TAYLOR_STEPS[kind.taylor_order]
     km = len(main)
     noise = torch.nan_to_num(r_all[km:], nan=0.0).amax(dim=0)
-    if ev.reads(var):
+    if reads:
         # The remainder at the tiny steps shows the rounding of f only where it happens to
         # round differently there; f's measured noise (Monte Carlo arithmetic) at each of the
         # remainder's points bounds it however f rounds.
-        count = 2 if u is None else len(moves)  # values of f in one remainder
         measured = ev.f_noise().reshape(t, -1).norm(dim=-1) * count
         noise = torch.maximum(noise, measured * (TAYLOR_MEASURED_MARGIN / TAYLOR_NOISE_MARGIN))
     # the signal: the change of f over the step, at any of the moved points, or as the claim
@@ -913,7 +1004,7 @@ def _as_fd(res: ClaimResult) -> ClaimResult:
 def _taylor_only(
     claim: Claim, w: WitnessResult, rtol: float, atol: float, convention: str | None
 ) -> ClaimResult:
-    res = ClaimResult(claim.kind, claim.var, "passed", line=claim.line, rtol=rtol, atol=atol)
+    res = ClaimResult(claim.kind, claim.subject, "passed", line=claim.line, rtol=rtol, atol=atol)
     res.convention = convention
     if w.verdict == "disagrees":
         res.status = "failed"

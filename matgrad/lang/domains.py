@@ -781,3 +781,9 @@ def direction(torch: Any, domain: str, point: Any, gen: Any, tangent: bool) -> A
     if not tangent:
         return d
     return DOMAINS[domain].tangent(d, point)
+
+
+def has_direction(domain: str) -> bool:
+    """Whether a variable of ``domain`` can move at all (a mask cannot: its tangent is zero),
+    so that f has derivatives with respect to it."""
+    return DOMAINS[domain].tangent is not _no_direction

@@ -18,7 +18,7 @@ def entry(ident: Identity) -> dict[str, Any]:
         "id": ident.id,
         "title": ident.title,
         "source": ident.source,
-        "claims": [{"kind": c.kind, "var": c.var, "expr": c.text} for c in ident.claims],
+        "claims": [{"kind": c.kind, "var": c.subject, "expr": c.text} for c in ident.claims],
         "expect": ident.expect,
         "file": ident.path,
         "line": ident.line,

@@ -187,16 +187,33 @@ def claim(kind: str, var: str, claimed: str) -> str:
     expression (in a differential, ``dX`` is the direction of ``X``)."""
     k = KINDS.get(kind)
     directions = frozenset({f"d{var}"}) if k is not None and k.uses_direction else frozenset()
-    lhs = (
-        k.symbol_mathml.replace("{var}", _identifier(var))
-        if k is not None
-        else f"<mtext>{esc(f'{kind} {var}')}</mtext>"
-    )
+    pair = _pair(k, var)
+    if pair is not None and k is not None:
+        lhs = k.symbol2_mathml.replace("{var}", _identifier(pair[0])).replace(
+            "{var2}", _identifier(pair[1])
+        )
+    elif k is not None:
+        lhs = k.symbol_mathml.replace("{var}", _identifier(var))
+    else:
+        lhs = f"<mtext>{esc(f'{kind} {var}')}</mtext>"
     return math(_row(lhs, _mo("="), expression(claimed, directions)))
+
+
+def _pair(k: object, var: str) -> tuple[str, str] | None:
+    """The two variables of a claim about two (its ``var`` is the key ``x, y``), where its
+    kind has their symbol; None otherwise."""
+    first, sep, second = var.partition(", ")
+    if not sep or not getattr(k, "symbol2", ""):
+        return None
+    return first, second
 
 
 def claim_text(kind: str, var: str, claimed: str) -> str:
     """A claim in plain text: ``∂f/∂X = A.T`` (not escaped: each sink escapes it)."""
     k = KINDS.get(kind)
-    lhs = k.symbol.replace("{var}", var) if k is not None else f"{kind} {var}"
+    pair = _pair(k, var)
+    if pair is not None and k is not None:
+        lhs = k.symbol2.replace("{var}", pair[0]).replace("{var2}", pair[1])
+    else:
+        lhs = k.symbol.replace("{var}", var) if k is not None else f"{kind} {var}"
     return f"{lhs} = {claimed}"

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
-from matgrad.claims import KINDS
+from matgrad.claims import KINDS, ClaimKind
 from matgrad.errors import LimitError
 from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
@@ -64,9 +64,14 @@ def variables_elements(shapes: Iterable[Shape]) -> int:
     return 2 * sum(numel(s) for s in shapes)
 
 
-def truth_elements(kind: str, var_shape: Shape, f_shape: Shape) -> int:
+def _kind(kind: str | ClaimKind) -> ClaimKind:
+    """A kind by name, or the kind object of one claim (``claims.kind_of``) as it is."""
+    return KINDS[kind] if isinstance(kind, str) else kind
+
+
+def truth_elements(kind: str | ClaimKind, var_shape: Shape, f_shape: Shape) -> int:
     """Elements per trial of what autograd returns for one claim."""
-    return KINDS[kind].truth_elements(var_shape, f_shape)
+    return _kind(kind).truth_elements(var_shape, f_shape)
 
 
 def _refuse(what: str, per_trial: int, trials: int, limits: Limits) -> LimitError:
@@ -123,15 +128,15 @@ def sample_work(shape: Shape, domain: str) -> int:
     return cheap + QR * sum(n**3 for n in DOMAINS[domain].orthogonals(shape))
 
 
-def passes_over_f(kinds_and_shapes: Iterable[tuple[str, Shape, Shape]]) -> int:
+def passes_over_f(kinds_and_shapes: Iterable[tuple[str | ClaimKind, Shape, Shape]]) -> int:
     """How many times autograd goes over f, for claims given as (kind, shape of the var,
     shape of f): each kind's passes per claim, plus its shared passes once (e.g. all gradients
     come from one backward pass)."""
     passes = 1  # the check that f is finite
     kinds = []
     for kind, var_shape, f_shape in kinds_and_shapes:
-        passes += KINDS[kind].passes(var_shape, f_shape)
-        kinds.append(kind)
+        passes += _kind(kind).passes(var_shape, f_shape)
+        kinds.append(_kind(kind).name)
     return passes + sum(KINDS[k].shared_passes for k in dict.fromkeys(kinds))
 
 
@@ -139,7 +144,7 @@ def identity_work(
     variables: Iterable[tuple[Shape, str]],
     lets: Iterable[Cost],
     f: Cost,
-    claims: Iterable[tuple[str, Shape, Cost]],
+    claims: Iterable[tuple[str | ClaimKind, Shape, Cost]],
     trials: int,
     f_shape: Shape = (),
 ) -> int:

@@ -16,12 +16,12 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from matgrad.claims import KINDS
+from matgrad.claims import KINDS, kind_of
 from matgrad.claims.grad import COMPLEX_CONVENTIONS, CONVENTIONS, DEFAULT_COMPLEX
 from matgrad.errors import ExprError, LimitError, SpecError, closest, did_you_mean
 from matgrad.lang import overlay
 from matgrad.lang.domains import DEFAULT as DEFAULT_DOMAIN
-from matgrad.lang.domains import DOMAINS
+from matgrad.lang.domains import DOMAINS, has_direction
 from matgrad.lang.expr import Bound, Scope, bind, check_size, parse
 from matgrad.lang.functions import (
     Shape,
@@ -80,10 +80,22 @@ class Claim:
     text: str
     line: int
     col: int
+    # the second variable of a claim about two (a mixed hessian, key "x, y"); None: one
+    var2: str | None = None
+
+    @property
+    def vars(self) -> tuple[str, ...]:
+        """The variables the claim is about: ``(var,)``, or ``(var, var2)``."""
+        return (self.var,) if self.var2 is None else (self.var, self.var2)
+
+    @property
+    def subject(self) -> str:
+        """The claim's key as written in the file, normalised: ``X`` or ``x, y``."""
+        return ", ".join(self.vars)
 
     @property
     def label(self) -> str:
-        return f"{self.kind} {self.var}"
+        return f"{self.kind} {self.subject}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,16 +433,18 @@ def _identity(node: YNode, path: str, prefix: str, limits: Limits) -> Identity:
         if not isinstance(c, YMap) or not c.items:
             raise fs.err(kind, f"{kind} must map variable names to expressions, e.g. {{X: ...}}", c)
         cf = _Fields(c, prefix + kind + ".")
-        for var, expr_node in c.items.items():
-            if var not in vars_:
-                hint = did_you_mean(var, vars_)
+        seen: dict[tuple[str, str | None], str] = {}
+        for key, expr_node in c.items.items():
+            var, var2 = _claim_key(cf, kind, key, expr_node, vars_)
+            if (var, var2) in seen:
                 raise cf.err(
-                    var,
-                    f"{kind} claim for {var!r}, which is not declared in vars{hint}"
-                    f"{_flow_hint(var)}",
+                    key,
+                    f"{kind} claims {', '.join(dict.fromkeys((var, var2 or var)))!r} twice "
+                    f"(keys {seen[var, var2]!r} and {key!r}); keep one",
                 )
-            text = _expr_text(cf, var, expr_node)
-            claims.append(Claim(kind, var, text, expr_node.line, expr_node.col))
+            seen[var, var2] = key
+            text = _expr_text(cf, key, expr_node)
+            claims.append(Claim(kind, var, text, expr_node.line, expr_node.col, var2))
     if not claims:
         with_expr = [k + ":" for k in CLAIM_KINDS if not KINDS[k].claimed_by_autograd]
         listed = [k + ": [VAR]" for k in CLAIM_KINDS if KINDS[k].claimed_by_autograd]
@@ -504,6 +518,59 @@ def _refuse_tangent_without_directions(fs: _Fields, claims: list[Claim]) -> None
                 f"claim as a {' or '.join(users)} claim along d{claim.var} (in an identity of "
                 f"its own if the others need free directions)",
             )
+
+
+def _claim_key(
+    cf: _Fields, kind: str, key: str, node: YNode, vars_: dict[str, Var]
+) -> tuple[str, str | None]:
+    """The variable (or the two, for a key ``"x, y"``) that a claim's key names."""
+    names = [n.strip() for n in key.split(",")] if "," in key else [key]
+    if len(names) > 2:
+        raise cf.err(
+            key,
+            f"{kind} claim key {key!r} names {len(names)} variables; a key names one variable, "
+            f"or two for mixed second derivatives, e.g. \"x, y\"",
+        )
+    for name in names:
+        if name not in vars_:
+            hint = did_you_mean(name, vars_)
+            raise cf.err(
+                key,
+                f"{kind} claim for {name!r}, which is not declared in vars{hint}"
+                f"{_flow_hint(key) if len(names) == 1 else ''}",
+            )
+    if len(names) == 1 or names[0] == names[1]:
+        if isinstance(node, YScalar) and node.tag == "null" and len(cf.node.items) > 1:
+            # {x, y: EXPR} in a flow mapping is two keys, x (empty) and y
+            raise cf.err(
+                key,
+                f"{kind} claim for {key!r} has no expression; inside {{...}} a comma starts a new "
+                f"entry: quote a key that names two variables, e.g. {{\"x, y\": ...}}",
+                node,
+            )
+        return names[0], None
+    first, second = names
+    paired = KINDS[kind].paired(second, vars_[second].shape)
+    if paired is None:
+        takes = [k for k, obj in KINDS.items() if obj.paired(second, ()) is not None]
+        raise cf.err(
+            key,
+            f"a {kind} claim is about one variable, and {key!r} names two; only "
+            f"{' and '.join(takes)} claims take two (mixed second derivatives)",
+        )
+    for name in names:
+        domain = DOMAINS[vars_[name].domain]
+        refusal = KINDS[kind].complex_problem(name, domain.name) if domain.complex else None
+        if refusal is not None:
+            raise cf.err(key, refusal)
+        if not has_direction(domain.name):
+            raise cf.err(
+                key,
+                f"{name} cannot move (domain {domain.name}: its tangent direction is zero), so "
+                f"f has no second derivatives with respect to it; claim them for variables "
+                f"with a continuous domain",
+            )
+    return first, second
 
 
 def _listed_claims(fs: _Fields, kind: str, node: YNode, vars_: dict[str, Var]) -> list[Claim]:
@@ -805,9 +872,9 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     user_functions = tuple(functions_called(nodes, overlay.lookup))
     claims: list[tuple[Claim, Bound]] = []
     for claim in (*ident.claims, *_implicit_claims(ident, f, user_functions, limits)):
-        key = f"{claim.kind}.{claim.var}"
+        key = f"{claim.kind}.{claim.subject}"
         var = ident.vars[claim.var]
-        problem = KINDS[claim.kind].shape_problem(var.name, var.shape, f.shape)
+        problem = kind_of(claim, ident).shape_problem(var.name, var.shape, f.shape)
         if problem is not None:
             message, where = problem
             raise located(message, where, claim.line)
@@ -846,14 +913,17 @@ def compile_identity(ident: Identity, trials: int, limits: Limits = DEFAULT_LIMI
     per_trial = (
         budget.variables_elements(v.shape for v in ident.vars.values())
         + sum(c.elements for c in [*let_costs, f_cost, *claim_costs])
-        + sum(budget.truth_elements(c.kind, ident.vars[c.var].shape, f.shape) for c, _ in claims)
+        + sum(
+            budget.truth_elements(kind_of(c, ident), ident.vars[c.var].shape, f.shape)
+            for c, _ in claims
+        )
     )
     work = budget.identity_work(
         ((v.shape, v.domain) for v in ident.vars.values()),
         let_costs,
         f_cost,
         (
-            (c.kind, ident.vars[c.var].shape, cost)
+            (kind_of(c, ident), ident.vars[c.var].shape, cost)
             for (c, _), cost in zip(claims, claim_costs, strict=True)
         ),
         trials,
