@@ -256,7 +256,7 @@ class Evaluator:
         per = max(1, CHUNK_ELEMENTS // max(1, t * self.width))
         for start in range(0, count, per):
             stop = min(count, start + per)
-            moved = points(start, stop)
+            moved = self._retracted(points(start, stop))
             k = stop - start
             yield {
                 n: moved[n].reshape(k * t, *v.shape[1:])
@@ -264,6 +264,19 @@ class Evaluator:
                 else v.repeat(k, *([1] * (v.dim() - 1)))
                 for n, v in self.x.items()
             }, k
+
+    def _retracted(self, moved: dict[str, Any]) -> dict[str, Any]:
+        """The moved points, each brought back onto its variable's domain where the steps go
+        along tangent directions and the domain says how (``Domain.retract``: the matrices of
+        a rank, off which pinv jumps); as they are otherwise."""
+        if self.c.identity.directions != "tangent":
+            return moved
+        out = dict(moved)
+        for n, p in moved.items():
+            retract = DOMAINS[self.c.identity.vars[n].domain].retract
+            if retract is not None:
+                out[n] = retract(torch, self.x[n], p)
+        return out
 
     @torch.no_grad()
     def f_along(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any:

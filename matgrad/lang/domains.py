@@ -72,6 +72,11 @@ class Domain:
     hermitian: bool
     # the variable may say ``rank: k`` (1 <= k <= min(m, n)), passed to the sampler as rank=
     ranked: bool
+    # (torch, point, moved) -> ``moved`` ([..., *shape], near ``point``, batched like it from
+    # the right) brought back onto the domain, for the witnesses' steps along tangent directions
+    # where f is not defined off it (pinv of a rank-deficient matrix); None: steps stay as
+    # they are (f extends smoothly off the domain, or the domain is open)
+    retract: Callable[[Any, Any, Any], Any] | None
 
 
 def _any(shape: Shape) -> bool:
@@ -342,6 +347,16 @@ def _fixed_rank_direction(d: Any, point: Any) -> Any:
     return pu @ d + d @ pv - pu @ d @ pv
 
 
+def _fixed_rank_retract(torch: Any, point: Any, moved: Any) -> Any:
+    # the nearest matrix of the point's rank (the truncated SVD): a step A + h D along a
+    # tangent D leaves the rank-k matrices by O(h^2), and back on them the step is still
+    # A + h D + O(h^2), so first-order claims are judged as along a straight line
+    s = torch.linalg.svdvals(point)
+    k = int((s > 1e-10 * s[..., :1]).sum(dim=-1).max())
+    u, sv, vh = torch.linalg.svd(moved, full_matrices=False)
+    return (u[..., :k] * sv[..., None, :k]) @ vh[..., :k, :]
+
+
 def _no_direction(d: Any, point: Any) -> Any:
     return d * 0
 
@@ -384,6 +399,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "positive",
@@ -400,6 +416,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "symmetric",
@@ -416,6 +433,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=True,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "spd",
@@ -433,6 +451,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=True,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "invertible",
@@ -450,6 +469,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "orthogonal",
@@ -466,6 +486,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "diagonal",
@@ -483,6 +504,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=True,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "fullrank",
@@ -500,6 +522,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "rank",
@@ -518,6 +541,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=True,
+            retract=_fixed_rank_retract,
         ),
         Domain(
             "lower",
@@ -535,6 +559,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "upper",
@@ -551,6 +576,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "positive-diagonal",
@@ -568,6 +594,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "unit-lower",
@@ -584,6 +611,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "stiefel",
@@ -601,6 +629,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "sphere",
@@ -617,6 +646,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "simplex",
@@ -634,6 +664,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "mask",
@@ -651,6 +682,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=False,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "complex",
@@ -668,6 +700,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=True,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "hermitian",
@@ -684,6 +717,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=True,
             complex=True,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "hpd",
@@ -701,6 +735,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=True,
             complex=True,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "unitary",
@@ -717,6 +752,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=True,
             ranked=False,
+            retract=None,
         ),
         Domain(
             "complex-invertible",
@@ -734,6 +770,7 @@ DOMAINS: dict[str, Domain] = {
             hermitian=False,
             complex=True,
             ranked=False,
+            retract=None,
         ),
     ]
 }
