@@ -144,3 +144,13 @@ def test_the_degeneracy_guard_surveys_are_in_the_work_budget() -> None:
     compile_identity(item, 100, Limits(max_work=est.total + est.guard))
     (plain,) = load_text(text.replace("relu(x)", "exp(x)"), "t.yaml")
     assert compile_identity(plain, 100).estimate.guard == 0  # nothing to measure
+
+
+def test_a_rank_draw_is_counted_in_the_work_budget() -> None:
+    # drawing a rank-k matrix multiplies its factors and projects its direction (an SVD): about
+    # a QR of the larger side, like the orthogonal draws
+    from matgrad.spec import budget
+
+    plain = budget.sample_work((300, 200), "real")
+    ranked = budget.sample_work((300, 200), "rank")
+    assert ranked - plain == budget.QR * 300**3

@@ -241,8 +241,10 @@ def test_shape_errors_before_any_tensor(text: str, needle: str) -> None:
 
 def test_inf_is_spelled_as_a_string() -> None:
     assert bind(parse("norm(A, ord='-inf')"), SCOPE).shape == ()
-    with pytest.raises(ExprError, match="unknown name 'inf'"):
-        bind(parse("norm(A, ord=inf)"), SCOPE)
+    for text in ("norm(A, ord=inf)", "norm(A, ord=-inf)"):
+        with pytest.raises(ExprError, match="unknown name 'inf'") as e:
+            bind(parse(text), SCOPE)
+        assert "the string 'inf' (or '-inf'), quoted: norm(A, ord='inf')" in str(e.value)
 
 
 # ---- the degeneracy guard --------------------------------------------------------------------

@@ -549,6 +549,11 @@ def _bind_node(node: Node, scope: Scope, limits: Limits) -> Bound:
         if node.name in scope.hidden:
             raise ExprError(f"name {node.name!r} {scope.hidden[node.name]}")
         known = set(scope.shapes) | set(scope.dims)
+        if node.name.lower() in ("inf", "infinity"):
+            raise ExprError(
+                f"unknown name {node.name!r}: an option that takes infinity spells it as the "
+                f"string 'inf' (or '-inf'), quoted: norm(A, ord='inf')"
+            )
         raise ExprError(
             f"unknown name {node.name!r}{did_you_mean(node.name, known)}; "
             f"declare it under vars or dims"

@@ -122,10 +122,14 @@ def _node_work(b: Bound) -> int:
 
 
 def sample_work(shape: Shape, domain: str) -> int:
-    """Estimated work per trial of drawing one variable and its direction: the entries, and
-    the random orthogonal matrices that the domain's entry says a draw takes."""
+    """Estimated work per trial of drawing one variable and its direction: the entries, the
+    random orthogonal matrices that the domain's entry says a draw takes, and for a matrix
+    of a given rank its factor product and the SVD behind its tangent projection (about a QR
+    of the larger side)."""
     cheap = 2 * ENTRY * numel(shape)
-    return cheap + QR * sum(n**3 for n in DOMAINS[domain].orthogonals(shape))
+    dom = DOMAINS[domain]
+    ranked = QR * max(shape) ** 3 if dom.ranked and shape else 0
+    return cheap + QR * sum(n**3 for n in dom.orthogonals(shape)) + ranked
 
 
 def passes_over_f(kinds_and_shapes: Iterable[tuple[str | ClaimKind, Shape, Shape]]) -> int:
