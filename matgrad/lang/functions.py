@@ -298,6 +298,8 @@ def _tr(torch: Any, m: Any) -> Any:
     return m.diagonal(dim1=-2, dim2=-1).sum(-1)
 
 
+# det is a polynomial, but torch's backward gives 0 where det evaluates to exactly 0.0 (a
+# singular draw), not the transposed adjugate: guarded like inv
 @register("det", "det(M)", "Determinant", "[]", _square_scalar, cost=cubic(1), sensitive="cond")
 def _det(torch: Any, m: Any) -> Any:
     return torch.linalg.det(m)
