@@ -265,6 +265,13 @@ def test_a_row_major_claim_gets_the_layout_hint() -> None:
             id="three-names",
         ),
         pytest.param(
+            '"x,": A',
+            "t.yaml:5:11: identity 'a', key hessian.x,: hessian claim key 'x,' has an empty name "
+            "beside its comma; a key names one variable, or two for mixed second derivatives, "
+            "e.g. \"x, y\"",
+            id="empty-name",
+        ),
+        pytest.param(
             '"x, M": A',
             "t.yaml:5:11: identity 'a', key hessian.x, M: M cannot move (domain mask: its tangent "
             "direction is zero), so f has no second derivatives with respect to it; claim them "

@@ -531,6 +531,12 @@ def _claim_key(
             f"{kind} claim key {key!r} names {len(names)} variables; a key names one variable, "
             f"or two for mixed second derivatives, e.g. \"x, y\"",
         )
+    if len(names) == 2 and "" in names:
+        raise cf.err(
+            key,
+            f"{kind} claim key {key!r} has an empty name beside its comma; a key names one "
+            f"variable, or two for mixed second derivatives, e.g. \"x, y\"",
+        )
     for name in names:
         if name not in vars_:
             hint = did_you_mean(name, vars_)
