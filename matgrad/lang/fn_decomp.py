@@ -503,6 +503,25 @@ def matrix_norm_margin(torch: Any, a: Any, ord: Any = "fro") -> Any:
     return torch.minimum(tie, zero)
 
 
+def matrix_norm_branch(torch: Any, a: Any, ord: Any = "fro") -> Any:
+    """The piece of the norm at ``a`` (see :func:`matrix_norm_margin`): for 1, -1, inf, -inf
+    the signs of the entries and which column (row) sum is the extreme one; for the spectral
+    norms which singular values are zero (the kink of nuc and -2; a tie of two singular values
+    leaves no trace in their sorted values, so a step across one goes unseen); nothing for the
+    Frobenius norm. Complex entries: their moduli have no sign to change."""
+    o = norm_ord(ord)
+    t = a.shape[0]
+    if o == "fro":
+        return torch.zeros(t, 1, dtype=a.real.dtype, device=a.device)
+    if o in ("nuc", 2, -2):
+        s = torch.linalg.svdvals(a)
+        return (s > 0).to(s.dtype)  # a singular value reaching 0 is nuc's and -2's kink
+    sums = a.abs().sum(dim=-2 if o in (1, -1) else -1)
+    pick = (torch.argmax if o in (1, "inf") else torch.argmin)(sums, dim=-1)
+    signs = torch.zeros_like(a.real) if a.is_complex() else torch.sign(a)
+    return torch.cat([signs.reshape(t, -1), pick.reshape(t, 1).to(signs.dtype)], dim=1)
+
+
 @register(
     "matrix_norm",
     "matrix_norm(A, ord='fro')",
@@ -516,6 +535,7 @@ def matrix_norm_margin(torch: Any, a: Any, ord: Any = "fro") -> Any:
     sensitive="kink",
     keywords={"ord": "fro"},
     margin=matrix_norm_margin,
+    branch=matrix_norm_branch,
 )
 def _matrix_norm(torch: Any, a: Any, ord: Any = "fro") -> Any:
     return matrix_norm_value(torch, a, ord)

@@ -18,6 +18,7 @@ from typing import Any
 
 from matgrad.lang.fn_axes import normalize_axes, reduce_infer
 from matgrad.lang.fn_decomp import (
+    matrix_norm_branch,
     matrix_norm_infer,
     matrix_norm_margin,
     matrix_norm_value,
@@ -72,6 +73,14 @@ def _norm_margin(
     return matrix_norm_margin(torch, _as_matrix(x) if x.dim() == 2 else x, ord)
 
 
+def _norm_branch(
+    torch: Any, x: Any, axis: Any = None, keepdim: bool = False, ord: Any = None
+) -> Any:
+    if ord is None:  # the 2-norm: one piece
+        return torch.zeros(x.shape[0], 1, dtype=x.real.dtype, device=x.device)
+    return matrix_norm_branch(torch, _as_matrix(x) if x.dim() == 2 else x, ord)
+
+
 @register(
     "norm",
     "norm(x, axis=None, keepdim=False, ord=None)",
@@ -85,6 +94,7 @@ def _norm_margin(
     sensitive="kink",
     keywords={"axis": None, "keepdim": False, "ord": None},
     margin=_norm_margin,
+    branch=_norm_branch,
 )
 def _norm(torch: Any, x: Any, axis: Any = None, keepdim: bool = False, ord: Any = None) -> Any:
     if ord is not None:
