@@ -22,13 +22,15 @@ from typing import Any
 
 from matgrad.lang.functions import (
     ENTRY,
+    SQUARE,
     Arg,
     Shape,
     ShapeError,
     cubic,
     entrywise,
     fmt_shape,
-    is_square,
+    need_matrix,
+    need_square,
     register,
 )
 
@@ -44,16 +46,6 @@ def _sym(m: Any) -> Any:
     return 0.5 * (m + m.mH)  # the Hermitian part (the symmetric part of a real m)
 
 
-def _matrix(a: Arg, what: str = "a matrix [m, n]") -> tuple[int, int]:
-    if len(a.shape) != 2:
-        raise ShapeError(f"needs {what}, got shape {fmt_shape(a.shape)}")
-    return a.shape[0], a.shape[1]
-
-
-def _square(a: Arg) -> int:
-    if not is_square(a.shape):
-        raise ShapeError(f"needs a square matrix [n, n], got shape {fmt_shape(a.shape)}")
-    return a.shape[0]
 
 
 def _svd_cost(factor: int) -> Any:
@@ -109,7 +101,7 @@ def eigh_gauged(torch: Any, m: Any) -> tuple[Any, Any]:
 def _cholesky_infer(args: Sequence[Arg], upper: Any = False) -> Shape:
     if not isinstance(upper, bool):
         raise ShapeError(f"option upper= must be True or False, got {upper!r}")
-    return (_square(args[0]),) * 2
+    return (need_square(args[0], SQUARE),) * 2
 
 
 @register(
@@ -135,7 +127,7 @@ def _cholesky(torch: Any, m: Any, upper: bool = False) -> Any:
 
 
 def _qr_infer(args: Sequence[Arg]) -> tuple[Shape, Shape]:
-    m, n = _matrix(args[0])
+    m, n = need_matrix(args[0])
     k = min(m, n)
     return (m, k), (k, n)
 
@@ -163,7 +155,7 @@ def _qr(torch: Any, a: Any) -> tuple[Any, Any]:
 
 
 def _svd_infer(args: Sequence[Arg]) -> tuple[Shape, Shape, Shape]:
-    m, n = _matrix(args[0])
+    m, n = need_matrix(args[0])
     k = min(m, n)
     return (m, k), (k,), (k, n)
 
@@ -191,7 +183,7 @@ def _svd(torch: Any, a: Any) -> tuple[Any, Any, Any]:
     "svdvals(A)",
     "Singular values of [m, n], descending",
     "[min(m, n)]",
-    lambda args: (min(_matrix(args[0])),),
+    lambda args: (min(need_matrix(args[0])),),
     category="decomposition",
     cost=_svd_cost(10),
     sensitive="cond",
@@ -203,8 +195,8 @@ def _svdvals(torch: Any, a: Any) -> Any:
 # ---- eigh ----------------------------------------------------------------------------------
 
 
-def _eigh_infer(args: Sequence[Arg]) -> tuple[Shape, Shape]:
-    n = _square(args[0])
+def eigen_infer(args: Sequence[Arg]) -> tuple[Shape, Shape]:
+    n = need_square(args[0], SQUARE)
     return (n,), (n, n)
 
 
@@ -214,7 +206,7 @@ def _eigh_infer(args: Sequence[Arg]) -> tuple[Shape, Shape]:
     "Eigen-decomposition of a symmetric S: values [n] ascending and orthonormal vectors "
     "(columns) in that order, each with its largest entry positive",
     "values [n], vectors [n, n]",
-    _eigh_infer,
+    eigen_infer,
     category="eigen",
     cost=cubic(30),
     sensitive="gap",
@@ -240,7 +232,7 @@ def _solve_triangular_infer(
         if not isinstance(v, bool):
             raise ShapeError(f"option {key}= must be True or False, got {v!r}")
     a, b = args
-    n = _square(a)
+    n = need_square(a, SQUARE)
     if left:
         if len(b.shape) not in (1, 2) or b.shape[0] != n:
             raise ShapeError(
@@ -280,7 +272,7 @@ def _solve_triangular(
 
 def _lstsq_infer(args: Sequence[Arg]) -> Shape:
     a, b = args
-    m, n = _matrix(a)
+    m, n = need_matrix(a)
     if m < n:
         raise ShapeError(
             f"needs A [m, n] with m >= n (an overdetermined system), got {fmt_shape(a.shape)}; "
@@ -365,7 +357,7 @@ def _register_sym_function(name: str, summary: str) -> None:
         f"{name}(S)",
         summary,
         "[n, n]",
-        lambda args: (_square(args[0]),) * 2,
+        lambda args: (need_square(args[0], SQUARE),) * 2,
         category="matrix",
         cost=cubic(40),
         sensitive="branch",
@@ -392,7 +384,7 @@ MAX_ADJ = 6  # adj expands determinants of minors by cofactors: (n-1)! products 
 
 
 def _adj_infer(args: Sequence[Arg]) -> Shape:
-    n = _square(args[0])
+    n = need_square(args[0], SQUARE)
     if n > MAX_ADJ:
         raise ShapeError(
             f"is computed by cofactor expansion, exact at singular matrices, for n <= {MAX_ADJ}; "
@@ -462,7 +454,7 @@ def norm_ord(value: Any) -> Any:
 
 
 def matrix_norm_infer(args: Sequence[Arg], ord: Any = "fro") -> Shape:
-    _matrix(args[0])
+    need_matrix(args[0])
     if norm_ord(ord) not in ORDS:
         shown = ", ".join(repr(o) for o in ORDS)
         raise ShapeError(f"option ord= must be one of {shown}, got {ord!r}")

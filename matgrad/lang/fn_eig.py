@@ -23,22 +23,21 @@ are nearly dependent (an ill-conditioned eigenvalue problem).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
-from matgrad.lang.fn_decomp import gauge_margin, gauge_signs
-from matgrad.lang.functions import Arg, Shape, ShapeError, cubic, fmt_shape, is_square, register
+from matgrad.lang.fn_decomp import eigen_infer, gauge_margin, gauge_signs
+from matgrad.lang.functions import (
+    SQUARE,
+    cubic,
+    need_square,
+    register,
+)
 
 # Real parts closer than this (relative to the largest eigenvalue in size) count as equal for
 # the order, so the two members of a conjugate pair are ordered by their imaginary parts. The
 # degeneracy guard keeps any other two eigenvalues much further apart than this.
 _SAME_REAL = 1e-9
 
-
-def _square(a: Arg) -> int:
-    if not is_square(a.shape):
-        raise ShapeError(f"needs a square matrix [n, n], got shape {fmt_shape(a.shape)}")
-    return a.shape[0]
 
 
 def _order(torch: Any, lam: Any) -> Any:
@@ -60,10 +59,6 @@ def _sorted(torch: Any, a: Any) -> tuple[Any, Any]:
     return lam, vecs
 
 
-def _eig_infer(args: Sequence[Arg]) -> tuple[Shape, Shape]:
-    n = _square(args[0])
-    return (n,), (n, n)
-
 
 @register(
     "eig",
@@ -72,7 +67,7 @@ def _eig_infer(args: Sequence[Arg]) -> tuple[Shape, Shape]:
     "imaginary part, and vectors (columns) in that order, each of unit norm with its entry of "
     "largest size real and positive",
     "values [n], vectors [n, n] (complex)",
-    _eig_infer,
+    eigen_infer,
     category="eigen",
     cost=cubic(60),
     sensitive="eig",
@@ -88,7 +83,7 @@ def _eig(torch: Any, a: Any) -> tuple[Any, Any]:
     "eigvals(A)",
     "Eigenvalues of a general square A (complex), sorted by real part, then imaginary part",
     "[n] (complex)",
-    lambda args: (_square(args[0]),),
+    lambda args: (need_square(args[0], SQUARE),),
     category="eigen",
     cost=cubic(30),
     sensitive="eig",

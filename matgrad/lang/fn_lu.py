@@ -31,14 +31,9 @@ from matgrad.lang.functions import (
     entrywise,
     fmt_shape,
     is_square,
+    need_matrix,
     register,
 )
-
-
-def _matrix(a: Arg) -> tuple[int, int]:
-    if len(a.shape) != 2:
-        raise ShapeError(f"needs a matrix [m, n], got shape {fmt_shape(a.shape)}")
-    return a.shape[0], a.shape[1]
 
 
 def _lu_cost(args: Sequence[Arg], out: Any) -> int:
@@ -50,7 +45,7 @@ def _lu_cost(args: Sequence[Arg], out: Any) -> int:
 
 
 def _lu_infer(args: Sequence[Arg]) -> tuple[Shape, Shape, Shape]:
-    m, n = _matrix(args[0])
+    m, n = need_matrix(args[0])
     k = min(m, n)
     return (m, m), (m, k), (k, n)
 

@@ -222,15 +222,21 @@ def register(
 # ---- shape rules ----------------------------------------------------------------------
 
 
-def _need_square(a: Arg, what: str = "a square matrix") -> int:
+SQUARE = "a square matrix [n, n]"  # what a decomposition of a square matrix needs
+
+
+def need_square(a: Arg, what: str = "a square matrix") -> int:
+    """The size n of a square argument [n, n]; a :class:`ShapeError` naming ``what`` else."""
     if not is_square(a.shape):
         raise ShapeError(f"needs {what}, got shape {fmt_shape(a.shape)}")
     return a.shape[0]
 
 
-def _need_matrix(a: Arg) -> None:
+def need_matrix(a: Arg, what: str = "a matrix [m, n]") -> tuple[int, int]:
+    """The sizes (m, n) of a matrix argument; a :class:`ShapeError` naming ``what`` else."""
     if len(a.shape) != 2:
-        raise ShapeError(f"needs a matrix [m, n], got shape {fmt_shape(a.shape)}")
+        raise ShapeError(f"needs {what}, got shape {fmt_shape(a.shape)}")
+    return a.shape[0], a.shape[1]
 
 
 def _need_vector(a: Arg) -> int:
@@ -257,12 +263,12 @@ def _same(args: Sequence[Arg]) -> Shape:
 
 
 def _square_scalar(args: Sequence[Arg]) -> Shape:
-    _need_square(args[0])
+    need_square(args[0])
     return ()
 
 
 def _square_same(args: Sequence[Arg]) -> Shape:
-    _need_square(args[0])
+    need_square(args[0])
     return args[0].shape
 
 
@@ -351,7 +357,7 @@ def _inv(torch: Any, m: Any) -> Any:
 
 
 def _pinv_infer(args: Sequence[Arg]) -> Shape:
-    _need_matrix(args[0])
+    need_matrix(args[0])
     m, n = args[0].shape
     return (n, m)
 
@@ -382,7 +388,7 @@ def _pinv(torch: Any, m: Any) -> Any:
 
 def _solve_infer(args: Sequence[Arg]) -> Shape:
     a, b = args
-    n = _need_square(a, "a square matrix A")
+    n = need_square(a, "a square matrix A")
     if len(b.shape) not in (1, 2) or b.shape[0] != n:
         raise ShapeError(
             f"needs B with {n} rows to match A {fmt_shape(a.shape)}, got {fmt_shape(b.shape)}"
@@ -611,7 +617,7 @@ def _cosm(torch: Any, m: Any) -> Any:
 
 
 def _matpow_infer(args: Sequence[Arg]) -> Shape:
-    _need_square(args[0])
+    need_square(args[0])
     _static_int(args[1], "the power k")
     return args[0].shape
 
@@ -644,7 +650,7 @@ def _matpow(torch: Any, m: Any, k: int) -> Any:
     "eigvalsh(M)",
     "Eigenvalues of a symmetric matrix M, ascending",
     "[n]",
-    lambda a: (_need_square(a[0]),),
+    lambda a: (need_square(a[0]),),
     category="eigen",
     cost=cubic(10),
     sensitive=None,
@@ -670,7 +676,7 @@ def _eigvecsh(torch: Any, m: Any) -> Any:
 
 
 def _col_infer(args: Sequence[Arg]) -> Shape:
-    _need_matrix(args[0])
+    need_matrix(args[0])
     m, n = args[0].shape
     j = _static_int(args[1], "the column index")
     if j >= n:
