@@ -180,7 +180,7 @@ class Evaluator:
             s for s in degeneracy.sites(compiled)
             if s.sensitive == "kink" and (s.where == "f" or s.where.startswith("let "))
         ]
-        self._pieces: Any = None
+        self._pieces: tuple[Any | None] | None = None  # (pieces at x,), once computed
 
     def reads(self, var: str) -> bool:
         """Whether f reads ``var`` (directly or through a let). Where it does not, moving
@@ -293,32 +293,34 @@ class Evaluator:
         ])
 
     @torch.no_grad()
-    def same_piece(self, var: str, count: int, points: Callable[[int, int], Any]) -> Any | None:
-        """Per point of :meth:`f_along` ([count, T] bool): whether every kink site of f is on
-        the piece it is on at x (the same sign of relu's argument, the same index of a max);
-        None when f has no kink site that says what its pieces are."""
-        return self.same_piece_each(count, lambda start, stop: {var: points(start, stop)})
-
-    @torch.no_grad()
-    def same_piece_each(
+    def f_and_pieces_along_each(
         self, count: int, points: Callable[[int, int], dict[str, Any]]
-    ) -> Any | None:
-        """As :meth:`same_piece`, moving several variables at once (see :meth:`_along_each`)."""
-        if not self.kinks:
-            return None
+    ) -> tuple[Any, Any | None]:
+        """As :meth:`f_along_each`, and per point ([count, T] bool) whether every kink site of
+        f is on the piece it is on at x (the same sign of relu's argument, the same index of a
+        max): None when f has no kink site that says what its pieces are. Both come from one
+        evaluation of the lets per chunk of points."""
         t = self.trials
-        if self._pieces is None:
-            env, like = self._env(dict(self.x), t)
-            self._pieces = degeneracy.branches(self.kinks, env, like)
-        if self._pieces is None:
-            return None
-        outs = []
+        base = self._base_pieces()
+        vals, same = [], []
         for xs, k in self._along_each(count, points):
             env, like = self._env(xs, k * t)
-            moved = degeneracy.branches(self.kinks, env, like)
-            assert moved is not None
-            outs.append((moved.reshape(k, t, -1) == self._pieces.unsqueeze(0)).all(dim=-1))
-        return torch.cat(outs)
+            vals.append(tensors.evaluate(self.c.f, env, like).reshape(k, t, *self.c.f.shape))
+            if base is not None:
+                moved = degeneracy.branches(self.kinks, env, like)
+                assert moved is not None
+                same.append((moved.reshape(k, t, -1) == base.unsqueeze(0)).all(dim=-1))
+        return torch.cat(vals), (torch.cat(same) if base is not None else None)
+
+    def _base_pieces(self) -> Any | None:
+        """The pieces of f's kink sites at x ([T, P]; see degeneracy.branches), computed once;
+        None when no kink site says what its pieces are."""
+        if not self.kinks:
+            return None
+        if self._pieces is None:
+            env, like = self._env(dict(self.x), self.trials)
+            self._pieces = (degeneracy.branches(self.kinks, env, like),)
+        return self._pieces[0]
 
     @torch.no_grad()
     def claim(self, claim: Claim, bound: Bound, direction: Any | None = None) -> Any:
@@ -387,7 +389,7 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
         for name in for_claim(claim.kind, witnesses):
             evals = evaluations(kind_of(claim, compiled.identity), var.shape, name, complex_var)
             if name == "taylor" and kinked:
-                evals *= 2  # f's kink sites at each point (Evaluator.same_piece): about f again
+                evals *= 2  # the kink sites at each point (f_and_pieces_along_each)
             if evals:
                 chunks = -(-evals // per)
                 work += budget.evaluations_work(evals, trials, compiled.estimate, chunks)
@@ -712,8 +714,8 @@ def _remainders(
         moved = [torch.addcmul(x, disp[i % k], stacked[i // k]) for i in range(start, stop)]
         return torch.stack(moved)
 
-    vals = ev.f_along(var, k * len(moves), points).reshape(len(moves), k, t, -1)
-    same = ev.same_piece(var, k * len(moves), points)
+    vals, same = ev.f_and_pieces_along_each(k * len(moves), lambda a, b: {var: points(a, b)})
+    vals = vals.reshape(len(moves), k, t, -1)
     count = 2 if u is None else len(moves)  # values of f in one remainder
     return _remainder_parts(
         ev, claim, bound, convention, vals, hs, v, u, rtol, ev.reads(var), count, same
@@ -756,8 +758,8 @@ def _mixed_remainders(
             ys.append(y + b * tensors.rows(h, y) * v)
         return {var: torch.stack(xs), var2: torch.stack(ys)}
 
-    vals = ev.f_along_each(k * len(signs), points).reshape(len(signs), k, t, -1)
-    same = ev.same_piece_each(k * len(signs), points)
+    vals, same = ev.f_and_pieces_along_each(k * len(signs), points)
+    vals = vals.reshape(len(signs), k, t, -1)
     reads = ev.reads(var) or ev.reads(var2)
     return _remainder_parts(
         ev, claim, bound, convention, vals, hs, v, u, rtol, reads, len(signs), same
