@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from matgrad.engine.core import Settings, check_identity
 from matgrad.errors import MatgradError
+from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Scope, bind, check_size, parse
 from matgrad.lang.functions import REGISTRY
 from matgrad.limits import DEFAULT_LIMITS
@@ -207,9 +208,13 @@ any_value = st.recursive(
 )
 dims = st.dictionaries(st.sampled_from(["n", "m", "k"]), st.integers(-1, 5), max_size=3)
 shape = st.lists(st.one_of(st.sampled_from(["n", "m", "k"]), st.integers(-1, 4)), max_size=3)
-domain = st.sampled_from(["real", "positive", "symmetric", "spd", "invertible", "orthogonal",
-                          "diagonal", "fullrank", "posdef"])
-var = st.one_of(shape, st.fixed_dictionaries({"shape": shape}, optional={"domain": domain}))
+# every registered domain (the structured, ranked and complex ones too), and unknown names
+domain = st.sampled_from([*sorted(DOMAINS), "fullrank", "posdef"])
+rank = st.one_of(st.integers(-2, 6), st.sampled_from(["n", "m", "k", "x", "1.5"]), st.none())
+var = st.one_of(
+    shape,
+    st.fixed_dictionaries({"shape": shape}, optional={"domain": domain, "rank": rank}),
+)
 var_names = st.sampled_from(["X", "Y", "x", "v", "c", "tr", "dX", "1x"])
 # a claim's key: one variable, or two for mixed second derivatives ("x, y"), spaced or not
 pair_keys = st.builds(

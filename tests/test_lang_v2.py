@@ -163,6 +163,12 @@ def test_shapes_and_values(text: str, shape: tuple[int, ...], reference: Any) ->
         pytest.param("max_pool1d(X, 5)", "needs a window k of at most 4 (the last axis), got k=5",
                      id="pool"),
         pytest.param("clamp(X, 1, -1)", "needs lo <= hi", id="clamp"),
+        # torch would give NaN/inf and print a warning (found by the fuzz tests)
+        pytest.param("var(X[:1], axis=0)", "reduces 1 entry, which leaves nothing to divide by "
+                     "with correction=1", id="var-one-entry"),
+        pytest.param("std(X, correction=12)", "reduces 12 entries", id="std-correction"),
+        pytest.param("var(X, correction=-1)", "needs correction= a non-negative integer",
+                     id="var-correction-negative"),
         pytest.param("[[1, 2], [3]]", "have different shapes", id="ragged"),
         pytest.param("[]", "is empty", id="empty-list"),
         pytest.param("onehot(4, m)", "needs an index i with -3 <= i < 3", id="onehot"),

@@ -78,7 +78,29 @@ def _all_dims(x: Any) -> tuple[int, ...]:
     return tuple(range(1, x.dim()))
 
 
-def _reduction(name: str, summary: str, op: Any, extra: dict[str, Any] | None = None) -> None:
+def _spread_infer(
+    args: Sequence[Arg], axis: Any = None, keepdim: Any = False, correction: Any = 1
+) -> Shape:
+    """var's and std's shape rule: a reduction's, with fewer ``correction`` than entries
+    reduced (N - correction is the divisor; torch gives NaN/inf and a warning otherwise)."""
+    out = reduce_infer(args, axis, keepdim)
+    if isinstance(correction, bool) or not isinstance(correction, int) or correction < 0:
+        raise ShapeError(f"needs correction= a non-negative integer, got {correction!r}")
+    shape = args[0].shape
+    n = numel(shape) // max(1, numel(out))
+    n = max(n, 1)
+    if correction >= n:
+        raise ShapeError(
+            f"reduces {n} {'entry' if n == 1 else 'entries'}, which leaves nothing to divide "
+            f"by with correction={correction}: reduce over more entries, or use correction=0"
+        )
+    return out
+
+
+def _reduction(
+    name: str, summary: str, op: Any, extra: dict[str, Any] | None = None,
+    infer: Any = reduce_infer,
+) -> None:
     """A reduction over every entry (the default) or along ``axis=``, with ``keepdim=``."""
     keywords = {"axis": None, "keepdim": False, **(extra or {})}
     options = ", ".join(f"{k}={v!r}" for k, v in keywords.items())
@@ -94,7 +116,7 @@ def _reduction(name: str, summary: str, op: Any, extra: dict[str, Any] | None = 
         f"{name}(x, {options})",
         summary,
         "[] (all entries) or the shape without axis",
-        reduce_infer,
+        infer,
         category="reduction",
         cost=entrywise,
         sensitive=None,
@@ -127,12 +149,14 @@ _reduction(
     "default), correction=0 by N",
     lambda t, x, d, k, correction=1: t.var(x, dim=d, keepdim=k, correction=correction),
     {"correction": 1},
+    _spread_infer,
 )
 _reduction(
     "std",
     "Standard deviation, sqrt(var(x, ...)), with the same options",
     lambda t, x, d, k, correction=1: t.std(x, dim=d, keepdim=k, correction=correction),
     {"correction": 1},
+    _spread_infer,
 )
 
 
