@@ -462,3 +462,17 @@ def test_det_at_a_singular_matrix_stays_guarded() -> None:
     (item,) = load_text(text, "t.yaml")
     r = check_identity(item, Settings(seed=0), "cpu")
     assert r.status == "error" and "det" in r.message and "condition number" in r.message
+
+
+def test_the_retraction_of_each_witness_point_is_in_the_work_budget() -> None:
+    from matgrad.engine import witness
+    from matgrad.spec import budget
+
+    text = PINV_DEFICIENT % "-P @ dA @ P"
+    (item,) = load_text(text, "t.yaml")
+    compiled = compile_identity(item, 100)
+    tangent = witness.witness_work(compiled, ("fd", "taylor"), 100)
+    (free,) = load_text(text.replace("directions: tangent\n", ""), "t.yaml")
+    plain = witness.witness_work(compile_identity(free, 100), ("fd", "taylor"), 100)
+    evals = sum(witness.evaluations("differential", (5, 4), w) for w in ("fd", "taylor"))
+    assert tangent - plain == evals * 100 * budget.QR * 5**3

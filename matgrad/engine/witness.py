@@ -383,16 +383,25 @@ def witness_work(compiled: Compiled, witnesses: tuple[str, ...], trials: int) ->
     per = max(1, CHUNK_ELEMENTS // max(1, trials * _width(compiled)))
     work = 0
     kinked = any(s.sensitive == "kink" for s in degeneracy.sites(compiled))
+    ident = compiled.identity
     for claim, _ in compiled.claims:
-        var = compiled.identity.vars[claim.var]
+        var = ident.vars[claim.var]
         complex_var = DOMAINS[var.domain].complex
+        # each moved point of a variable whose domain retracts it (Evaluator._retracted): an
+        # SVD, about a QR of its larger side
+        retract = sum(
+            budget.QR * max(v.shape) ** 3
+            for v in (ident.vars[n] for n in claim.vars)
+            if ident.directions == "tangent" and DOMAINS[v.domain].retract is not None and v.shape
+        )
         for name in for_claim(claim.kind, witnesses):
-            evals = evaluations(kind_of(claim, compiled.identity), var.shape, name, complex_var)
+            evals = evaluations(kind_of(claim, ident), var.shape, name, complex_var)
             if name == "taylor" and kinked:
                 evals *= 2  # the kink sites at each point (f_and_pieces_along_each)
             if evals:
                 chunks = -(-evals // per)
                 work += budget.evaluations_work(evals, trials, compiled.estimate, chunks)
+                work += evals * trials * retract
     return work
 
 
