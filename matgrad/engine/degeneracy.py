@@ -59,7 +59,7 @@ from matgrad.lang import overlay
 from matgrad.lang.domains import DOMAINS
 from matgrad.lang.expr import Bound, Call, Compare, Name
 from matgrad.lang.expr import constant as expr_constant
-from matgrad.lang.fn_decomp import GAUGED, gauge_margin
+from matgrad.lang.fn_decomp import gauge_margin
 from matgrad.lang.fn_eig import eig_margin
 from matgrad.lang.fn_lu import factors_rcond, pivot_margin
 from matgrad.lang.fn_piecewise import tie_branch, tie_margin
@@ -293,7 +293,7 @@ def measure(site: Site, m: Any) -> Any:
     if site.sensitive == "triangular":
         m = _triangle(site, m)
     if site.sensitive == "gap":
-        if site.fn in GAUGED:
+        if overlay.get(site.fn).gauged:
             lam, vecs = torch.linalg.eigh(0.5 * (m + m.mH))
             tie = gauge_margin(torch, vecs)
         else:
@@ -496,7 +496,7 @@ def _message(survey: list[tuple[Site, Any, Any]], dtype: str) -> str:
                     f"has a repeated eigenvalue next to the eigenvectors used (column {used}): "
                     f"relative gap {v:.2g} (needs >= {min_gap:g})"
                 )
-            if site.fn in GAUGED:
+            if overlay.get(site.fn).gauged:
                 what += " or an eigenvector with two entries of equal size (the sign gauge)"
             advice = "eigenvalues and eigenvectors are not differentiable where two coincide"
         else:

@@ -34,9 +34,6 @@ from matgrad.lang.functions import (
     register,
 )
 
-# functions whose results carry the sign gauge above (the degeneracy guard measures its ties)
-GAUGED = frozenset({"eigh", "eigvecsh", "svd"})
-
 
 def _mT(x: Any) -> Any:
     return x.transpose(-1, -2)
@@ -171,6 +168,7 @@ def _svd_infer(args: Sequence[Arg]) -> tuple[Shape, Shape, Shape]:
     cost=_svd_cost(20),
     sensitive="svd",
     parts=("U", "S", "Vh"),
+    gauged=True,
 )
 def _svd(torch: Any, a: Any) -> tuple[Any, Any, Any]:
     u, s, vh = torch.linalg.svd(a, full_matrices=False)
@@ -212,6 +210,7 @@ def eigen_infer(args: Sequence[Arg]) -> tuple[Shape, Shape]:
     sensitive="gap",
     parts=("values", "vectors"),
     symmetric_arg=True,
+    gauged=True,
 )
 def _eigh(torch: Any, m: Any) -> tuple[Any, Any]:
     return eigh_gauged(torch, m)

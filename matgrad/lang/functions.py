@@ -148,6 +148,9 @@ class Function:
     # of relu's argument, the index of a max): the Taylor witness leaves out the steps that
     # change it, where f's remainder says nothing about the claim
     branch: Callable[..., Any] | None = None
+    # its results carry the canonical sign gauge of eigenvectors or singular vectors
+    # (fn_decomp.eigh_gauged): the degeneracy guard also measures the gauge's ties
+    gauged: bool = False
 
     def shape(self, args: Sequence[Arg], options: dict[str, Any]) -> Any:
         """The result's shape (one per part for a function with several results)."""
@@ -175,6 +178,7 @@ def register(
     margin: Callable[..., Any] | None = None,
     symmetric_arg: bool = False,
     branch: Callable[..., Any] | None = None,
+    gauged: bool = False,
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Add a function to :data:`REGISTRY` (used as a decorator on its batched ``impl``).
 
@@ -213,6 +217,7 @@ def register(
             margin,
             symmetric_arg,
             branch,
+            gauged,
         )
         return impl
 
@@ -670,6 +675,7 @@ def _eigvalsh(torch: Any, m: Any) -> Any:
     cost=cubic(30),
     sensitive="gap",
     symmetric_arg=True,
+    gauged=True,
 )
 def _eigvecsh(torch: Any, m: Any) -> Any:
     return fn_decomp.eigh_gauged(torch, m)[1]  # the canonical sign gauge (fn_decomp)
